@@ -1,0 +1,25 @@
+# corral — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: test test-deps lint unit demo bench help
+
+help:
+	@echo "make test   install the test broker if missing, check format and lints, run every test"
+	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
+
+## Every check CI runs: tools, format, lints, all tests (unit, integration, end-to-end).
+test: test-deps lint
+	@mkdir -p target
+	@status=0; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
+	  scripts/test-summary.sh target/test-output.log; exit $$status
+
+## Installs what the tests need and are missing: system libraries, the tansu broker.
+test-deps:
+	@scripts/install-test-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,75 @@
+//! Names that cross process boundaries: JSON field names of the envelope, the Kafka topic and
+//! header, metric prefixes. Code everywhere refers to these constants, never to string literals.
+
+/// Envelope version carried in [`V`].
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Envelope version.
+pub const V: &str = "v";
+/// Deterministic record id: 32 lowercase hex digits.
+pub const ID: &str = "id";
+/// Event time, RFC 3339 with nanoseconds, UTC.
+pub const TS: &str = "ts";
+/// When the collector read the line.
+pub const OBSERVED_TS: &str = "observed_ts";
+/// Service name stamped by the collector.
+pub const SERVICE: &str = "service";
+/// Service version stamped by the collector.
+pub const VERSION: &str = "version";
+/// Service instance stamped by the collector.
+pub const INSTANCE: &str = "instance";
+/// Kubernetes node the line was read on.
+pub const NODE: &str = "node";
+/// Kubernetes namespace of the pod.
+pub const NAMESPACE: &str = "namespace";
+/// Pod name.
+pub const POD: &str = "pod";
+/// Container name.
+pub const CONTAINER: &str = "container";
+/// `stdout` or `stderr`.
+pub const STREAM: &str = "stream";
+/// Normalised level, or null.
+pub const LEVEL: &str = "level";
+/// Correlation id, or null.
+pub const CORR: &str = "corr";
+/// The message.
+pub const MSG: &str = "msg";
+/// Every other key of the application's JSON object.
+pub const FIELDS: &str = "fields";
+/// Processing flags; omitted when empty.
+pub const FLAGS: &str = "flags";
+
+/// All envelope field names, in the order records serialize them.
+pub const ALL: [&str; 17] = [
+    V,
+    ID,
+    TS,
+    OBSERVED_TS,
+    SERVICE,
+    VERSION,
+    INSTANCE,
+    NODE,
+    NAMESPACE,
+    POD,
+    CONTAINER,
+    STREAM,
+    LEVEL,
+    CORR,
+    MSG,
+    FIELDS,
+    FLAGS,
+];
+
+/// Index-only field that stores the whole envelope as JSON (never part of the envelope itself).
+pub const SOURCE: &str = "_source";
+
+/// Kafka topic that carries envelopes.
+pub const TOPIC: &str = "corral.logs.v1";
+/// Kafka header naming the envelope version of a message's value.
+pub const SCHEMA_HEADER: &str = "corral-schema";
+/// Value of [`SCHEMA_HEADER`] for envelope v1.
+pub const SCHEMA_HEADER_V1: &str = "1";
+/// Kafka consumer group of the indexers.
+pub const CONSUMER_GROUP: &str = "corral-indexer";
+/// Value of `service`, `version` or `instance` when nothing better is known.
+pub const UNKNOWN: &str = "unknown";

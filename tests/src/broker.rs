@@ -1,0 +1,227 @@
+//! A real Kafka-protocol broker for tests: `tansu broker` with in-memory storage on a free
+//! loopback port.
+//!
+//! [`Broker::start`] spawns the broker, waits until it answers a Kafka metadata request and
+//! returns a guard; dropping the guard kills the broker, also when the test panics (the broker's
+//! log is then printed to stderr, since it is what someone debugging the failure needs).
+//! When the broker cannot be started the test fails, saying how to install it: tests that need
+//! Kafka never skip.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tempfile::TempDir;
+
+/// How long a starting broker may take to answer its first metadata request.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The tansu version `make test` installs.
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// A running tansu broker, killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    child: Child,
+    port: u16,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Broker {
+    /// Starts a broker on a free 127.0.0.1 port and waits until it serves metadata.
+    ///
+    /// # Panics
+    /// When tansu is not installed, exits early or does not answer within a minute; the message
+    /// says how to install it and includes the broker's log.
+    pub fn start() -> Broker {
+        match Broker::try_start() {
+            Ok(broker) => broker,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// Starts a broker like [`Broker::start`], returning the reason as an error instead of panicking.
+    pub fn try_start() -> Result<Broker, String> {
+        Broker::try_start_with(tansu_binary())
+    }
+
+    /// Starts the broker binary at `binary`; `None` means none was found.
+    fn try_start_with(binary: Option<PathBuf>) -> Result<Broker, String> {
+        let binary = binary.ok_or_else(|| {
+            format!(
+                "the test broker `tansu` is not installed: run `make test` (it installs it), or \
+                 `cargo install tansu --locked --version {TANSU_VERSION} --features dynostore,libsql`"
+            )
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("corral-broker-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir for the broker: {e}"))?;
+        let port = free_port().map_err(|e| format!("cannot find a free port for the broker: {e}"))?;
+        let log_path = dir.path().join("tansu.log");
+        let log = File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|e| format!("cannot clone log handle: {e}"))?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&binary)
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "corral-test"])
+            .env_remove("STORAGE_ENGINE")
+            .env("RUST_LOG", std::env::var("CORRAL_BROKER_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let mut broker = Broker { child, port, log_path, _dir: dir };
+        broker.wait_ready()?;
+        Ok(broker)
+    }
+
+    /// Returns the `bootstrap.servers` value for clients.
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Returns the broker's process id (for pausing it with SIGSTOP in fault tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Returns everything the broker has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_else(|e| format!("(cannot read broker log: {e})"))
+    }
+
+    /// Returns the path of the broker's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Creates a topic with `partitions` partitions and waits until its metadata lists them all.
+    ///
+    /// # Panics
+    /// When the broker refuses, with the broker's log.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .create()
+            .expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let results = runtime
+            .block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
+            .unwrap_or_else(|e| panic!("create topic {name}: {e}\n--- broker log ---\n{}", self.logs()));
+        for result in results {
+            if let Err((topic, code)) = result {
+                panic!("create topic {topic}: {code}\n--- broker log ---\n{}", self.logs());
+            }
+        }
+        let consumer = self.metadata_client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = consumer
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+                .unwrap_or(0);
+            if seen == partitions as usize {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} shows {seen} of {partitions} partitions after 30 s\n--- broker log ---\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn metadata_client(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("log_level", "3")
+            .create()
+            .expect("metadata client")
+    }
+
+    /// Polls the broker with metadata requests until one succeeds.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let client = self.metadata_client();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("tansu exited during startup ({status})\n--- broker log ---\n{}", self.logs()));
+            }
+            if client.fetch_metadata(None, Duration::from_millis(500)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "tansu did not answer a metadata request on {} within {START_TIMEOUT:?}\n--- broker log ---\n{}",
+                    self.bootstrap_servers(),
+                    self.logs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- tansu broker log ({}) ---\n{}", self.log_path.display(), self.logs());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds the tansu binary: `$TANSU_BIN`, then `PATH`, then cargo's bin directory.
+fn tansu_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect()).unwrap_or_default();
+    if let Some(cargo_home) = std::env::var_os("CARGO_HOME") {
+        candidates.push(PathBuf::from(cargo_home).join("bin/tansu"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Returns a port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_broker_fails_with_install_instructions() {
+        let error = Broker::try_start_with(None).expect_err("no binary, no broker");
+        assert!(error.contains("cargo install tansu --locked --version 0.6.0"), "{error}");
+        let error = Broker::try_start_with(Some("/nonexistent/tansu".into())).expect_err("bad path");
+        assert!(error.starts_with("cannot start /nonexistent/tansu:"), "{error}");
+    }
+
+    #[test]
+    fn a_broker_that_exits_at_startup_is_reported_with_its_log() {
+        // `false` stands in for a broker binary that dies immediately.
+        let error = Broker::try_start_with(Some("/bin/false".into())).expect_err("exits at once");
+        assert!(error.starts_with("tansu exited during startup"), "{error}");
+        assert!(error.contains("--- broker log ---"), "{error}");
+    }
+}
