@@ -111,7 +111,9 @@ impl FromStr for GroupBy {
             "version" => Ok(GroupBy::Version),
             "instance" => Ok(GroupBy::Instance),
             "level" => Ok(GroupBy::Level),
-            other => Err(format!("cannot group by {other:?}: expected service, version, instance or level")),
+            other => Err(format!(
+                "cannot group by {other:?}: expected service, version, instance or level"
+            )),
         }
     }
 }
@@ -167,12 +169,15 @@ pub fn resolve_time_bound(text: &str, now: Timestamp) -> Result<Timestamp, TimeB
         let nanos = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
         return Ok(now.saturating_add_nanos(-nanos));
     }
-    if text.len() >= 19 {
-        if let Some(ts) = Timestamp::parse(text) {
-            return Ok(ts);
-        }
+    // Only calendar forms: a bare number is ambiguous between an epoch and a mistake.
+    if text.len() >= 19
+        && let Some(ts) = Timestamp::parse(text)
+    {
+        return Ok(ts);
     }
-    Err(TimeBoundError { input: text.to_owned() })
+    Err(TimeBoundError {
+        input: text.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +195,10 @@ mod tests {
             ..SearchParams::default()
         };
         let value = serde_json::to_value(&params).unwrap();
-        assert_eq!(value, serde_json::json!({"corr":"abc","level":"warn","since":"15m","limit":10,"order":"desc"}));
+        assert_eq!(
+            value,
+            serde_json::json!({"corr":"abc","level":"warn","since":"15m","limit":10,"order":"desc"})
+        );
         assert_eq!(serde_json::from_value::<SearchParams>(value).unwrap(), params);
         assert!(serde_json::from_value::<SearchParams>(serde_json::json!({"corr_id": "x"})).is_err());
     }
@@ -202,7 +210,10 @@ mod tests {
             ("15m", Some("2026-11-23T10:00:00.000000000Z")),
             ("7d", Some("2026-11-16T10:15:00.000000000Z")),
             ("now", Some("2026-11-23T10:15:00.000000000Z")),
-            ("2026-01-01T00:00:00+01:00", Some("2025-12-31T23:00:00.000000000Z")),
+            (
+                "2026-01-01T00:00:00+01:00",
+                Some("2025-12-31T23:00:00.000000000Z"),
+            ),
             ("yesterday", None),
             ("1795428900", None),
             ("", None),

@@ -14,7 +14,9 @@ pub struct DurationError {
 /// Parses a human duration. Returns an error naming the input for anything else, including
 /// an empty string, a number without a unit and values that overflow.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let error = || DurationError { input: input.to_owned() };
+    let error = || DurationError {
+        input: input.to_owned(),
+    };
     let text = input.trim();
     if text.is_empty() {
         return Err(error());
@@ -28,10 +30,14 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         }
         let value: u64 = rest[..digits_end].parse().map_err(|_| error())?;
         rest = &rest[digits_end..];
-        let unit_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let unit_secs: u64 = match &rest[..unit_end] {
             "ms" => {
-                total = total.checked_add(Duration::from_millis(value)).ok_or_else(error)?;
+                total = total
+                    .checked_add(Duration::from_millis(value))
+                    .ok_or_else(error)?;
                 rest = &rest[unit_end..];
                 continue;
             }

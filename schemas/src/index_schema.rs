@@ -44,18 +44,31 @@ pub fn build_schema(msg_positions: bool) -> (Schema, IndexFields) {
     let mut builder = Schema::builder();
     let keyword = STRING;
     let grouped = STRING | FAST;
-    let record_option =
-        if msg_positions { IndexRecordOption::WithFreqsAndPositions } else { IndexRecordOption::WithFreqs };
-    let text = TextOptions::default()
-        .set_indexing_options(TextFieldIndexing::default().set_tokenizer("default").set_index_option(record_option));
+    let record_option = if msg_positions {
+        IndexRecordOption::WithFreqsAndPositions
+    } else {
+        IndexRecordOption::WithFreqs
+    };
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(record_option),
+    );
     let json = JsonObjectOptions::from(TEXT)
-        .set_indexing_options(TextFieldIndexing::default().set_tokenizer("default").set_index_option(record_option))
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(record_option),
+        )
         .set_expand_dots_enabled();
     let fields = IndexFields {
         id: builder.add_text_field(f::ID, keyword.clone()),
         ts: builder.add_date_field(
             f::TS,
-            DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Nanoseconds),
+            DateOptions::default()
+                .set_indexed()
+                .set_fast()
+                .set_precision(DateTimePrecision::Nanoseconds),
         ),
         service: builder.add_text_field(f::SERVICE, grouped.clone()),
         version: builder.add_text_field(f::VERSION, grouped.clone()),
@@ -159,25 +172,36 @@ mod tests {
         let index = Index::create_in_ram(schema);
         let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
         let records = [
-            Record { id: "a".repeat(32), ..sample() },
+            Record {
+                id: "a".repeat(32),
+                ..sample()
+            },
             Record {
                 id: "b".repeat(32),
                 corr: Some("other-request".into()),
                 msg: "cache warmed".into(),
-                fields: json!({"user": {"id": 7}, "http": {"path": "/health"}}).as_object().unwrap().clone(),
+                fields: json!({"user": {"id": 7}, "http": {"path": "/health"}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
                 ..sample()
             },
             Record {
                 id: "c".repeat(32),
                 corr: None,
                 msg: "order placed".into(),
-                fields: json!({"http.path": "/checkout", "user": {"id": 9}}).as_object().unwrap().clone(),
+                fields: json!({"http.path": "/checkout", "user": {"id": 9}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
                 ..sample()
             },
         ];
         for record in &records {
             let source = serde_json::to_string(record).unwrap();
-            writer.add_document(fields.document(record.clone(), source)).unwrap();
+            writer
+                .add_document(fields.document(record.clone(), source))
+                .unwrap();
         }
         writer.commit().unwrap();
 
@@ -203,10 +227,15 @@ mod tests {
 
         // The stored source is the exact record.
         let searcher = index.reader().unwrap().searcher();
-        let (_, address) = searcher.search(&by_corr, &TopDocs::with_limit(1).order_by_score()).unwrap()[0];
+        let (_, address) = searcher
+            .search(&by_corr, &TopDocs::with_limit(1).order_by_score())
+            .unwrap()[0];
         let doc: TantivyDocument = searcher.doc(address).unwrap();
         let source = doc.get_first(fields.source).unwrap().as_str().unwrap();
         assert_eq!(serde_json::from_str::<Record>(source).unwrap(), records[1]);
-        assert_eq!(IndexFields::from_schema(&index.schema()).unwrap().corr, fields.corr);
+        assert_eq!(
+            IndexFields::from_schema(&index.schema()).unwrap().corr,
+            fields.corr
+        );
     }
 }

@@ -33,7 +33,14 @@ pub enum LevelScale {
 
 impl Level {
     /// All levels, least severe first.
-    pub const ALL: [Level; 6] = [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Fatal];
+    pub const ALL: [Level; 6] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+        Level::Fatal,
+    ];
 
     /// Returns the envelope spelling (`trace` … `fatal`).
     pub fn as_str(self) -> &'static str {
@@ -53,7 +60,10 @@ impl Level {
     pub fn from_name(name: &str, scale: LevelScale) -> Option<Level> {
         let name = name.trim();
         if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
-            return name.parse::<i64>().ok().and_then(|n| Level::from_number(n, scale));
+            return name
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| Level::from_number(n, scale));
         }
         // Lowercase into a stack buffer: level names are short and this runs once per line.
         let mut buf = [0u8; 16];
@@ -66,7 +76,9 @@ impl Level {
         let level = match &buf[..name.len()] {
             b"trace" | b"trc" | b"verbose" | b"vrb" | b"finest" | b"finer" | b"all" => Level::Trace,
             b"debug" | b"dbg" | b"fine" | b"config" | b"d" => Level::Debug,
-            b"info" | b"information" | b"informational" | b"inf" | b"notice" | b"default" | b"i" => Level::Info,
+            b"info" | b"information" | b"informational" | b"inf" | b"notice" | b"default" | b"i" => {
+                Level::Info
+            }
             b"warn" | b"warning" | b"wrn" | b"w" => Level::Warn,
             b"error" | b"err" | b"eror" | b"severe" | b"e" => Level::Error,
             b"fatal" | b"ftl" | b"critical" | b"crit" | b"panic" | b"dpanic" | b"alert" | b"emergency"
@@ -147,7 +159,7 @@ mod tests {
             ("Information", Some(Level::Info)), // Serilog
             ("INF", Some(Level::Info)),
             ("notice", Some(Level::Info)),
-            ("NOTICE", Some(Level::Info)), // Google Cloud
+            ("NOTICE", Some(Level::Info)),  // Google Cloud
             ("DEFAULT", Some(Level::Info)), // Google Cloud
             ("  info ", Some(Level::Info)),
             ("warn", Some(Level::Warn)),
@@ -163,10 +175,10 @@ mod tests {
             ("SEVERE", Some(Level::Error)), // java.util.logging
             ("fatal", Some(Level::Fatal)),
             ("FATAL", Some(Level::Fatal)),
-            ("Fatal", Some(Level::Fatal)), // Serilog
+            ("Fatal", Some(Level::Fatal)),    // Serilog
             ("CRITICAL", Some(Level::Fatal)), // python, Google Cloud
             ("crit", Some(Level::Fatal)),
-            ("panic", Some(Level::Fatal)), // zap, logrus, zerolog
+            ("panic", Some(Level::Fatal)),  // zap, logrus, zerolog
             ("dpanic", Some(Level::Fatal)), // zap
             ("ALERT", Some(Level::Fatal)),
             ("EMERGENCY", Some(Level::Fatal)),
@@ -176,7 +188,11 @@ mod tests {
             ("wärning", None),
         ];
         for (input, want) in cases {
-            assert_eq!(Level::from_name(input, LevelScale::Pino), *want, "input {input:?}");
+            assert_eq!(
+                Level::from_name(input, LevelScale::Pino),
+                *want,
+                "input {input:?}"
+            );
         }
     }
 
@@ -222,6 +238,9 @@ mod tests {
         assert_eq!("WARNING".parse::<Level>(), Ok(Level::Warn));
         assert_eq!("30".parse::<Level>(), Err(UnknownLevel("30".into())));
         assert_eq!(serde_json::to_string(&Level::Warn).unwrap(), "\"warn\"");
-        assert!(serde_json::from_str::<Level>("\"WARNING\"").is_err(), "the envelope spelling is strict");
+        assert!(
+            serde_json::from_str::<Level>("\"WARNING\"").is_err(),
+            "the envelope spelling is strict"
+        );
     }
 }

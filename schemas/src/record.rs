@@ -184,7 +184,12 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_flags_are_omitted_and_nulls_kept() {
-        let record = Record { level: None, corr: None, flags: vec![], ..sample() };
+        let record = Record {
+            level: None,
+            corr: None,
+            flags: vec![],
+            ..sample()
+        };
         let value = serde_json::to_value(&record).unwrap();
         assert!(value.get("flags").is_none());
         assert_eq!(value["level"], Value::Null);

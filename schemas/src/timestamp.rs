@@ -45,12 +45,16 @@ impl Timestamp {
     /// Returns the current time of the system clock.
     pub fn now() -> Timestamp {
         let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Timestamp { nanos: i64::try_from(since.as_nanos()).unwrap_or(i64::MAX) }
+        Timestamp {
+            nanos: i64::try_from(since.as_nanos()).unwrap_or(i64::MAX),
+        }
     }
 
     /// Returns this instant moved by `delta` nanoseconds, saturating at the representable range.
     pub fn saturating_add_nanos(self, delta: i64) -> Timestamp {
-        Timestamp { nanos: self.nanos.saturating_add(delta) }
+        Timestamp {
+            nanos: self.nanos.saturating_add(delta),
+        }
     }
 
     /// Parses a timestamp as applications print it (see the module docs for the forms).
@@ -102,7 +106,9 @@ impl Timestamp {
         if micros.abs() >= 9.2e15 {
             return None;
         }
-        Some(Timestamp { nanos: micros as i64 * 1_000 })
+        Some(Timestamp {
+            nanos: micros as i64 * 1_000,
+        })
     }
 
     /// Returns the UTC calendar fields `(year, month, day, hour, minute, second, nanosecond)`.
@@ -112,7 +118,15 @@ impl Timestamp {
         let days = secs.div_euclid(86_400);
         let of_day = secs.rem_euclid(86_400) as u32;
         let (year, month, day) = civil_from_days(days);
-        (year, month, day, of_day / 3600, of_day / 60 % 60, of_day % 60, subsec)
+        (
+            year,
+            month,
+            day,
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60,
+            subsec,
+        )
     }
 }
 
@@ -264,7 +278,9 @@ fn parse_epoch_text(text: &str) -> Option<Timestamp> {
         }
     }
     let nanos = whole.checked_add(frac_nanos)?;
-    Some(Timestamp { nanos: if negative { -nanos } else { nanos } })
+    Some(Timestamp {
+        nanos: if negative { -nanos } else { nanos },
+    })
 }
 
 /// Reads `count` ASCII digits at `start` as a number.
@@ -351,7 +367,10 @@ mod tests {
             // Go time.Time.String() (logrus), with and without monotonic suffix.
             ("2026-11-23 03:15:00.123456789 -0700 MST", at(BASE, 123_456_789)),
             ("2026-11-23 10:15:00 +0000 UTC", at(BASE, 0)),
-            ("2026-11-23 11:15:00.5 +0100 CET m=+0.000512301", at(BASE, 500_000_000)),
+            (
+                "2026-11-23 11:15:00.5 +0100 CET m=+0.000512301",
+                at(BASE, 500_000_000),
+            ),
             ("2026-11-23 10:15:00 UTC", at(BASE, 0)),
             // Epoch numbers as text.
             ("1795428900", at(BASE, 0)),
@@ -391,11 +410,26 @@ mod tests {
     #[test]
     fn epoch_numbers_pick_their_unit_by_magnitude() {
         assert_eq!(Timestamp::from_epoch_i64(1_795_428_900), at(BASE, 0));
-        assert_eq!(Timestamp::from_epoch_i64(1_795_428_900_123), at(BASE, 123_000_000));
-        assert_eq!(Timestamp::from_epoch_i64(1_795_428_900_123_456), at(BASE, 123_456_000));
-        assert_eq!(Timestamp::from_epoch_i64(1_795_428_900_123_456_789), at(BASE, 123_456_789));
-        assert_eq!(Timestamp::from_epoch_f64(1_795_428_900.123456), at(BASE, 123_456_000));
-        assert_eq!(Timestamp::from_epoch_f64(1_795_428_900_123.0), at(BASE, 123_000_000));
+        assert_eq!(
+            Timestamp::from_epoch_i64(1_795_428_900_123),
+            at(BASE, 123_000_000)
+        );
+        assert_eq!(
+            Timestamp::from_epoch_i64(1_795_428_900_123_456),
+            at(BASE, 123_456_000)
+        );
+        assert_eq!(
+            Timestamp::from_epoch_i64(1_795_428_900_123_456_789),
+            at(BASE, 123_456_789)
+        );
+        assert_eq!(
+            Timestamp::from_epoch_f64(1_795_428_900.123456),
+            at(BASE, 123_456_000)
+        );
+        assert_eq!(
+            Timestamp::from_epoch_f64(1_795_428_900_123.0),
+            at(BASE, 123_000_000)
+        );
         assert_eq!(Timestamp::from_epoch_f64(f64::NAN), None);
         assert_eq!(Timestamp::from_epoch_f64(1e300), None);
         assert_eq!(Timestamp::from_epoch_i64(i64::MAX / 10), at(0, i64::MAX / 10));

@@ -5,7 +5,8 @@ use corral_schema::{Flag, Level, Record, Stream, Timestamp, fields};
 use serde_json::{Value, json};
 
 fn validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(corral_schema::RECORD_V1_JSON_SCHEMA).expect("schema file is JSON");
+    let schema: Value =
+        serde_json::from_str(corral_schema::RECORD_V1_JSON_SCHEMA).expect("schema file is JSON");
     assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
@@ -26,19 +27,36 @@ fn records() -> Vec<Record> {
         level: Some(Level::Info),
         corr: Some("req-1".into()),
         msg: "order created".into(),
-        fields: json!({"order": {"id": 17, "items": [1, 2]}, "duration_ms": 12.5}).as_object().unwrap().clone(),
+        fields: json!({"order": {"id": 17, "items": [1, 2]}, "duration_ms": 12.5})
+            .as_object()
+            .unwrap()
+            .clone(),
         ..Record::default()
     };
     vec![
         base.clone(),
-        Record { level: None, corr: None, fields: Default::default(), ..base.clone() },
+        Record {
+            level: None,
+            corr: None,
+            fields: Default::default(),
+            ..base.clone()
+        },
         Record {
             msg: "panic: runtime error: index out of range \u{fffd}".into(),
             stream: Stream::Stderr,
-            flags: vec![Flag::Unparsed, Flag::InvalidUtf8, Flag::Truncated, Flag::PartialMerged],
+            flags: vec![
+                Flag::Unparsed,
+                Flag::InvalidUtf8,
+                Flag::Truncated,
+                Flag::PartialMerged,
+            ],
             ..base.clone()
         },
-        Record { service: fields::UNKNOWN.into(), version: fields::UNKNOWN.into(), ..base },
+        Record {
+            service: fields::UNKNOWN.into(),
+            version: fields::UNKNOWN.into(),
+            ..base
+        },
     ]
 }
 
@@ -59,7 +77,13 @@ fn broken_records_are_rejected() {
     assert!(validator.is_valid(&good));
 
     let mut cases: Vec<(&str, Value)> = Vec::new();
-    for missing in [fields::ID, fields::TS, fields::SERVICE, fields::LEVEL, fields::FIELDS] {
+    for missing in [
+        fields::ID,
+        fields::TS,
+        fields::SERVICE,
+        fields::LEVEL,
+        fields::FIELDS,
+    ] {
         let mut value = good.clone();
         value.as_object_mut().unwrap().remove(missing);
         cases.push((missing, value));
@@ -71,7 +95,11 @@ fn broken_records_are_rejected() {
     };
     edit("level WARNING", fields::LEVEL, json!("WARNING"));
     edit("level number", fields::LEVEL, json!(40));
-    edit("id not hex", fields::ID, json!("not-a-hex-id-not-a-hex-id-000000"));
+    edit(
+        "id not hex",
+        fields::ID,
+        json!("not-a-hex-id-not-a-hex-id-000000"),
+    );
     edit("id short", fields::ID, json!("abc"));
     edit("ts without nanos", fields::TS, json!("2026-11-23T10:15:00Z"));
     edit("service empty", fields::SERVICE, json!(""));

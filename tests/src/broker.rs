@@ -65,21 +65,37 @@ impl Broker {
             .map_err(|e| format!("cannot create a temp dir for the broker: {e}"))?;
         let port = free_port().map_err(|e| format!("cannot find a free port for the broker: {e}"))?;
         let log_path = dir.path().join("tansu.log");
-        let log = File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-        let log_err = log.try_clone().map_err(|e| format!("cannot clone log handle: {e}"))?;
+        let log =
+            File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone log handle: {e}"))?;
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&binary)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "corral-test"])
+            .args([
+                "--storage-engine",
+                "memory://tansu/",
+                "--cluster-id",
+                "corral-test",
+            ])
             .env_remove("STORAGE_ENGINE")
-            .env("RUST_LOG", std::env::var("CORRAL_BROKER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("CORRAL_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let mut broker = Broker { child, port, log_path, _dir: dir };
+        let mut broker = Broker {
+            child,
+            port,
+            log_path,
+            _dir: dir,
+        };
         broker.wait_ready()?;
         Ok(broker)
     }
@@ -114,13 +130,27 @@ impl Broker {
             .create()
             .expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let results = runtime
-            .block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
-            .unwrap_or_else(|e| panic!("create topic {name}: {e}\n--- broker log ---\n{}", self.logs()));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        // The admin future is completed by librdkafka's own threads; a private runtime on a
+        // separate thread drives it, so this works from sync tests and from inside tokio tests.
+        let results = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("runtime");
+                    runtime.block_on(admin.create_topics([&topic], &options))
+                })
+                .join()
+                .expect("create_topics thread")
+        })
+        .unwrap_or_else(|e| panic!("create topic {name}: {e}\n--- broker log ---\n{}", self.logs()));
         for result in results {
             if let Err((topic, code)) = result {
-                panic!("create topic {topic}: {code}\n--- broker log ---\n{}", self.logs());
+                panic!(
+                    "create topic {topic}: {code}\n--- broker log ---\n{}",
+                    self.logs()
+                );
             }
         }
         let consumer = self.metadata_client();
@@ -157,7 +187,10 @@ impl Broker {
         let client = self.metadata_client();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("tansu exited during startup ({status})\n--- broker log ---\n{}", self.logs()));
+                return Err(format!(
+                    "tansu exited during startup ({status})\n--- broker log ---\n{}",
+                    self.logs()
+                ));
             }
             if client.fetch_metadata(None, Duration::from_millis(500)).is_ok() {
                 return Ok(());
@@ -177,7 +210,11 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- tansu broker log ({}) ---\n{}", self.log_path.display(), self.logs());
+            eprintln!(
+                "--- tansu broker log ({}) ---\n{}",
+                self.log_path.display(),
+                self.logs()
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -189,8 +226,9 @@ fn tansu_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
         return Some(PathBuf::from(path));
     }
-    let mut candidates: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect()).unwrap_or_default();
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect())
+        .unwrap_or_default();
     if let Some(cargo_home) = std::env::var_os("CARGO_HOME") {
         candidates.push(PathBuf::from(cargo_home).join("bin/tansu"));
     }
@@ -212,7 +250,10 @@ mod tests {
     #[test]
     fn a_missing_broker_fails_with_install_instructions() {
         let error = Broker::try_start_with(None).expect_err("no binary, no broker");
-        assert!(error.contains("cargo install tansu --locked --version 0.6.0"), "{error}");
+        assert!(
+            error.contains("cargo install tansu --locked --version 0.6.0"),
+            "{error}"
+        );
         let error = Broker::try_start_with(Some("/nonexistent/tansu".into())).expect_err("bad path");
         assert!(error.starts_with("cannot start /nonexistent/tansu:"), "{error}");
     }

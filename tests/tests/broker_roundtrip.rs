@@ -23,15 +23,15 @@ fn record(i: usize) -> Record {
         ts: Timestamp::from_unix_nanos(1_795_428_900_000_000_000 + i as i64 * 1_000_001),
         observed_ts: Timestamp::from_unix_nanos(1_795_428_900_000_000_000 + i as i64 * 1_000_001 + 5_000),
         service: service.into(),
-        version: if i % 7 == 0 { "2.1.0".into() } else { "2.0.3".into() },
+        version: if i.is_multiple_of(7) { "2.1.0".into() } else { "2.0.3".into() },
         instance: format!("{service}-7d9f8b6c4-x2k9p/app"),
         node: "node-1".into(),
         namespace: "shop".into(),
         pod: format!("{service}-7d9f8b6c4-x2k9p"),
         container: "app".into(),
-        stream: if i % 11 == 0 { Stream::Stderr } else { Stream::Stdout },
+        stream: if i.is_multiple_of(11) { Stream::Stderr } else { Stream::Stdout },
         level: [None, Some(Level::Info), Some(Level::Warn), Some(Level::Error)][i % 4],
-        corr: (i % 3 != 0).then(|| format!("req-{}", i / 5)),
+        corr: (!i.is_multiple_of(3)).then(|| format!("req-{}", i / 5)),
         msg: format!("handled request {i} with ünïcode and \"quotes\""),
         fields: serde_json::json!({"http": {"status": 200 + i % 5, "path": format!("/orders/{i}")}, "duration_ms": i as f64 / 7.0})
             .as_object()
@@ -58,13 +58,27 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
     let mut deliveries = Vec::with_capacity(COUNT);
     for record in &sent {
         let payload = serde_json::to_vec(record).unwrap();
-        let headers =
-            OwnedHeaders::new().insert(Header { key: fields::SCHEMA_HEADER, value: Some(fields::SCHEMA_HEADER_V1) });
-        let message = FutureRecord::to(TOPIC).key(record.kafka_key()).payload(&payload).headers(headers);
-        deliveries.push(producer.send_result(message).map_err(|(e, _)| e).expect("enqueue"));
+        let headers = OwnedHeaders::new().insert(Header {
+            key: fields::SCHEMA_HEADER,
+            value: Some(fields::SCHEMA_HEADER_V1),
+        });
+        let message = FutureRecord::to(TOPIC)
+            .key(record.kafka_key())
+            .payload(&payload)
+            .headers(headers);
+        deliveries.push(
+            producer
+                .send_result(message)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
     }
     for delivery in deliveries {
-        delivery.await.expect("delivery not cancelled").map_err(|(e, _)| e).expect("delivered");
+        delivery
+            .await
+            .expect("delivery not cancelled")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
 
@@ -88,17 +102,33 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
         if settle_until.is_some_and(|t| now >= t) {
             break;
         }
-        assert!(now < deadline, "only {} of {COUNT} ids arrived in 90 s\n--- broker log ---\n{}", seen.len(), broker.logs());
+        assert!(
+            now < deadline,
+            "only {} of {COUNT} ids arrived in 90 s\n--- broker log ---\n{}",
+            seen.len(),
+            broker.logs()
+        );
         let message = match tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
             Ok(result) => result.expect("consume"),
             Err(_) => continue,
         };
-        let received: Record = serde_json::from_slice(message.payload().expect("payload")).expect("envelope JSON");
-        let original = expected.get(received.id.as_str()).unwrap_or_else(|| panic!("unexpected id {}", received.id));
+        let received: Record =
+            serde_json::from_slice(message.payload().expect("payload")).expect("envelope JSON");
+        let original = expected
+            .get(received.id.as_str())
+            .unwrap_or_else(|| panic!("unexpected id {}", received.id));
         assert_eq!(&&received, original, "record {} changed in transit", received.id);
-        assert_eq!(message.key(), Some(original.kafka_key().as_bytes()), "key of {}", received.id);
+        assert_eq!(
+            message.key(),
+            Some(original.kafka_key().as_bytes()),
+            "key of {}",
+            received.id
+        );
         let header = message.headers().expect("headers").get(0);
-        assert_eq!((header.key, header.value), (fields::SCHEMA_HEADER, Some(&b"1"[..])));
+        assert_eq!(
+            (header.key, header.value),
+            (fields::SCHEMA_HEADER, Some(&b"1"[..]))
+        );
         partitions[message.partition() as usize] += 1;
         *seen.entry(received.id).or_default() += 1;
         if seen.len() == COUNT && settle_until.is_none() {
@@ -107,8 +137,14 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
     }
 
     let duplicates: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "ids delivered more than once: {duplicates:?}");
+    assert!(
+        duplicates.is_empty(),
+        "ids delivered more than once: {duplicates:?}"
+    );
     assert_eq!(seen.len(), COUNT);
     assert_eq!(partitions.iter().sum::<usize>(), COUNT);
-    assert!(partitions.iter().all(|n| *n > 0), "keys should spread over all 4 partitions: {partitions:?}");
+    assert!(
+        partitions.iter().all(|n| *n > 0),
+        "keys should spread over all 4 partitions: {partitions:?}"
+    );
 }
