@@ -1,8 +1,44 @@
 //! Command line of `corral-collector`.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
 
 /// Tails Kubernetes container logs on this node, parses them and ships them as corral records.
 #[derive(Debug, Parser)]
-#[command(name = "corral-collector", version, about, long_about = None)]
-pub struct Args {}
+#[command(
+    name = "corral-collector",
+    version,
+    about = "Tails Kubernetes container logs on this node, parses them and ships them as corral records",
+    after_help = "Examples:\n  corral-collector --once --sink stdout --logs '/var/log/pods/*/*/*.log'\n  corral-collector --metadata file:pods.json --data-dir /tmp/corral --logs 'logs/*.log'"
+)]
+pub struct Args {
+    /// Glob of log files to read (repeatable).
+    #[arg(long = "logs", value_name = "GLOB", default_value = "/var/log/pods/*/*/*.log")]
+    pub logs: Vec<String>,
+    /// Directory for read positions (checkpoints).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/corral/collector")]
+    pub data_dir: PathBuf,
+    /// Where records go.
+    #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
+    pub sink: SinkKind,
+    /// Name of this node, stamped on every record [default: the host name].
+    #[arg(long, env = "NODE_NAME")]
+    pub node: Option<String>,
+    /// Where pod metadata comes from: `path` (the file path only), `file:<json>` (static pod metadata).
+    #[arg(long, value_name = "PROVIDER", default_value = "path")]
+    pub metadata: String,
+    /// Read what the files hold now, deliver it, save positions and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+}
+
+/// Sinks selectable on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    /// NDJSON envelopes on standard output.
+    Stdout,
+}

@@ -1,7 +1,23 @@
 //! corral-collector: discovery, tailing, parsing and enrichment of container logs, and the
-//! sinks that deliver records (Kafka, in-process channel, stdout).
+//! sinks that deliver records.
 //!
-//! The pipeline lands module by module (DESIGN §3); this crate currently holds the command
-//! line only.
+//! Data flows through the modules in this order:
+//! [`tailer`] finds files and reads them by identity across rotation ([`file_identity`]) →
+//! [`line_splitter`] cuts lines with bounded memory → [`runtime_format`] unwraps the CRI /
+//! docker / plain line → [`partial`] merges split lines → [`app_json`] extracts ts, level, msg,
+//! corr and fields → [`metadata`] stamps service, version and instance → [`sink`] writes the
+//! record; [`checkpoint`] remembers read positions. [`pipeline`] wires them together.
 
+pub mod app_json;
+pub mod checkpoint;
 pub mod cli;
+pub mod config;
+pub mod file_identity;
+pub mod line_splitter;
+pub mod metadata;
+pub mod partial;
+pub mod pipeline;
+pub mod pod_path;
+pub mod runtime_format;
+pub mod sink;
+pub mod tailer;

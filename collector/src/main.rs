@@ -1,8 +1,67 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
 use clap::Parser;
-use corral_collector::cli::Args;
+use corral_collector::cli::{Args, SinkKind};
+use corral_collector::config::CollectorConfig;
+use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
+use corral_collector::pipeline::{Collector, RecordBuilder};
+use corral_collector::sink::StdoutSink;
 
 fn main() {
-    let _args = Args::parse();
-    eprintln!("corral-collector: the tailing pipeline is not built yet; see `corral-collector --help`");
-    std::process::exit(2);
+    let args = Args::parse();
+    if let Err(error) = run(args) {
+        eprintln!("corral-collector: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => CollectorConfig::load(path)?,
+        None => CollectorConfig::default(),
+    };
+    let metadata: Arc<dyn MetadataProvider> = match args.metadata.as_str() {
+        "path" => Arc::new(PathProvider),
+        other => match other.strip_prefix("file:") {
+            Some(path) => Arc::new(StaticFileProvider::load(path.as_ref())?),
+            None => bail!("unknown --metadata {other:?}: expected path or file:<json>"),
+        },
+    };
+    let node = match args.node {
+        Some(node) => node,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| corral_schema::fields::UNKNOWN.to_owned()),
+    };
+    let builder = RecordBuilder::new(node, &config, metadata);
+    let sink = match args.sink {
+        SinkKind::Stdout => StdoutSink::new(std::io::stdout()),
+    };
+    let mut collector = Collector::new(args.logs, &args.data_dir, &config, builder, sink)
+        .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;
+    if args.once {
+        collector.run_once()?;
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker_stop = stop.clone();
+    let worker = std::thread::spawn(move || collector.run(&worker_stop));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    stop.store(true, Ordering::Relaxed);
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the collector thread panicked"))??;
+    Ok(())
 }

@@ -1,0 +1,144 @@
+//! Collector configuration: the TOML file (`--config`), validated into [`CollectorConfig`].
+//!
+//! ```toml
+//! max_line_bytes = 1048576      # longer lines are cut and flagged `truncated`
+//! scan_interval = "250ms"       # how often globs are re-scanned and files read
+//! default_namespace = "edge"    # for files outside the kubelet layout (else "unknown")
+//! default_pod = "nginx"
+//! [keys]                        # JSON keys holding ts / level / msg / corr, first present wins
+//! corr = ["corr", "request_id", "trace_id"]
+//! ```
+//! Unknown keys are rejected with the key's name.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use corral_schema::duration::parse_duration;
+use serde::Deserialize;
+
+use crate::app_json::KeyConfig;
+
+/// Default for `max_line_bytes`: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Default for `scan_interval`.
+pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    max_line_bytes: Option<usize>,
+    scan_interval: Option<String>,
+    default_namespace: Option<String>,
+    default_pod: Option<String>,
+    keys: Option<RawKeys>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    ts: Option<Vec<String>>,
+    level: Option<Vec<String>>,
+    msg: Option<Vec<String>>,
+    corr: Option<Vec<String>>,
+}
+
+/// Validated collector configuration.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub max_line_bytes: usize,
+    pub scan_interval: Duration,
+    pub default_namespace: Option<String>,
+    pub default_pod: Option<String>,
+    pub keys: KeyConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            scan_interval: DEFAULT_SCAN_INTERVAL,
+            default_namespace: None,
+            default_pod: None,
+            keys: KeyConfig::default(),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Reads and validates a config file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        CollectorConfig::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> anyhow::Result<CollectorConfig> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let mut config = CollectorConfig::default();
+        if let Some(max) = raw.max_line_bytes {
+            if max < 1024 {
+                bail!("max_line_bytes = {max} is too small: use at least 1024");
+            }
+            config.max_line_bytes = max;
+        }
+        if let Some(interval) = raw.scan_interval {
+            config.scan_interval = parse_duration(&interval).context("scan_interval")?;
+            if config.scan_interval.is_zero() {
+                bail!("scan_interval must be more than 0");
+            }
+        }
+        config.default_namespace = raw.default_namespace;
+        config.default_pod = raw.default_pod;
+        if let Some(keys) = raw.keys {
+            let defaults = KeyConfig::default();
+            config.keys = KeyConfig {
+                ts: keys.ts.unwrap_or(defaults.ts),
+                level: keys.level.unwrap_or(defaults.level),
+                msg: keys.msg.unwrap_or(defaults.msg),
+                corr: keys.corr.unwrap_or(defaults.corr),
+            };
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_good_config_sets_every_key() {
+        let config = CollectorConfig::parse(
+            r#"
+            max_line_bytes = 65536
+            scan_interval = "1s"
+            default_namespace = "edge"
+            [keys]
+            corr = ["x-b3-traceid"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.max_line_bytes, 65536);
+        assert_eq!(config.scan_interval, Duration::from_secs(1));
+        assert_eq!(config.default_namespace.as_deref(), Some("edge"));
+        assert_eq!(config.keys.corr, vec!["x-b3-traceid".to_string()]);
+        assert_eq!(config.keys.msg, KeyConfig::default().msg);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let cases = [
+            ("max_line_byte = 10", "unknown field `max_line_byte`"),
+            ("[keys]\ncor = []", "unknown field `cor`"),
+            ("scan_interval = \"soon\"", "scan_interval"),
+            ("max_line_bytes = 10", "too small"),
+            ("max_line_bytes = \"big\"", "invalid type"),
+        ];
+        for (text, want) in cases {
+            let error = format!("{:#}", CollectorConfig::parse(text).unwrap_err());
+            assert!(error.contains(want), "{text:?} gave {error:?}");
+        }
+    }
+}
