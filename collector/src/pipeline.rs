@@ -31,7 +31,7 @@ pub struct RecordBuilder {
     metadata: Arc<dyn MetadataProvider>,
     default_namespace: Option<String>,
     default_pod: Option<String>,
-    sources: HashMap<Arc<Path>, (PodPath, Identity)>,
+    sources: HashMap<Arc<Path>, Source>,
     scratch: Vec<u8>,
 }
 
@@ -77,7 +77,7 @@ impl RecordBuilder {
 
         let id = record_id(&self.node, line.origin.file, line.origin.offset);
         let node = self.node.clone();
-        let (pod, identity) = self.source(&tailed.source);
+        let Source { pod, identity, .. } = self.source(&tailed.source);
         let mut record = Record {
             v: ENVELOPE_VERSION,
             id,
@@ -115,8 +115,14 @@ impl RecordBuilder {
         record
     }
 
-    fn source(&mut self, source: &Arc<Path>) -> &(PodPath, Identity) {
-        if !self.sources.contains_key(source) {
+    fn source(&mut self, source: &Arc<Path>) -> &Source {
+        let stale = match self.sources.get(source) {
+            None => true,
+            Some(cached) => cached
+                .unresolved_since
+                .is_some_and(|since| since.elapsed() >= UNRESOLVED_RETRY),
+        };
+        if stale {
             let pod = PodPath::parse(source).unwrap_or_else(|| {
                 PodPath::fallback(
                     source,
@@ -126,7 +132,15 @@ impl RecordBuilder {
             });
             let meta = self.metadata.pod(&pod.namespace, &pod.pod);
             let identity = resolve(&pod, meta.as_deref());
-            self.sources.insert(source.clone(), (pod, identity));
+            let unresolved_since = meta.is_none().then(Instant::now);
+            self.sources.insert(
+                source.clone(),
+                Source {
+                    pod,
+                    identity,
+                    unresolved_since,
+                },
+            );
         }
         &self.sources[source]
     }
@@ -136,6 +150,19 @@ impl RecordBuilder {
         self.sources.clear();
     }
 }
+
+/// A file's coordinates and identity, cached per file.
+#[derive(Debug)]
+struct Source {
+    pod: PodPath,
+    identity: Identity,
+    /// When the identity was resolved without pod metadata (the provider may not know a new
+    /// pod yet); such identities are looked up again after [`UNRESOLVED_RETRY`].
+    unresolved_since: Option<Instant>,
+}
+
+/// How long an identity resolved without metadata is used before asking the provider again.
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
 
 /// Totals of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

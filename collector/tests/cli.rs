@@ -1,0 +1,382 @@
+//! `corral-collector` as a user runs it: the real binary over real files in the kubelet layout.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_schema::{Flag, Level, Record, Stream};
+
+/// (service, container, stream, level, corr, msg, flags) of a record.
+type Summary<'a> = (
+    &'a str,
+    &'a str,
+    Stream,
+    Option<Level>,
+    Option<&'a str>,
+    &'a str,
+    &'a [Flag],
+);
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral-collector");
+
+fn run_once(root: &Path, data: &Path, extra: &[&str]) -> Vec<Record> {
+    let output = Command::new(BIN)
+        .args(["--once", "--sink", "stdout", "--node", "node-a"])
+        .args(["--logs", &format!("{}/pods/*/*/*.log", root.display())])
+        .args(["--logs", &format!("{}/plain/*.log", root.display())])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .output()
+        .expect("run corral-collector");
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("stdout is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad envelope {line}: {e}")))
+        .collect()
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn once_reads_every_format_then_only_what_was_added() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let containerd = root
+        .path()
+        .join("pods/shop_checkout-7d9f8b6c4-x2k9p_uid-1/app/0.log");
+    let crio = root.path().join("pods/shop_db-0_uid-2/pg/0.log");
+    let docker = root.path().join("pods/edge_proxy-x2k9p_uid-3/envoy/0.log");
+    let plain = root.path().join("plain/legacy.log");
+    let long = "y".repeat(5000);
+    append(
+        &containerd,
+        format!(
+            "2026-11-23T10:15:00.5Z stdout F {{\"level\":\"info\",\"ts\":1795428900.25,\"msg\":\"order placed\",\"trace_id\":\"t-1\",\"order\":{{\"id\":7}}}}\n\
+             2026-11-23T10:15:01Z stderr P {{\"level\":\"error\",\"msg\":\"split \n\
+             2026-11-23T10:15:01Z stdout F interleaved stdout line\n\
+             2026-11-23T10:15:01Z stderr F across chunks\"}}\n\
+             2026-11-23T10:15:02Z stdout F {long}\n"
+        )
+        .as_bytes(),
+    );
+    append(
+        &crio,
+        b"2026-11-23T11:15:03.000000001+01:00 stdout F plain text with NUL \0 inside\n",
+    );
+    append(
+        &crio,
+        b"2026-11-23T11:15:04.000000001+01:00 stdout F bad utf8 \xff\xfe here\n",
+    );
+    append(
+        &docker,
+        br#"{"log":"{\"message\":\"upstream\",\"x_request_id\":\"r-9\",\"severity\":\"WARNING\"}\n","stream":"stdout","time":"2026-11-23T10:15:05.8443515Z"}
+{"log":"part one ","stream":"stderr","time":"2026-11-23T10:15:06Z"}
+{"log":"part two\n","stream":"stderr","time":"2026-11-23T10:15:06.1Z"}
+"#,
+    );
+    append(&plain, b"a legacy line\n");
+    let config = root.path().join("collector.toml");
+    fs::write(&config, "max_line_bytes = 4096\ndefault_namespace = \"legacy\"\n").unwrap();
+    let config_args = ["--config", config.to_str().unwrap()];
+
+    let records = run_once(root.path(), &data, &config_args);
+    let summary: Vec<Summary<'_>> = records
+        .iter()
+        .map(|r| {
+            (
+                r.service.as_str(),
+                r.container.as_str(),
+                r.stream,
+                r.level,
+                r.corr.as_deref(),
+                r.msg.as_str(),
+                &r.flags[..],
+            )
+        })
+        .collect();
+    let cut = "y".repeat(4096);
+    let expected: Vec<Summary<'_>> = vec![
+        (
+            "proxy",
+            "envoy",
+            Stream::Stdout,
+            Some(Level::Warn),
+            Some("r-9"),
+            "upstream",
+            &[],
+        ),
+        (
+            "proxy",
+            "envoy",
+            Stream::Stderr,
+            None,
+            None,
+            "part one part two",
+            &[Flag::PartialMerged, Flag::Unparsed],
+        ),
+        (
+            "db",
+            "pg",
+            Stream::Stdout,
+            None,
+            None,
+            "plain text with NUL \0 inside",
+            &[Flag::Unparsed],
+        ),
+        (
+            "db",
+            "pg",
+            Stream::Stdout,
+            None,
+            None,
+            "bad utf8 \u{fffd}\u{fffd} here",
+            &[Flag::InvalidUtf8, Flag::Unparsed],
+        ),
+        (
+            "checkout",
+            "app",
+            Stream::Stdout,
+            Some(Level::Info),
+            Some("t-1"),
+            "order placed",
+            &[],
+        ),
+        (
+            "checkout",
+            "app",
+            Stream::Stdout,
+            None,
+            None,
+            "interleaved stdout line",
+            &[Flag::Unparsed],
+        ),
+        (
+            "checkout",
+            "app",
+            Stream::Stderr,
+            Some(Level::Error),
+            None,
+            "split across chunks",
+            &[Flag::PartialMerged],
+        ),
+        (
+            "checkout",
+            "app",
+            Stream::Stdout,
+            None,
+            None,
+            &cut,
+            &[Flag::Truncated, Flag::Unparsed],
+        ),
+        (
+            "unknown",
+            "legacy",
+            Stream::Stdout,
+            None,
+            None,
+            "a legacy line",
+            &[Flag::Unparsed],
+        ),
+    ];
+    let mut got = summary.clone();
+    let mut want = expected.clone();
+    got.sort_by_key(|r| (r.0, r.1, r.5.to_owned()));
+    want.sort_by_key(|r| (r.0, r.1, r.5.to_owned()));
+    assert_eq!(got, want);
+
+    let order = records.iter().find(|r| r.msg == "order placed").unwrap();
+    assert_eq!(
+        order.ts.to_string(),
+        "2026-11-23T10:15:00.250000000Z",
+        "the app's own timestamp wins"
+    );
+    assert_eq!(
+        order.fields,
+        serde_json::json!({"order": {"id": 7}})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
+    assert_eq!(
+        (order.namespace.as_str(), order.pod.as_str(), order.node.as_str()),
+        ("shop", "checkout-7d9f8b6c4-x2k9p", "node-a")
+    );
+    assert_eq!(order.instance, "checkout-7d9f8b6c4-x2k9p/app");
+    let nul = records.iter().find(|r| r.msg.contains("NUL")).unwrap();
+    assert_eq!(
+        nul.ts.to_string(),
+        "2026-11-23T10:15:03.000000001Z",
+        "runtime timestamp without an app one"
+    );
+    let legacy = records.iter().find(|r| r.msg == "a legacy line").unwrap();
+    assert_eq!(
+        legacy.namespace, "legacy",
+        "files outside the kubelet layout take the configured namespace"
+    );
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), records.len(), "ids are distinct");
+
+    // Nothing new: nothing printed.
+    assert_eq!(run_once(root.path(), &data, &config_args), vec![]);
+    // Only what was added since.
+    append(
+        &containerd,
+        b"2026-11-23T10:16:00Z stdout F {\"msg\":\"later\",\"level\":\"warn\"}\n",
+    );
+    append(&plain, b"another legacy line\n");
+    let added = run_once(root.path(), &data, &config_args);
+    let mut msgs: Vec<&str> = added.iter().map(|r| r.msg.as_str()).collect();
+    msgs.sort();
+    assert_eq!(msgs, ["another legacy line", "later"]);
+
+    // The same lines read again from scratch get the same ids.
+    let again = run_once(root.path(), &root.path().join("fresh-data"), &config_args);
+    let again_ids: std::collections::HashSet<&str> = again.iter().map(|r| r.id.as_str()).collect();
+    assert!(ids.is_subset(&again_ids), "re-reading a line yields its id again");
+    assert_eq!(again.len(), records.len() + 2);
+}
+
+#[test]
+fn a_config_typo_is_rejected_naming_the_key() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("bad.toml");
+    fs::write(&config, "max_line_bytes = 4096\nscan_intervall = \"1s\"\n").unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "--once",
+            "--logs",
+            "/nonexistent/*.log",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown field `scan_intervall`") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn a_100_mib_line_is_cut_with_bounded_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("pods/shop_big-x2k9p_uid/app/0.log");
+    let mut content = b"2026-11-23T10:15:00Z stdout F ".to_vec();
+    content.resize(content.len() + 100 * 1024 * 1024, b'z');
+    content.extend_from_slice(b"\n2026-11-23T10:15:01Z stdout F after\n");
+    append(&log, &content);
+    drop(content);
+    let mut child = Command::new(BIN)
+        .args([
+            "--once",
+            "--node",
+            "n",
+            "--logs",
+            &format!("{}/pods/*/*/*.log", root.path().display()),
+        ])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Record>(&l.unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    });
+    // Peak resident memory (VmHWM) of the child, sampled until it exits.
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak_kib = peak_kib.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let records = reader.join().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].msg.len(), 1024 * 1024);
+    assert_eq!(records[0].flags, vec![Flag::Truncated, Flag::Unparsed]);
+    assert_eq!(records[1].msg, "after");
+    assert!(peak_kib > 0, "sampled the child's memory");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB for a 100 MiB line");
+}
+
+#[test]
+fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut child = Command::new(BIN)
+        .args([
+            "--node",
+            "n",
+            "--logs",
+            &format!("{}/pods/*/*/*.log", root.path().display()),
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(serde_json::from_str::<Record>(&line.unwrap()).unwrap());
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let written = Instant::now();
+    let line = b"2026-11-23T10:15:00Z stdout F {\"msg\":\"hello\"}\n";
+    append(&root.path().join("pods/shop_new-x2k9p_uid/app/0.log"), line);
+    let record = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the new file's line within 5 s");
+    let latency = written.elapsed();
+    assert_eq!(record.msg, "hello");
+    assert!(
+        latency < Duration::from_secs(2),
+        "discovered after {latency:?} (scan interval 250 ms)"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "SIGTERM exits 0");
+    let checkpoint = fs::read_to_string(data.join("collector-positions.json")).unwrap();
+    let saved = format!("\"offset\":{}", line.len());
+    assert!(
+        checkpoint.contains(&saved),
+        "position {saved} saved at shutdown: {checkpoint}"
+    );
+}
