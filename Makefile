@@ -9,6 +9,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 help:
 	@echo "make test   install the test broker if missing, check format and lints, run every test"
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
+	@echo "make bench  benchmarks with same-run baselines (release build)"
 
 ## Every check CI runs: tools, format, lints, all tests (unit, integration, end-to-end).
 test: test-deps lint
@@ -19,6 +20,10 @@ test: test-deps lint
 ## Installs what the tests need and are missing: system libraries, the tansu broker.
 test-deps:
 	@scripts/install-test-deps.sh
+
+## Benchmarks (release build; figures next to baselines measured in the same run).
+bench:
+	$(CARGO) bench -p corral-collector --bench collector
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -25,7 +25,8 @@ pub struct Args {
     /// Name of this node, stamped on every record [default: the host name].
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
-    /// Where pod metadata comes from: `path` (the file path only), `file:<json>` (static pod metadata).
+    /// Where pod metadata comes from: `path` (the file path only), `kube` (the Kubernetes API, pods of
+    /// this node), `file:<json>` (static pod metadata).
     #[arg(long, value_name = "PROVIDER", default_value = "path")]
     pub metadata: String,
     /// Read what the files hold now, deliver it, save positions and exit.

@@ -31,16 +31,8 @@ struct RawConfig {
     scan_interval: Option<String>,
     default_namespace: Option<String>,
     default_pod: Option<String>,
-    keys: Option<RawKeys>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeys {
-    ts: Option<Vec<String>>,
-    level: Option<Vec<String>>,
-    msg: Option<Vec<String>>,
-    corr: Option<Vec<String>>,
+    /// Lists left out keep their defaults.
+    keys: Option<KeyConfig>,
 }
 
 /// Validated collector configuration.
@@ -92,13 +84,7 @@ impl CollectorConfig {
         config.default_namespace = raw.default_namespace;
         config.default_pod = raw.default_pod;
         if let Some(keys) = raw.keys {
-            let defaults = KeyConfig::default();
-            config.keys = KeyConfig {
-                ts: keys.ts.unwrap_or(defaults.ts),
-                level: keys.level.unwrap_or(defaults.level),
-                msg: keys.msg.unwrap_or(defaults.msg),
-                corr: keys.corr.unwrap_or(defaults.corr),
-            };
+            config.keys = keys;
         }
         Ok(config)
     }

@@ -51,7 +51,18 @@ pub fn record_id(node: &str, file: FileKey, offset: u64) -> String {
     buf.push(0);
     buf.extend_from_slice(&file.0.to_le_bytes());
     buf.extend_from_slice(&offset.to_le_bytes());
-    format!("{:032x}", xxh3_128(&buf))
+    hex32(xxh3_128(&buf))
+}
+
+/// Formats a 128-bit value as 32 lowercase hex digits without `core::fmt` (once per record).
+fn hex32(value: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = vec![0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = DIGITS[((value >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Only ASCII hex digits were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Reads a file's fingerprint: its first line including `\n`, or its first [`FINGERPRINT_MAX`]
@@ -102,6 +113,11 @@ mod tests {
         let key = FileKey::new(Path::new("/var/log/pods/a/b"), b"first line\n");
         assert_eq!(record_id("node-1", key, 42), record_id("node-1", key, 42));
         assert_eq!(record_id("node-1", key, 42).len(), 32);
+        assert_eq!(
+            hex32(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            "0123456789abcdef0011223344556677"
+        );
+        assert_eq!(hex32(7), format!("{:032x}", 7));
         let mut seen = HashSet::new();
         for offset in 0..200_000u64 {
             assert!(

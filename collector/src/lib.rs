@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod file_identity;
+pub mod kube_provider;
 pub mod line_splitter;
 pub mod metadata;
 pub mod partial;

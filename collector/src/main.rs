@@ -1,13 +1,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use corral_collector::cli::{Args, SinkKind};
 use corral_collector::config::CollectorConfig;
+use corral_collector::kube_provider::{DEFAULT_TOMBSTONE, KubeProvider};
 use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink::StdoutSink;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
@@ -22,18 +27,28 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => CollectorConfig::load(path)?,
         None => CollectorConfig::default(),
     };
-    let metadata: Arc<dyn MetadataProvider> = match args.metadata.as_str() {
-        "path" => Arc::new(PathProvider),
-        other => match other.strip_prefix("file:") {
-            Some(path) => Arc::new(StaticFileProvider::load(path.as_ref())?),
-            None => bail!("unknown --metadata {other:?}: expected path or file:<json>"),
-        },
-    };
     let node = match args.node {
         Some(node) => node,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| corral_schema::fields::UNKNOWN.to_owned()),
+    };
+    let metadata: Arc<dyn MetadataProvider> = match args.metadata.as_str() {
+        "path" => Arc::new(PathProvider),
+        "kube" => {
+            let provider = KubeProvider::from_env(&node, DEFAULT_TOMBSTONE)?;
+            if !provider.wait_synced(Duration::from_secs(10)) {
+                eprintln!(
+                    "corral-collector: pods of node {node} not listed from the Kubernetes API within 10s; \
+                     starting anyway, enrichment uses the file path until they are"
+                );
+            }
+            Arc::new(provider)
+        }
+        other => match other.strip_prefix("file:") {
+            Some(path) => Arc::new(StaticFileProvider::load(path.as_ref())?),
+            None => bail!("unknown --metadata {other:?}: expected path, kube or file:<json>"),
+        },
     };
     let builder = RecordBuilder::new(node, &config, metadata);
     let sink = match args.sink {

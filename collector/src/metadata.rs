@@ -9,8 +9,9 @@
 //! 5. the path: the owner or pod name without ReplicaSet/StatefulSet/Job suffixes (service) and
 //!    `<pod>/<container>` (instance).
 //!
-//! Providers: [`PathProvider`] (knows nothing, always works), [`StaticFileProvider`] (a JSON
-//! file of pod metadata, for tests and hosts without Kubernetes).
+//! Providers: [`crate::kube_provider::KubeProvider`] (the Kubernetes API: the pods of this node,
+//! watched), [`PathProvider`] (knows nothing, always works), [`StaticFileProvider`] (a JSON file
+//! of pod metadata, for tests and hosts without Kubernetes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -183,6 +183,9 @@ pub struct Collector<S: Sink> {
     stats: RunStats,
 }
 
+/// Bytes read from one file per poll: bounds the batch of records in memory at once.
+const READ_BUDGET: usize = 64 * 1024;
+
 /// How often positions are saved while running.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -208,7 +211,8 @@ impl<S: Sink> Collector<S> {
             TailerConfig {
                 globs,
                 max_line_bytes: config.max_line_bytes,
-                read_budget: 8 * 1024 * 1024,
+                read_budget: READ_BUDGET,
+                scan_interval: config.scan_interval,
             },
             loaded.positions,
         );

@@ -21,6 +21,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
@@ -37,8 +38,11 @@ pub struct TailerConfig {
     pub globs: Vec<String>,
     /// Longest line kept; longer ones are cut and flagged.
     pub max_line_bytes: usize,
-    /// Most bytes read from one file in one poll, so one busy file cannot starve the others.
+    /// Most bytes read from one file in one poll, so one busy file cannot starve the others
+    /// and one poll's lines stay a bounded batch.
     pub read_budget: usize,
+    /// How often polls look for new, rotated and vanished files; polls in between only read.
+    pub scan_interval: Duration,
 }
 
 /// A complete line and the file it came from.
@@ -120,6 +124,7 @@ pub struct Tailer {
     next_seq: u64,
     gzip_keys: HashMap<(u64, u64, u64), FileKey>,
     buf: Vec<u8>,
+    last_scan: Option<Instant>,
 }
 
 impl Tailer {
@@ -131,6 +136,7 @@ impl Tailer {
             next_seq: 0,
             gzip_keys: HashMap::new(),
             buf: vec![0; 256 * 1024],
+            last_scan: None,
             config,
         };
         for position in positions {
@@ -162,10 +168,17 @@ impl Tailer {
         tailer
     }
 
-    /// Scans for files and reads what they hold, appending complete lines to `out`.
+    /// Reads what the files hold (up to the read budget each), appending complete lines to
+    /// `out`; scans for new, rotated and vanished files first when the scan interval has passed.
     pub fn poll(&mut self, out: &mut Vec<TailedLine>) -> PollStats {
         let mut stats = PollStats::default();
-        self.scan(&mut stats);
+        if self
+            .last_scan
+            .is_none_or(|at| at.elapsed() >= self.config.scan_interval)
+        {
+            self.scan(&mut stats);
+            self.last_scan = Some(Instant::now());
+        }
         let mut order: Vec<(PathBuf, u64, FileKey)> = self
             .entries
             .values()

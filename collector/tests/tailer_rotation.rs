@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use corral_collector::file_identity::FileKey;
 use corral_collector::tailer::{FilePosition, TailedLine, Tailer, TailerConfig};
@@ -21,6 +22,7 @@ fn tailer(root: &Path, positions: Vec<FilePosition>) -> Tailer {
             globs: vec![glob],
             max_line_bytes: 1024 * 1024,
             read_budget: 1 << 20,
+            scan_interval: Duration::ZERO,
         },
         positions,
     )

@@ -1,0 +1,235 @@
+//! Collector benchmark (`make bench`): the whole read → merge → parse → enrich → serialize path
+//! over a generated corpus of kubelet-layout CRI files, next to parse-only ceilings of simd-json
+//! and serde_json measured on the same lines in the same run.
+//!
+//! Corpus: `CORRAL_BENCH_LINES` lines (default 1,000,000) of realistic JSON (300–600 bytes),
+//! ~3 % written as CRI partial chunks, across 10 pods.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use corral_collector::config::CollectorConfig;
+use corral_collector::metadata::PathProvider;
+use corral_collector::pipeline::{Collector, RecordBuilder};
+use corral_collector::sink::StdoutSink;
+use simd_json::prelude::ValueAsObject;
+
+const PODS: usize = 10;
+
+/// The collector binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let lines: usize = std::env::var("CORRAL_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = tempfile::Builder::new()
+        .prefix("corral-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let started = Instant::now();
+    let corpus = generate(root.path(), lines);
+    println!(
+        "collector bench: {} CRI lines ({:.1}% partial chunks), {:.1} MiB in {PODS} files, generated in {:.1} s",
+        lines,
+        100.0 * corpus.partial_lines as f64 / lines as f64,
+        mib(corpus.bytes),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Whole path, single-threaded, into a sink that serializes every envelope.
+    let config = CollectorConfig::default();
+    let builder = RecordBuilder::new("bench-node".into(), &config, Arc::new(PathProvider));
+    let globs = vec![format!("{}/pods/*/*/*.log", root.path().display())];
+    let mut collector = Collector::new(
+        globs,
+        &root.path().join("data"),
+        &config,
+        builder,
+        StdoutSink::new(std::io::sink()),
+    )
+    .expect("collector");
+    let cpu_before = cpu_seconds();
+    let wall = Instant::now();
+    let stats = collector.run_once().expect("run");
+    let wall = wall.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    assert_eq!(stats.records, lines as u64, "every line becomes one record");
+    let peak = peak_rss_kib();
+    println!(
+        "whole path (read → merge → parse → enrich → serialize): {:.2} s wall, {:.2} s CPU → {:.0} lines/s, {:.1} MiB/s per core",
+        wall,
+        cpu,
+        lines as f64 / cpu,
+        mib(corpus.bytes) / cpu
+    );
+    println!("peak RSS of the whole path: {:.1} MiB", peak as f64 / 1024.0);
+
+    // Parse-only ceilings on the same application lines (the JSON of the full CRI lines).
+    let sample: Vec<Vec<u8>> = json_sample(root.path(), 200_000);
+    let sample_bytes: u64 = sample.iter().map(|l| l.len() as u64).sum();
+    let mut copies = sample.clone();
+    let t = Instant::now();
+    let mut keys = 0usize;
+    for line in &mut copies {
+        let value = simd_json::to_borrowed_value(line).expect("valid JSON");
+        keys += value.as_object().map_or(0, |o| o.len());
+    }
+    let simd = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for line in &sample {
+        let value: serde_json::Value = serde_json::from_slice(line).expect("valid JSON");
+        keys += value.as_object().map_or(0, |o| o.len());
+    }
+    let serde = t.elapsed().as_secs_f64();
+    println!(
+        "baseline, parse only ({} lines, {:.1} MiB of JSON): simd-json {:.1} MiB/s, serde_json {:.1} MiB/s ({keys} keys)",
+        sample.len(),
+        mib(sample_bytes),
+        mib(sample_bytes) / simd,
+        mib(sample_bytes) / serde
+    );
+}
+
+struct Corpus {
+    bytes: u64,
+    partial_lines: usize,
+}
+
+/// Reads back the application JSON of up to `limit` whole (`F`) CRI lines.
+fn json_sample(root: &Path, limit: usize) -> Vec<Vec<u8>> {
+    let mut sample = Vec::with_capacity(limit);
+    for entry in glob_files(root) {
+        let text = fs::read(&entry).unwrap();
+        let mut after_partial = false;
+        for line in text.split(|b| *b == b'\n') {
+            if sample.len() == limit {
+                return sample;
+            }
+            // `<ts> stdout F <json>`: whole lines only; the chunks of a split line are not JSON.
+            let mut parts = line.splitn(4, |b| *b == b' ');
+            let (tag, json) = (parts.nth(2), parts.next());
+            if let (Some(b"F"), Some(json), false) = (tag, json, after_partial) {
+                sample.push(json.to_vec());
+            }
+            after_partial = tag == Some(b"P");
+        }
+    }
+    sample
+}
+
+fn glob_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(root.join("pods"))
+        .unwrap()
+        .flatten()
+        .map(|pod| pod.path().join("app/0.log"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn generate(root: &Path, lines: usize) -> Corpus {
+    let services = ["gateway", "orders", "payments", "inventory", "notifications"];
+    let mut writers: Vec<BufWriter<File>> = (0..PODS)
+        .map(|p| {
+            let service = services[p % services.len()];
+            let dir = root.join(format!("pods/shop_{service}-7d9f8b6c4-x2k{p}p_uid-{p}/app"));
+            fs::create_dir_all(&dir).unwrap();
+            BufWriter::with_capacity(1 << 20, File::create(dir.join("0.log")).unwrap())
+        })
+        .collect();
+    let mut corpus = Corpus {
+        bytes: 0,
+        partial_lines: 0,
+    };
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let levels = ["info", "info", "info", "debug", "warn", "error"];
+    let paths = [
+        "/api/v1/orders",
+        "/api/v1/payments/authorize",
+        "/api/v1/inventory/reserve",
+        "/healthz",
+    ];
+    for i in 0..lines {
+        let pod = i % PODS;
+        let r = next();
+        let padding = "x".repeat((r % 220) as usize);
+        let json = format!(
+            "{{\"level\":\"{}\",\"ts\":\"2026-11-23T10:{:02}:{:02}.{:06}Z\",\"logger\":\"{}.handler\",\"msg\":\"handled request {} for user {}\",\"trace_id\":\"{:032x}\",\"http\":{{\"method\":\"POST\",\"path\":\"{}\",\"status\":{},\"duration_ms\":{}.{}}},\"user\":{{\"id\":{},\"tier\":\"gold\"}},\"detail\":\"{}\"}}",
+            levels[(r % 6) as usize],
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1_000_000,
+            services[pod % services.len()],
+            i,
+            r % 100_000,
+            (r as u128) << 7 | i as u128,
+            paths[(r % 4) as usize],
+            [200, 201, 404, 500][(r >> 8) as usize % 4],
+            r % 900,
+            r % 10,
+            r % 50_000,
+            padding
+        );
+        let ts = format!(
+            "2026-11-23T10:{:02}:{:02}.{:09}Z",
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i
+        );
+        let out = &mut writers[pod];
+        let written = if r % 100 < 3 {
+            // A partial line: the runtime wrote it in two chunks.
+            corpus.partial_lines += 1;
+            let cut = json.len() / 2;
+            let first = format!("{ts} stdout P {}\n", &json[..cut]);
+            let second = format!("{ts} stdout F {}\n", &json[cut..]);
+            out.write_all(first.as_bytes()).unwrap();
+            out.write_all(second.as_bytes()).unwrap();
+            first.len() + second.len()
+        } else {
+            let line = format!("{ts} stdout F {json}\n");
+            out.write_all(line.as_bytes()).unwrap();
+            line.len()
+        };
+        corpus.bytes += written as u64;
+    }
+    for mut w in writers {
+        w.flush().unwrap();
+    }
+    corpus
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// User + system CPU seconds of this process, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_kib() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
