@@ -3,6 +3,7 @@
 //! ```toml
 //! max_line_bytes = 1048576      # longer lines are cut and flagged `truncated`
 //! scan_interval = "250ms"       # how often globs are re-scanned and files read
+//! drain_timeout = "10s"         # at shutdown, how long to wait for the sink's acknowledgements
 //! default_namespace = "edge"    # for files outside the kubelet layout (else "unknown")
 //! default_pod = "nginx"
 //! [keys]                        # JSON keys holding ts / level / msg / corr, first present wins
@@ -21,6 +22,8 @@ use crate::app_json::KeyConfig;
 
 /// Default for `max_line_bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Default for `drain_timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for `scan_interval`.
 pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -29,6 +32,7 @@ pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_millis(250);
 struct RawConfig {
     max_line_bytes: Option<usize>,
     scan_interval: Option<String>,
+    drain_timeout: Option<String>,
     default_namespace: Option<String>,
     default_pod: Option<String>,
     /// Lists left out keep their defaults.
@@ -40,6 +44,8 @@ struct RawConfig {
 pub struct CollectorConfig {
     pub max_line_bytes: usize,
     pub scan_interval: Duration,
+    /// How long shutdown waits for the sink to acknowledge records in flight.
+    pub drain_timeout: Duration,
     pub default_namespace: Option<String>,
     pub default_pod: Option<String>,
     pub keys: KeyConfig,
@@ -50,6 +56,7 @@ impl Default for CollectorConfig {
         CollectorConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             scan_interval: DEFAULT_SCAN_INTERVAL,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             default_namespace: None,
             default_pod: None,
             keys: KeyConfig::default(),
@@ -80,6 +87,9 @@ impl CollectorConfig {
             if config.scan_interval.is_zero() {
                 bail!("scan_interval must be more than 0");
             }
+        }
+        if let Some(timeout) = raw.drain_timeout {
+            config.drain_timeout = parse_duration(&timeout).context("drain_timeout")?;
         }
         config.default_namespace = raw.default_namespace;
         config.default_pod = raw.default_pod;

@@ -6,8 +6,10 @@
 //! [`line_splitter`] cuts lines with bounded memory → [`runtime_format`] unwraps the CRI /
 //! docker / plain line → [`partial`] merges split lines → [`app_json`] extracts ts, level, msg,
 //! corr and fields → [`metadata`] stamps service, version and instance → [`sink`] writes the
-//! record; [`checkpoint`] remembers read positions. [`pipeline`] wires them together.
+//! record; [`ack`] holds checkpoints until the sink acknowledges; [`checkpoint`] remembers
+//! read positions. [`pipeline`] wires them together.
 
+pub mod ack;
 pub mod app_json;
 pub mod checkpoint;
 pub mod cli;

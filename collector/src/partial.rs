@@ -21,6 +21,9 @@ pub struct Origin {
 pub struct AssembledLine {
     /// Start of the (first chunk of the) line: the record's id is derived from it.
     pub origin: Origin,
+    /// Start of the last chunk (the same as `origin` for a whole line); in another file when a
+    /// rotation fell between two chunks.
+    pub last: Origin,
     /// The runtime timestamp of the first chunk.
     pub ts: Option<Timestamp>,
     pub stream: Stream,
@@ -66,6 +69,7 @@ impl PartialAssembler {
         let open = &mut self.open[slot(line.stream)];
         let pending = open.get_or_insert_with(|| AssembledLine {
             origin,
+            last: origin,
             ts: line.ts,
             stream: line.stream,
             content: Vec::with_capacity(line.content.len().min(max)),
@@ -81,6 +85,7 @@ impl PartialAssembler {
             .extend_from_slice(&line.content[..line.content.len().min(room)]);
         pending.truncated |= raw_truncated;
         pending.chunks += 1;
+        pending.last = origin;
         if line.partial { None } else { open.take() }
     }
 
@@ -147,6 +152,7 @@ mod tests {
             (done.origin, done.content.as_slice(), done.chunks),
             (at(1, 0), &b"hello"[..], 2)
         );
+        assert_eq!(done.last, at(2, 0), "the last chunk came from the new file");
         assert_eq!(a.held_offset(FileKey(1)), None);
         assert!(!a.has_open());
     }

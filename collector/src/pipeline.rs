@@ -14,10 +14,11 @@ use anyhow::Context;
 use corral_schema::fields::ENVELOPE_VERSION;
 use corral_schema::{Flag, Record, Timestamp};
 
+use crate::ack::{AckTracker, Ticket};
 use crate::app_json::{KeyConfig, parse_app_json};
 use crate::checkpoint::CheckpointStore;
 use crate::config::CollectorConfig;
-use crate::file_identity::record_id;
+use crate::file_identity::{FileKey, record_id};
 use crate::metadata::{Identity, MetadataProvider, resolve};
 use crate::pod_path::PodPath;
 use crate::sink::Sink;
@@ -179,12 +180,19 @@ pub struct Collector<S: Sink> {
     builder: RecordBuilder,
     store: CheckpointStore,
     sink: S,
+    tracker: AckTracker,
+    acks: Vec<Ticket>,
     scan_interval: Duration,
+    drain_timeout: Duration,
     stats: RunStats,
 }
 
 /// Bytes read from one file per poll: bounds the batch of records in memory at once.
 const READ_BUDGET: usize = 64 * 1024;
+
+/// Most bytes of records handed to the sink and not yet acknowledged; past it the collector
+/// stops reading until acknowledgements come back (the kubelet's files are the buffer).
+const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 /// How often positions are saved while running.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -221,7 +229,10 @@ impl<S: Sink> Collector<S> {
             builder,
             store,
             sink,
+            tracker: AckTracker::default(),
+            acks: Vec::new(),
             scan_interval: config.scan_interval,
+            drain_timeout: config.drain_timeout,
             stats: RunStats::default(),
         })
     }
@@ -229,8 +240,12 @@ impl<S: Sink> Collector<S> {
     /// Reads everything the files hold now, delivers it, saves positions and returns.
     pub fn run_once(&mut self) -> anyhow::Result<RunStats> {
         loop {
-            let stats = self.step()?;
-            if stats.bytes_read == 0 {
+            self.collect_acks();
+            if self.tracker.in_flight_bytes() >= MAX_IN_FLIGHT_BYTES {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            if self.step()?.bytes_read == 0 {
                 break;
             }
         }
@@ -241,13 +256,18 @@ impl<S: Sink> Collector<S> {
     pub fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<RunStats> {
         let mut last_save = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let stats = self.step()?;
+            self.collect_acks();
+            let read = if self.tracker.in_flight_bytes() < MAX_IN_FLIGHT_BYTES {
+                self.step()?.bytes_read
+            } else {
+                0
+            };
             if last_save.elapsed() >= CHECKPOINT_INTERVAL {
                 self.save()?;
                 last_save = Instant::now();
             }
-            if stats.bytes_read == 0 {
-                sleep_unless(stop, self.scan_interval);
+            if read == 0 {
+                sleep_unless(stop, self.scan_interval.min(Duration::from_millis(50)));
             }
         }
         self.finish()
@@ -267,25 +287,62 @@ impl<S: Sink> Collector<S> {
             return Ok(());
         }
         let observed = Timestamp::now();
-        let records: Vec<Record> = lines
+        let batch: Vec<(Ticket, Record)> = lines
             .into_iter()
-            .map(|line| self.builder.build(line, observed))
+            .map(|line| {
+                // The serialized size is not known yet: the line plus a typical envelope.
+                let ticket = self.tracker.issue(&line.line, line.line.content.len() + 400);
+                (ticket, self.builder.build(line, observed))
+            })
             .collect();
-        self.sink.send(&records).context("cannot deliver records")?;
-        self.stats.records += records.len() as u64;
+        self.stats.records += batch.len() as u64;
+        self.sink.send(batch).context("cannot deliver records")?;
+        self.collect_acks();
         Ok(())
+    }
+
+    fn collect_acks(&mut self) {
+        self.sink.poll_acks(&mut self.acks);
+        for ticket in self.acks.drain(..) {
+            self.tracker.ack(ticket);
+        }
     }
 
     fn finish(&mut self) -> anyhow::Result<RunStats> {
         let mut lines = Vec::new();
         self.tailer.flush(&mut lines);
         self.deliver(lines)?;
+        let deadline = Instant::now() + self.drain_timeout;
+        while self.tracker.in_flight() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            self.collect_acks();
+        }
+        if self.tracker.in_flight() > 0 {
+            eprintln!(
+                "corral-collector: {} records not acknowledged within {:?}; they will be sent again on restart",
+                self.tracker.in_flight(),
+                self.drain_timeout
+            );
+        }
         self.save()?;
         Ok(self.stats)
     }
 
+    /// Returns the positions to checkpoint: the tailer's, held back to the first line not yet
+    /// acknowledged.
+    pub fn positions(&self) -> Vec<crate::tailer::FilePosition> {
+        let mut positions = self.tailer.positions();
+        for position in &mut positions {
+            if let Some(held) = FileKey::from_hex(&position.key).and_then(|key| self.tracker.held_offset(key))
+            {
+                position.offset = position.offset.min(held);
+            }
+        }
+        positions
+    }
+
     fn save(&self) -> anyhow::Result<()> {
-        Ok(self.store.save(&self.tailer.positions())?)
+        Ok(self.store.save(&self.positions())?)
     }
 }
 
