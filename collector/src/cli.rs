@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
     name = "corral-collector",
     version,
     about = "Tails Kubernetes container logs on this node, parses them and ships them as corral records",
-    after_help = "Examples:\n  corral-collector --once --sink stdout --logs '/var/log/pods/*/*/*.log'\n  corral-collector --metadata file:pods.json --data-dir /tmp/corral --logs 'logs/*.log'"
+    after_help = "Examples:\n  corral-collector --once --sink stdout --logs '/var/log/pods/*/*/*.log'\n  corral-collector --sink kafka --brokers kafka:9092 --metadata kube\n  corral-collector --metadata file:pods.json --data-dir /tmp/corral --logs 'logs/*.log'"
 )]
 pub struct Args {
     /// Glob of log files to read (repeatable).
@@ -22,6 +22,12 @@ pub struct Args {
     /// Where records go.
     #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
     pub sink: SinkKind,
+    /// Kafka bootstrap servers (`--sink kafka`).
+    #[arg(long, env = "CORRAL_BROKERS", value_name = "HOST:PORT,…")]
+    pub brokers: Option<String>,
+    /// Kafka topic (`--sink kafka`).
+    #[arg(long, default_value = corral_schema::fields::TOPIC)]
+    pub topic: String,
     /// Name of this node, stamped on every record [default: the host name].
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
@@ -42,4 +48,6 @@ pub struct Args {
 pub enum SinkKind {
     /// NDJSON envelopes on standard output.
     Stdout,
+    /// One Kafka message per record, acknowledged on delivery.
+    Kafka,
 }

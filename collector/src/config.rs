@@ -8,9 +8,12 @@
 //! default_pod = "nginx"
 //! [keys]                        # JSON keys holding ts / level / msg / corr, first present wins
 //! corr = ["corr", "request_id", "trace_id"]
+//! [kafka.producer]              # librdkafka properties, passed through
+//! "message.max.bytes" = 4000000
 //! ```
 //! Unknown keys are rejected with the key's name.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -37,6 +40,15 @@ struct RawConfig {
     default_pod: Option<String>,
     /// Lists left out keep their defaults.
     keys: Option<KeyConfig>,
+    kafka: Option<RawKafka>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    /// librdkafka producer properties, passed through.
+    #[serde(default)]
+    producer: BTreeMap<String, toml::Value>,
 }
 
 /// Validated collector configuration.
@@ -49,6 +61,8 @@ pub struct CollectorConfig {
     pub default_namespace: Option<String>,
     pub default_pod: Option<String>,
     pub keys: KeyConfig,
+    /// librdkafka producer properties from `[kafka.producer]`, overriding corral's defaults.
+    pub kafka_producer: BTreeMap<String, String>,
 }
 
 impl Default for CollectorConfig {
@@ -60,6 +74,7 @@ impl Default for CollectorConfig {
             default_namespace: None,
             default_pod: None,
             keys: KeyConfig::default(),
+            kafka_producer: BTreeMap::new(),
         }
     }
 }
@@ -96,6 +111,16 @@ impl CollectorConfig {
         if let Some(keys) = raw.keys {
             config.keys = keys;
         }
+        for (key, value) in raw.kafka.unwrap_or_default().producer {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                other => bail!("kafka.producer.{key} = {other:?}: expected a string, number or boolean"),
+            };
+            config.kafka_producer.insert(key, text);
+        }
         Ok(config)
     }
 }
@@ -113,6 +138,9 @@ mod tests {
             default_namespace = "edge"
             [keys]
             corr = ["x-b3-traceid"]
+            [kafka.producer]
+            "linger.ms" = 50
+            "security.protocol" = "SASL_SSL"
             "#,
         )
         .unwrap();
@@ -121,6 +149,8 @@ mod tests {
         assert_eq!(config.default_namespace.as_deref(), Some("edge"));
         assert_eq!(config.keys.corr, vec!["x-b3-traceid".to_string()]);
         assert_eq!(config.keys.msg, KeyConfig::default().msg);
+        assert_eq!(config.kafka_producer["linger.ms"], "50");
+        assert_eq!(config.kafka_producer["security.protocol"], "SASL_SSL");
     }
 
     #[test]
@@ -131,6 +161,8 @@ mod tests {
             ("scan_interval = \"soon\"", "scan_interval"),
             ("max_line_bytes = 10", "too small"),
             ("max_line_bytes = \"big\"", "invalid type"),
+            ("[kafka]\nproducr = {}", "unknown field `producr`"),
+            ("[kafka.producer]\n\"acks\" = [1]", "kafka.producer.acks"),
         ];
         for (text, want) in cases {
             let error = format!("{:#}", CollectorConfig::parse(text).unwrap_err());

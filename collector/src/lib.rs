@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod file_identity;
+pub mod kafka_sink;
 pub mod kube_provider;
 pub mod line_splitter;
 pub mod metadata;

@@ -6,28 +6,29 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use corral_collector::cli::{Args, SinkKind};
 use corral_collector::config::CollectorConfig;
+use corral_collector::kafka_sink::KafkaSink;
 use corral_collector::kube_provider::{DEFAULT_TOMBSTONE, KubeProvider};
 use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
 use corral_collector::pipeline::{Collector, RecordBuilder};
-use corral_collector::sink::StdoutSink;
+use corral_collector::sink::{Sink, StdoutSink};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
-    if let Err(error) = run(args) {
+    if let Err(error) = run(&args) {
         eprintln!("corral-collector: {error:#}");
         std::process::exit(1);
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: &Args) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => CollectorConfig::load(path)?,
         None => CollectorConfig::default(),
     };
-    let node = match args.node {
+    let node = match args.node.clone() {
         Some(node) => node,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
@@ -51,10 +52,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     let builder = RecordBuilder::new(node, &config, metadata);
-    let sink = match args.sink {
-        SinkKind::Stdout => StdoutSink::new(std::io::stdout()),
-    };
-    let mut collector = Collector::new(args.logs, &args.data_dir, &config, builder, sink)
+    match args.sink {
+        SinkKind::Stdout => drive(args, &config, builder, StdoutSink::new(std::io::stdout())),
+        SinkKind::Kafka => {
+            let brokers = args
+                .brokers
+                .as_deref()
+                .context("--sink kafka needs --brokers (or CORRAL_BROKERS)")?;
+            let sink = KafkaSink::connect(brokers, &args.topic, &config.kafka_producer)?;
+            drive(args, &config, builder, sink)
+        }
+    }
+}
+
+/// Runs the collector with `sink` until done (`--once`) or until SIGTERM/SIGINT.
+fn drive<S: Sink + 'static>(
+    args: &Args,
+    config: &CollectorConfig,
+    builder: RecordBuilder,
+    sink: S,
+) -> anyhow::Result<()> {
+    let mut collector = Collector::new(args.logs.clone(), &args.data_dir, config, builder, sink)
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;
     if args.once {
         collector.run_once()?;

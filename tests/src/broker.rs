@@ -17,6 +17,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Offset, TopicPartitionList};
 use tempfile::TempDir;
 
 /// How long a starting broker may take to answer its first metadata request.
@@ -170,6 +172,55 @@ impl Broker {
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Reads `topic` from the beginning of every partition until `expected` messages arrived
+    /// and no more came for `settle` (so extra messages would show), or panics after `timeout`.
+    pub fn consume_all(
+        &self,
+        topic: &str,
+        expected: usize,
+        settle: Duration,
+        timeout: Duration,
+    ) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("group.id", format!("corral-test-reader-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut messages = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut last_arrival = Instant::now();
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    messages.push(message.detach());
+                    last_arrival = Instant::now();
+                }
+                Some(Err(error)) => panic!("consume {topic}: {error}\n--- broker log ---\n{}", self.logs()),
+                None => {}
+            }
+            if messages.len() >= expected && last_arrival.elapsed() >= settle {
+                return messages;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {expected} messages on {topic} after {timeout:?}\n--- broker log ---\n{}",
+                messages.len(),
+                self.logs()
+            );
         }
     }
 
