@@ -38,6 +38,9 @@ pub struct Args {
     /// Read what the files hold now, deliver it, save positions and exit.
     #[arg(long)]
     pub once: bool,
+    /// Address of /metrics, /healthz and /readyz (not served with --once).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7281")]
+    pub listen: std::net::SocketAddr,
     /// Configuration file (TOML).
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,

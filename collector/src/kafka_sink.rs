@@ -50,6 +50,9 @@ pub struct KafkaSinkStats {
 struct Reports {
     acked: Vec<Ticket>,
     failed: Vec<(Ticket, Vec<u8>, Vec<u8>)>,
+    /// The last client error (e.g. all brokers down), cleared by the next delivery.
+    problem: Option<String>,
+    errors_reported: u64,
 }
 
 /// Receives librdkafka's delivery reports on its polling thread.
@@ -59,7 +62,15 @@ struct DeliveryContext {
     stats: Arc<KafkaSinkStats>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("corral-collector: kafka: {error}: {reason}");
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .problem = Some(format!("{error}: {reason}"));
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Ticket>;
@@ -70,9 +81,11 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 reports.acked.push(*ticket);
+                reports.problem = None;
             }
             Err((error, message)) => {
                 self.stats.delivery_errors.fetch_add(1, Ordering::Relaxed);
+                reports.errors_reported += 1;
                 eprintln!("corral-collector: kafka delivery failed, producing again: {error}");
                 let key = message.key().unwrap_or_default().to_vec();
                 let payload = message.payload().unwrap_or_default().to_vec();
@@ -222,6 +235,14 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    fn problem(&self) -> Option<String> {
+        self.reports().problem.clone()
+    }
+
+    fn take_delivery_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.reports().errors_reported)
+    }
+
     fn poll_acks(&mut self, acks: &mut Vec<Ticket>) {
         let failed = {
             let mut reports = self
@@ -240,6 +261,16 @@ impl Sink for KafkaSink {
                 );
             }
         }
+    }
+}
+
+impl KafkaSink {
+    fn reports(&self) -> std::sync::MutexGuard<'_, Reports> {
+        self.producer
+            .context()
+            .reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -6,9 +6,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use corral_collector::cli::{Args, SinkKind};
 use corral_collector::config::CollectorConfig;
+use corral_collector::http;
 use corral_collector::kafka_sink::KafkaSink;
 use corral_collector::kube_provider::{DEFAULT_TOMBSTONE, KubeProvider};
 use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
+use corral_collector::metrics::Metrics;
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink::{Sink, StdoutSink};
 
@@ -78,6 +80,8 @@ fn drive<S: Sink + 'static>(
         collector.run_once()?;
         return Ok(());
     }
+    let metrics = Arc::new(Metrics::new());
+    let mut collector = collector.with_metrics(metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let worker_stop = stop.clone();
     let worker = std::thread::spawn(move || collector.run(&worker_stop));
@@ -85,11 +89,20 @@ fn drive<S: Sink + 'static>(
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(listener, metrics, async {
+            let _ = done_rx.await;
+        }));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        let _ = done_tx.send(());
+        let _ = server.await;
         anyhow::Ok(())
     })?;
     stop.store(true, Ordering::Relaxed);

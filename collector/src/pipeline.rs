@@ -20,6 +20,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::CollectorConfig;
 use crate::file_identity::{FileKey, record_id};
 use crate::metadata::{Identity, MetadataProvider, resolve};
+use crate::metrics::{KindLabel, Metrics, ReasonLabel, SharedMetrics};
 use crate::pod_path::PodPath;
 use crate::sink::Sink;
 use crate::tailer::{PollStats, TailedLine, Tailer, TailerConfig};
@@ -185,6 +186,7 @@ pub struct Collector<S: Sink> {
     scan_interval: Duration,
     drain_timeout: Duration,
     stats: RunStats,
+    metrics: SharedMetrics,
 }
 
 /// Bytes read from one file per poll: bounds the batch of records in memory at once.
@@ -235,7 +237,14 @@ impl<S: Sink> Collector<S> {
             scan_interval: config.scan_interval,
             drain_timeout: config.drain_timeout,
             stats: RunStats::default(),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Reports into `metrics` (shared with the `/metrics` endpoint) instead of private ones.
+    pub fn with_metrics(mut self, metrics: SharedMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reads everything the files hold now, delivers it, saves positions and returns.
@@ -259,11 +268,11 @@ impl<S: Sink> Collector<S> {
         let mut known_files = self.tailer.file_count();
         while !stop.load(Ordering::Relaxed) {
             self.collect_acks();
-            let read = if self.tracker.in_flight_bytes() < MAX_IN_FLIGHT_BYTES {
-                self.step()?.bytes_read
-            } else {
-                0
-            };
+            let backpressured = self.tracker.in_flight_bytes() >= MAX_IN_FLIGHT_BYTES;
+            let read = if backpressured { 0 } else { self.step()?.bytes_read };
+            self.metrics.set_sink_problem(self.sink.problem());
+            self.metrics
+                .observe_progress(self.tracker.in_flight() > 0, backpressured);
             // A newly found file is saved at once: should it be rotated away before the next
             // save and the collector crash, the checkpoint still knows it and finds it again.
             let files = self.tailer.file_count();
@@ -282,6 +291,14 @@ impl<S: Sink> Collector<S> {
     fn step(&mut self) -> anyhow::Result<PollStats> {
         let mut lines = Vec::new();
         let stats = self.tailer.poll(&mut lines);
+        self.metrics.lines_read.inc_by(lines.len() as u64);
+        self.metrics.bytes_read.inc_by(stats.bytes_read);
+        self.metrics
+            .lines_lost
+            .get_or_create(&ReasonLabel {
+                reason: "truncated_before_read",
+            })
+            .inc_by(stats.truncations);
         self.deliver(lines)?;
         self.stats.bytes_read += stats.bytes_read;
         self.stats.truncations += stats.truncations;
@@ -302,6 +319,23 @@ impl<S: Sink> Collector<S> {
             })
             .collect();
         self.stats.records += batch.len() as u64;
+        for (_, record) in &batch {
+            for flag in &record.flags {
+                let kind = match flag {
+                    Flag::Unparsed => "unparsed",
+                    Flag::InvalidUtf8 => "invalid_utf8",
+                    Flag::Truncated => {
+                        self.metrics.truncations.inc();
+                        continue;
+                    }
+                    Flag::PartialMerged => continue,
+                };
+                self.metrics
+                    .parse_failures
+                    .get_or_create(&KindLabel { kind })
+                    .inc();
+            }
+        }
         self.sink.send(batch).context("cannot deliver records")?;
         self.collect_acks();
         Ok(())
@@ -309,9 +343,19 @@ impl<S: Sink> Collector<S> {
 
     fn collect_acks(&mut self) {
         self.sink.poll_acks(&mut self.acks);
+        self.metrics.records_delivered.inc_by(self.acks.len() as u64);
+        self.metrics
+            .delivery_errors
+            .inc_by(self.sink.take_delivery_errors());
         for ticket in self.acks.drain(..) {
             self.tracker.ack(ticket);
         }
+        self.metrics
+            .in_flight_bytes
+            .set(self.tracker.in_flight_bytes() as i64);
+        self.metrics
+            .in_flight_records
+            .set(self.tracker.in_flight() as i64);
     }
 
     fn finish(&mut self) -> anyhow::Result<RunStats> {
@@ -348,7 +392,21 @@ impl<S: Sink> Collector<S> {
     }
 
     fn save(&self) -> anyhow::Result<()> {
-        Ok(self.store.save(&self.positions())?)
+        let positions = self.positions();
+        self.store.save(&positions)?;
+        self.metrics.checkpoint_saved();
+        self.metrics.open_files.set(positions.len() as i64);
+        self.metrics.file_lag_bytes.clear();
+        for position in &positions {
+            let label = crate::metrics::FileLabel {
+                path: position.path.display().to_string(),
+            };
+            self.metrics
+                .file_lag_bytes
+                .get_or_create(&label)
+                .set(position.size.saturating_sub(position.offset) as i64);
+        }
+        Ok(())
     }
 }
 

@@ -24,6 +24,16 @@ pub trait Sink: Send {
 
     /// Appends the tickets acknowledged since the last call to `acks`, without blocking.
     fn poll_acks(&mut self, acks: &mut Vec<Ticket>);
+
+    /// Returns what currently keeps the sink from delivering (for `/readyz`), if anything.
+    fn problem(&self) -> Option<String> {
+        None
+    }
+
+    /// Returns and resets the number of failed delivery attempts since the last call.
+    fn take_delivery_errors(&mut self) -> u64 {
+        0
+    }
 }
 
 /// Writes one JSON envelope per line.

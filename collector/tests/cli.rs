@@ -333,6 +333,7 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
 fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
+    let port = corral_tests::broker::free_port().unwrap();
     let mut child = Command::new(BIN)
         .args([
             "--node",
@@ -340,6 +341,7 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
             "--logs",
             &format!("{}/pods/*/*/*.log", root.path().display()),
         ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(&data)
         .stdout(Stdio::piped())
@@ -366,6 +368,24 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         "discovered after {latency:?} (scan interval 250 ms)"
     );
 
+    // Operations endpoints.
+    assert_eq!(http_get(port, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(http_get(port, "/readyz"), (200, "ready\n".to_owned()));
+    let (status, metrics) = http_get(port, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "corral_collector_lines_read_total 1",
+        "corral_collector_records_delivered_total 1",
+        "corral_collector_lines_lost_total{reason=\"truncated_before_read\"} 0",
+        "corral_collector_in_flight_bytes 0",
+        "corral_collector_open_files 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -379,4 +399,23 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         checkpoint.contains(&saved),
         "position {saved} saved at shutdown: {checkpoint}"
     );
+}
+
+/// A minimal HTTP/1.1 GET: returns the status code and body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -37,6 +37,7 @@ fn start(root: &Path, broker: &Broker, once: bool) -> Collector {
             "n1",
         ])
         .args(["--logs", &format!("{}/pods/*/*/*.log", root.display())])
+        .args(["--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(root.join("data"))
         .stdout(Stdio::null());
