@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use corral_collector::config::CollectorConfig;
+use corral_collector::kafka_sink::KafkaSink;
 use corral_collector::metadata::PathProvider;
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink::StdoutSink;
@@ -69,6 +70,45 @@ fn main() {
         mib(corpus.bytes) / cpu
     );
     println!("peak RSS of the whole path: {:.1} MiB", peak as f64 / 1024.0);
+
+    // The same corpus into a real Kafka-protocol broker (tansu, another process on this
+    // machine), every record acknowledged before the run ends.
+    let broker = corral_tests::broker::Broker::start();
+    broker.create_topic(corral_schema::fields::TOPIC, 4);
+    let sink = KafkaSink::connect(
+        &broker.bootstrap_servers(),
+        corral_schema::fields::TOPIC,
+        &Default::default(),
+    )
+    .expect("kafka sink");
+    let builder = RecordBuilder::new("bench-node".into(), &config, Arc::new(PathProvider));
+    let globs = vec![format!("{}/pods/*/*/*.log", root.path().display())];
+    let mut collector =
+        Collector::new(globs, &root.path().join("data-kafka"), &config, builder, sink).expect("collector");
+    let cpu_before = cpu_seconds();
+    let wall_kafka = Instant::now();
+    let stats = collector.run_once().expect("run");
+    let positions = collector.positions();
+    drop(collector);
+    let wall_kafka = wall_kafka.elapsed().as_secs_f64();
+    let cpu_kafka = cpu_seconds() - cpu_before;
+    assert_eq!(stats.records, lines as u64);
+    let undelivered: u64 = positions.iter().map(|p| p.size - p.offset).sum();
+    assert_eq!(undelivered, 0, "every record acknowledged by the broker");
+    println!(
+        "collector → broker (acks=all, idempotent, zstd): {:.2} s wall → {:.0} records/s, {:.1} MiB/s; collector CPU {:.2} s = {:.1} CPU s per GiB (stdout sink, same run: {:.1} CPU s per GiB)",
+        wall_kafka,
+        lines as f64 / wall_kafka,
+        mib(corpus.bytes) / wall_kafka,
+        cpu_kafka,
+        cpu_kafka / (mib(corpus.bytes) / 1024.0),
+        cpu / (mib(corpus.bytes) / 1024.0)
+    );
+    println!(
+        "peak RSS of the collector process after both runs: {:.1} MiB",
+        peak_rss_kib() as f64 / 1024.0
+    );
+    drop(broker);
 
     // Parse-only ceilings on the same application lines (the JSON of the full CRI lines).
     let sample: Vec<Vec<u8>> = json_sample(root.path(), 200_000);
