@@ -64,7 +64,7 @@ struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        eprintln!("corral-collector: kafka: {error}: {reason}");
+        tracing::error!(%error, reason, "kafka client error");
         self.reports
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -86,7 +86,7 @@ impl ProducerContext for DeliveryContext {
             Err((error, message)) => {
                 self.stats.delivery_errors.fetch_add(1, Ordering::Relaxed);
                 reports.errors_reported += 1;
-                eprintln!("corral-collector: kafka delivery failed, producing again: {error}");
+                tracing::warn!(%error, "kafka delivery failed; producing again");
                 let key = message.key().unwrap_or_default().to_vec();
                 let payload = message.payload().unwrap_or_default().to_vec();
                 reports.failed.push((*ticket, key, payload));
@@ -256,9 +256,7 @@ impl Sink for KafkaSink {
         };
         for (ticket, key, payload) in failed {
             if let Err(error) = self.produce(ticket, &key, &payload, None) {
-                eprintln!(
-                    "corral-collector: {error}; the record stays unacknowledged and is re-read on restart"
-                );
+                tracing::error!(%error, "cannot produce again; the record stays unacknowledged and is re-read on restart");
             }
         }
     }

@@ -216,7 +216,7 @@ async fn watch_pods(client: Client, node: &str, shared: &Shared, mut shutdown_rx
             }
             event = events.next() => match event {
                 Some(Ok(event)) => shared.apply(event),
-                Some(Err(e)) => eprintln!("corral-collector: kube watch: {e}"),
+                Some(Err(e)) => tracing::warn!(error = %e, "kube watch failed; retrying"),
                 // The watcher re-lists forever; an end means there is nothing left to do.
                 None => return,
             },

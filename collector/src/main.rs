@@ -19,8 +19,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
+    init_logging();
     if let Err(error) = run(&args) {
-        eprintln!("corral-collector: {error:#}");
+        tracing::error!(error = %format!("{error:#}"), "corral-collector stopped");
         std::process::exit(1);
     }
 }
@@ -41,9 +42,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "kube" => {
             let provider = KubeProvider::from_env(&node, DEFAULT_TOMBSTONE)?;
             if !provider.wait_synced(Duration::from_secs(10)) {
-                eprintln!(
-                    "corral-collector: pods of node {node} not listed from the Kubernetes API within 10s; \
-                     starting anyway, enrichment uses the file path until they are"
+                tracing::warn!(
+                    %node,
+                    "pods not listed from the Kubernetes API within 10s; starting anyway, enrichment uses the file path until they are"
                 );
             }
             Arc::new(provider)
@@ -110,4 +111,19 @@ fn drive<S: Sink + 'static>(
         .join()
         .map_err(|_| anyhow::anyhow!("the collector thread panicked"))??;
     Ok(())
+}
+
+/// Sends the collector's own logs to stderr as JSON lines; `CORRAL_LOG` sets the level
+/// (`error`, `warn`, `info` (default), `debug`, `trace`).
+fn init_logging() {
+    let level = std::env::var("CORRAL_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .init();
 }

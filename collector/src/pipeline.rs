@@ -212,10 +212,11 @@ impl<S: Sink> Collector<S> {
         let store = CheckpointStore::open(data_dir)?;
         let loaded = store.load()?;
         if let Some((aside, reason)) = &loaded.set_aside {
-            eprintln!(
-                "corral-collector: checkpoint {} was unreadable ({reason}); moved it to {} and starting from the beginning of every file",
-                store.path().display(),
-                aside.display()
+            tracing::error!(
+                checkpoint = %store.path().display(),
+                moved_to = %aside.display(),
+                %reason,
+                "checkpoint unreadable; set aside, starting from the beginning of every file"
             );
         }
         let tailer = Tailer::new(
@@ -368,10 +369,10 @@ impl<S: Sink> Collector<S> {
             self.collect_acks();
         }
         if self.tracker.in_flight() > 0 {
-            eprintln!(
-                "corral-collector: {} records not acknowledged within {:?}; they will be sent again on restart",
-                self.tracker.in_flight(),
-                self.drain_timeout
+            tracing::warn!(
+                records = self.tracker.in_flight(),
+                drain_timeout = ?self.drain_timeout,
+                "records not acknowledged at shutdown; they will be sent again on restart"
             );
         }
         self.save()?;

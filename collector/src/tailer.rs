@@ -397,7 +397,7 @@ impl Tailer {
             {
                 let before = entry.splitter.read_pos();
                 if let Err(error) = read_gzip(&entry.path, &mut entry.splitter, buf, &mut emit) {
-                    eprintln!("corral-collector: cannot read {}: {error}", entry.path.display());
+                    tracing::warn!(path = %entry.path.display(), %error, "cannot read log file");
                 }
                 entry.splitter.finish(&mut emit);
                 stats.bytes_read += entry.splitter.read_pos() - before;
@@ -439,7 +439,7 @@ impl Tailer {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    eprintln!("corral-collector: cannot read {}: {error}", entry.path.display());
+                    tracing::warn!(path = %entry.path.display(), %error, "cannot read log file");
                     break;
                 }
             }

@@ -277,6 +277,11 @@ fn a_config_typo_is_rejected_naming_the_key() {
         stderr.contains("unknown field `scan_intervall`") && stderr.contains("bad.toml"),
         "{stderr}"
     );
+    // The collector's own logs are JSON lines.
+    let log: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().unwrap()).expect("a JSON log line");
+    assert_eq!(log["level"], "ERROR");
+    assert_eq!(log["fields"]["message"], "corral-collector stopped");
     assert!(output.stdout.is_empty());
 }
 
