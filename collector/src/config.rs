@@ -4,6 +4,7 @@
 //! max_line_bytes = 1048576      # longer lines are cut and flagged `truncated`
 //! scan_interval = "250ms"       # how often globs are re-scanned and files read
 //! drain_timeout = "10s"         # at shutdown, how long to wait for the sink's acknowledgements
+//! max_in_flight_bytes = 67108864 # unacknowledged bytes before reading pauses (backpressure)
 //! default_namespace = "edge"    # for files outside the kubelet layout (else "unknown")
 //! default_pod = "nginx"
 //! [keys]                        # JSON keys holding ts / level / msg / corr, first present wins
@@ -25,6 +26,8 @@ use crate::app_json::KeyConfig;
 
 /// Default for `max_line_bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Default for `max_in_flight_bytes`: 64 MiB.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 /// Default for `drain_timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for `scan_interval`.
@@ -36,6 +39,7 @@ struct RawConfig {
     max_line_bytes: Option<usize>,
     scan_interval: Option<String>,
     drain_timeout: Option<String>,
+    max_in_flight_bytes: Option<usize>,
     default_namespace: Option<String>,
     default_pod: Option<String>,
     /// Lists left out keep their defaults.
@@ -58,6 +62,8 @@ pub struct CollectorConfig {
     pub scan_interval: Duration,
     /// How long shutdown waits for the sink to acknowledge records in flight.
     pub drain_timeout: Duration,
+    /// Most bytes handed to the sink and not yet acknowledged; past it reading pauses.
+    pub max_in_flight_bytes: usize,
     pub default_namespace: Option<String>,
     pub default_pod: Option<String>,
     pub keys: KeyConfig,
@@ -71,6 +77,7 @@ impl Default for CollectorConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             scan_interval: DEFAULT_SCAN_INTERVAL,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             default_namespace: None,
             default_pod: None,
             keys: KeyConfig::default(),
@@ -105,6 +112,12 @@ impl CollectorConfig {
         }
         if let Some(timeout) = raw.drain_timeout {
             config.drain_timeout = parse_duration(&timeout).context("drain_timeout")?;
+        }
+        if let Some(max) = raw.max_in_flight_bytes {
+            if max < 64 * 1024 {
+                bail!("max_in_flight_bytes = {max} is too small: use at least 65536");
+            }
+            config.max_in_flight_bytes = max;
         }
         config.default_namespace = raw.default_namespace;
         config.default_pod = raw.default_pod;

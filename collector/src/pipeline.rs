@@ -185,16 +185,17 @@ pub struct Collector<S: Sink> {
     acks: Vec<Ticket>,
     scan_interval: Duration,
     drain_timeout: Duration,
+    /// Bytes handed to the sink and not yet acknowledged before reading pauses: the kubelet's
+    /// files are the buffer while the sink is slow.
+    max_in_flight_bytes: usize,
+    /// Acknowledgements received since readiness was last updated.
+    acks_since_observe: usize,
     stats: RunStats,
     metrics: SharedMetrics,
 }
 
 /// Bytes read from one file per poll: bounds the batch of records in memory at once.
 const READ_BUDGET: usize = 64 * 1024;
-
-/// Most bytes of records handed to the sink and not yet acknowledged; past it the collector
-/// stops reading until acknowledgements come back (the kubelet's files are the buffer).
-const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 /// How often positions are saved while running (DESIGN: at least once a second). More often
 /// means fewer re-sent lines after a crash, for one small fsync'd write each time.
@@ -237,6 +238,8 @@ impl<S: Sink> Collector<S> {
             acks: Vec::new(),
             scan_interval: config.scan_interval,
             drain_timeout: config.drain_timeout,
+            max_in_flight_bytes: config.max_in_flight_bytes,
+            acks_since_observe: 0,
             stats: RunStats::default(),
             metrics: Arc::new(Metrics::new()),
         })
@@ -252,7 +255,7 @@ impl<S: Sink> Collector<S> {
     pub fn run_once(&mut self) -> anyhow::Result<RunStats> {
         loop {
             self.collect_acks();
-            if self.tracker.in_flight_bytes() >= MAX_IN_FLIGHT_BYTES {
+            if self.tracker.in_flight_bytes() >= self.max_in_flight_bytes {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
@@ -269,8 +272,13 @@ impl<S: Sink> Collector<S> {
         let mut known_files = self.tailer.file_count();
         while !stop.load(Ordering::Relaxed) {
             self.collect_acks();
-            let backpressured = self.tracker.in_flight_bytes() >= MAX_IN_FLIGHT_BYTES;
-            let read = if backpressured { 0 } else { self.step()?.bytes_read };
+            let backpressured = self.tracker.in_flight_bytes() >= self.max_in_flight_bytes;
+            let read = if backpressured {
+                self.tailer.refresh_sizes();
+                0
+            } else {
+                self.step()?.bytes_read
+            };
             self.metrics.set_sink_problem(self.sink.problem());
             self.metrics
                 .observe_progress(self.tracker.in_flight() > 0, backpressured);
@@ -345,6 +353,7 @@ impl<S: Sink> Collector<S> {
     fn collect_acks(&mut self) {
         self.sink.poll_acks(&mut self.acks);
         self.metrics.records_delivered.inc_by(self.acks.len() as u64);
+        self.acks_since_observe += self.acks.len();
         self.metrics
             .delivery_errors
             .inc_by(self.sink.take_delivery_errors());

@@ -234,6 +234,18 @@ impl Tailer {
             .collect()
     }
 
+    /// Updates every known file's size without reading it, so lag stays true while reading is
+    /// paused (backpressure).
+    pub fn refresh_sizes(&mut self) {
+        for entry in self.entries.values_mut() {
+            if !entry.gzip
+                && let Ok(meta) = std::fs::metadata(&entry.path)
+            {
+                entry.size = meta.len();
+            }
+        }
+    }
+
     /// Returns the number of files currently known.
     pub fn file_count(&self) -> usize {
         self.entries.len()

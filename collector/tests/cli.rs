@@ -308,6 +308,7 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    let mut guard = KillOnDrop(Some(pid));
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
@@ -325,6 +326,7 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    guard.0 = None;
     let records = reader.join().unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0].msg.len(), 1024 * 1024);
@@ -352,6 +354,7 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut guard = KillOnDrop(Some(child.id()));
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -376,19 +379,28 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     // Operations endpoints.
     assert_eq!(http_get(port, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(http_get(port, "/readyz"), (200, "ready\n".to_owned()));
-    let (status, metrics) = http_get(port, "/metrics");
-    assert_eq!(status, 200);
-    for line in [
+    // Metrics are updated right after the record is written: wait (bounded) until they show it.
+    let want = [
         "corral_collector_lines_read_total 1",
         "corral_collector_records_delivered_total 1",
         "corral_collector_lines_lost_total{reason=\"truncated_before_read\"} 0",
         "corral_collector_in_flight_bytes 0",
         "corral_collector_open_files 1",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "missing {line:?} in\n{metrics}"
-        );
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, metrics) = http_get(port, "/metrics");
+        assert_eq!(status, 200);
+        let missing: Vec<&str> = want
+            .iter()
+            .copied()
+            .filter(|w| !metrics.lines().any(|l| l == *w))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing {missing:?} in\n{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 
     let status = Command::new("kill")
@@ -397,6 +409,7 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
+    guard.0 = None;
     assert_eq!(exit.code(), Some(0), "SIGTERM exits 0");
     let checkpoint = fs::read_to_string(data.join("collector-positions.json")).unwrap();
     let saved = format!("\"offset\":{}", line.len());
@@ -404,6 +417,19 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         checkpoint.contains(&saved),
         "position {saved} saved at shutdown: {checkpoint}"
     );
+}
+
+/// Kills a child process when dropped, so a failing test leaves no collector behind (an orphan
+/// would hold the test's output pipe open).
+/// Disarmed (`None`) once the test has waited for the child, whose pid may then be reused.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
 }
 
 /// A minimal HTTP/1.1 GET: returns the status code and body.
