@@ -377,8 +377,14 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     );
 
     // Operations endpoints.
-    assert_eq!(http_get(port, "/healthz"), (200, "ok\n".to_owned()));
-    assert_eq!(http_get(port, "/readyz"), (200, "ready\n".to_owned()));
+    assert_eq!(
+        corral_tests::http::get(port, "/healthz"),
+        (200, "ok\n".to_owned())
+    );
+    assert_eq!(
+        corral_tests::http::get(port, "/readyz"),
+        (200, "ready\n".to_owned())
+    );
     // Metrics are updated right after the record is written: wait (bounded) until they show it.
     let want = [
         "corral_collector_lines_read_total 1",
@@ -389,7 +395,7 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     ];
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (status, metrics) = http_get(port, "/metrics");
+        let (status, metrics) = corral_tests::http::get(port, "/metrics");
         assert_eq!(status, 200);
         let missing: Vec<&str> = want
             .iter()
@@ -430,23 +436,4 @@ impl Drop for KillOnDrop {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
-}
-
-/// A minimal HTTP/1.1 GET: returns the status code and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }

@@ -3,7 +3,7 @@
 //! stays bounded, `/readyz` says not ready — and after SIGCONT every line is delivered.
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,27 +35,8 @@ fn kill(pid: u32, signal: &str) {
     );
 }
 
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
-}
-
 fn metric(port: u16, name: &str) -> f64 {
-    let (_, text) = http_get(port, "/metrics");
+    let (_, text) = corral_tests::http::get(port, "/metrics");
     text.lines()
         .filter(|l| l.starts_with(name))
         .find_map(|l| l.split_whitespace().last().and_then(|v| v.parse().ok()))
@@ -133,7 +114,7 @@ fn a_stopped_broker_pauses_reading_and_everything_arrives_after() {
 
     // Flowing: the first lines arrive.
     broker.consume_all(fields::TOPIC, 100, Duration::ZERO, Duration::from_secs(30));
-    assert_eq!(http_get(port, "/readyz").0, 200);
+    assert_eq!(corral_tests::http::get(port, "/readyz").0, 200);
 
     kill(broker.pid(), "STOP");
     let stopped = Instant::now();
@@ -144,7 +125,7 @@ fn a_stopped_broker_pauses_reading_and_everything_arrives_after() {
         std::thread::sleep(Duration::from_millis(500));
         max_in_flight = max_in_flight.max(metric(port, "corral_collector_in_flight_bytes"));
         max_rss = max_rss.max(rss_kib(collector.0.id()));
-        let (status, body) = http_get(port, "/readyz");
+        let (status, body) = corral_tests::http::get(port, "/readyz");
         if status == 503 {
             not_ready_seen = true;
             assert!(body.starts_with("not ready: "), "{body}");

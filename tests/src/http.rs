@@ -1,0 +1,31 @@
+//! A minimal HTTP/1.1 client for tests of the operations endpoints: no client crate needed
+//! to read `/metrics`, `/healthz` and `/readyz`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+/// Sends `GET path` to 127.0.0.1:`port`; returns the status code and the body.
+///
+/// # Panics
+/// When the connection fails or the response is not HTTP.
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to :{port}: {e}"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("HTTP status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
