@@ -7,6 +7,7 @@
 //! When the broker cannot be started the test fails, saying how to install it: tests that need
 //! Kafka never skip.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tempfile::TempDir;
 
@@ -175,8 +176,10 @@ impl Broker {
         }
     }
 
-    /// Reads `topic` from the beginning of every partition until `expected` messages arrived
-    /// and no more came for `settle` (so extra messages would show), or panics after `timeout`.
+    /// Reads `topic` from the beginning of every partition until at least `expected` messages
+    /// arrived, every partition is read to its high watermark (so nothing already in the topic
+    /// is missed, duplicates or not) and no more came for `settle` (so extra messages would
+    /// show); panics after `timeout`.
     pub fn consume_all(
         &self,
         topic: &str,
@@ -193,19 +196,22 @@ impl Broker {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .expect("topic metadata");
+        let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
         let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics()[0].partitions() {
+        for partition in &partitions {
             assignment
-                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .add_partition_offset(topic, *partition, Offset::Beginning)
                 .expect("partition");
         }
         consumer.assign(&assignment).expect("assign");
+        let mut next_offset: HashMap<i32, i64> = HashMap::new();
         let mut messages = Vec::new();
         let deadline = Instant::now() + timeout;
         let mut last_arrival = Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
+                    next_offset.insert(message.partition(), message.offset() + 1);
                     messages.push(message.detach());
                     last_arrival = Instant::now();
                 }
@@ -213,7 +219,15 @@ impl Broker {
                 None => {}
             }
             if messages.len() >= expected && last_arrival.elapsed() >= settle {
-                return messages;
+                let caught_up = partitions.iter().all(|partition| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(topic, *partition, Duration::from_secs(5))
+                        .expect("watermarks");
+                    high <= low || next_offset.get(partition).copied().unwrap_or(low) >= high
+                });
+                if caught_up {
+                    return messages;
+                }
             }
             assert!(
                 Instant::now() < deadline,
