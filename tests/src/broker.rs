@@ -187,6 +187,23 @@ impl Broker {
         settle: Duration,
         timeout: Duration,
     ) -> Vec<OwnedMessage> {
+        self.consume(topic, expected, settle, timeout, true)
+    }
+
+    /// Reads `topic` from the beginning until at least `expected` messages arrived, while
+    /// producers may still be writing; panics after `timeout`.
+    pub fn consume_at_least(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
+        self.consume(topic, expected, Duration::ZERO, timeout, false)
+    }
+
+    fn consume(
+        &self,
+        topic: &str,
+        expected: usize,
+        settle: Duration,
+        timeout: Duration,
+        to_watermarks: bool,
+    ) -> Vec<OwnedMessage> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap_servers())
             .set("group.id", format!("corral-test-reader-{}", std::process::id()))
@@ -219,12 +236,13 @@ impl Broker {
                 None => {}
             }
             if messages.len() >= expected && last_arrival.elapsed() >= settle {
-                let caught_up = partitions.iter().all(|partition| {
-                    let (low, high) = consumer
-                        .fetch_watermarks(topic, *partition, Duration::from_secs(5))
-                        .expect("watermarks");
-                    high <= low || next_offset.get(partition).copied().unwrap_or(low) >= high
-                });
+                let caught_up = !to_watermarks
+                    || partitions.iter().all(|partition| {
+                        let (low, high) = consumer
+                            .fetch_watermarks(topic, *partition, Duration::from_secs(5))
+                            .expect("watermarks");
+                        high <= low || next_offset.get(partition).copied().unwrap_or(low) >= high
+                    });
                 if caught_up {
                     return messages;
                 }
