@@ -4,26 +4,18 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_schema::{Record, fields};
 use corral_tests::broker::{Broker, free_port};
+use corral_tests::process::ChildGuard;
 use rdkafka::message::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-collector");
 const MAX_IN_FLIGHT: usize = 256 * 1024;
-
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn kill(pid: u32, signal: &str) {
     assert!(
@@ -69,7 +61,7 @@ fn a_stopped_broker_pauses_reading_and_everything_arrives_after() {
     let dir = root.path().join("pods/shop_orders-7d9f8b6c4-bcdfg_uid/app");
     fs::create_dir_all(&dir).unwrap();
     let port = free_port().unwrap();
-    let collector = Collector(
+    let collector = ChildGuard(
         Command::new(BIN)
             .args([
                 "--sink",

@@ -6,26 +6,17 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_schema::{Record, fields};
 use corral_tests::broker::Broker;
+use corral_tests::process::ChildGuard;
 use rdkafka::message::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-collector");
 
-/// A collector process, killed when dropped (also when the test panics).
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(root: &Path, broker: &Broker, once: bool) -> Collector {
+fn start(root: &Path, broker: &Broker, once: bool) -> ChildGuard {
     let mut command = Command::new(BIN);
     command
         .args([
@@ -44,10 +35,10 @@ fn start(root: &Path, broker: &Broker, once: bool) -> Collector {
     if once {
         command.arg("--once");
     }
-    Collector(command.spawn().expect("start corral-collector"))
+    ChildGuard(command.spawn().expect("start corral-collector"))
 }
 
-fn signal(child: &Collector, name: &str) {
+fn signal(child: &ChildGuard, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.0.id().to_string()])
         .status()

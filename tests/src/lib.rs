@@ -1,2 +1,3 @@
 pub mod broker;
 pub mod http;
+pub mod process;
