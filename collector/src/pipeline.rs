@@ -337,7 +337,8 @@ impl<S: Sink> Collector<S> {
                         self.metrics.truncations.inc();
                         continue;
                     }
-                    Flag::PartialMerged => continue,
+                    // The collector never sets `invalid_envelope`: only the indexer does.
+                    Flag::PartialMerged | Flag::InvalidEnvelope => continue,
                 };
                 self.metrics
                     .parse_failures

@@ -62,6 +62,9 @@ pub const ALL: [&str; 17] = [
 
 /// Index-only field that stores the whole envelope as JSON (never part of the envelope itself).
 pub const SOURCE: &str = "_source";
+/// Index-only field: the indexer's ingest sequence number, increasing in commit order. `tail`
+/// follows it to stream records as they become searchable, whatever their `ts`.
+pub const SEQ: &str = "_seq";
 
 /// Kafka topic that carries envelopes.
 pub const TOPIC: &str = "corral.logs.v1";

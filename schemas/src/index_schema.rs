@@ -7,11 +7,12 @@
 //! - `msg`: full text with positions (phrase queries);
 //! - `fields`: JSON, full text, dotted keys expanded (`fields.user.id:42` finds
 //!   `{"user":{"id":42}}` and `{"user.id":42}` alike);
-//! - `_source`: the whole envelope as stored JSON; hits are returned from it verbatim.
+//! - `_source`: the whole envelope as stored JSON; hits are returned from it verbatim;
+//! - `_seq`: the indexer's ingest sequence number (indexed and fast), which `tail` follows.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED,
-    STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue,
+    STORED, STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -36,6 +37,7 @@ pub struct IndexFields {
     pub msg: Field,
     pub fields: Field,
     pub source: Field,
+    pub seq: Field,
 }
 
 /// Builds the split schema. `msg_positions` keeps term positions on `msg` and `fields` (the hot
@@ -83,6 +85,7 @@ pub fn build_schema(msg_positions: bool) -> (Schema, IndexFields) {
         msg: builder.add_text_field(f::MSG, text),
         fields: builder.add_json_field(f::FIELDS, json),
         source: builder.add_text_field(f::SOURCE, STORED),
+        seq: builder.add_u64_field(f::SEQ, INDEXED | FAST),
     };
     (builder.build(), fields)
 }
@@ -107,12 +110,13 @@ impl IndexFields {
             msg: get(f::MSG)?,
             fields: get(f::FIELDS)?,
             source: get(f::SOURCE)?,
+            seq: get(f::SEQ)?,
         })
     }
 
     /// Turns a record into a tantivy document; `source` is the record's envelope JSON, stored
-    /// verbatim so a hit returns exactly what was ingested.
-    pub fn document(&self, record: Record, source: String) -> TantivyDocument {
+    /// verbatim so a hit returns exactly what was ingested; `seq` is its ingest sequence number.
+    pub fn document(&self, record: Record, source: String, seq: u64) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_text(self.id, &record.id);
         doc.add_date(self.ts, DateTime::from_timestamp_nanos(record.ts.unix_nanos()));
@@ -135,6 +139,7 @@ impl IndexFields {
             doc.add_field_value(self.fields, &OwnedValue::from(record.fields));
         }
         doc.add_text(self.source, source);
+        doc.add_u64(self.seq, seq);
         doc
     }
 }
@@ -197,10 +202,10 @@ mod tests {
                 ..sample()
             },
         ];
-        for record in &records {
+        for (seq, record) in (0..).zip(&records) {
             let source = serde_json::to_string(record).unwrap();
             writer
-                .add_document(fields.document(record.clone(), source))
+                .add_document(fields.document(record.clone(), source, seq))
                 .unwrap();
         }
         writer.commit().unwrap();

@@ -120,6 +120,9 @@ pub enum Flag {
     InvalidUtf8,
     /// The line was merged from runtime partial chunks (CRI `P`, docker lines without `\n`).
     PartialMerged,
+    /// The indexer received something that was not a valid envelope (not JSON, missing or
+    /// mistyped fields); it kept what it could and put the raw payload in `msg`.
+    InvalidEnvelope,
 }
 
 impl Flag {
@@ -130,6 +133,7 @@ impl Flag {
             Flag::Truncated => "truncated",
             Flag::InvalidUtf8 => "invalid_utf8",
             Flag::PartialMerged => "partial_merged",
+            Flag::InvalidEnvelope => "invalid_envelope",
         }
     }
 }
