@@ -118,6 +118,19 @@ impl ChannelReceiver {
         self.batch_rx.recv().ok()
     }
 
+    /// Waits up to `timeout` for the next batch. `Ok(None)` on timeout, `Err` when the
+    /// collector has gone and nothing is left.
+    pub fn recv_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Vec<(Ticket, Record)>>, mpsc::RecvTimeoutError> {
+        match self.batch_rx.recv_timeout(timeout) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Returns the next batch if one is waiting.
     pub fn try_recv(&self) -> Option<Vec<(Ticket, Record)>> {
         self.batch_rx.try_recv().ok()
