@@ -1,8 +1,81 @@
 //! Command line of `corral-indexer`.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
-/// Indexes corral records from Kafka into tantivy splits with retention tiers and serves the query API.
+use clap::{Parser, Subcommand};
+
+/// Indexes corral records from Kafka into tantivy splits and serves the query API.
 #[derive(Debug, Parser)]
-#[command(name = "corral-indexer", version, about, long_about = None)]
-pub struct Args {}
+#[command(
+    name = "corral-indexer",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume a Kafka topic into splits and serve the query API.
+    Serve(ServeArgs),
+    /// Run collector, indexer and API in one process, without Kafka.
+    Standalone(StandaloneArgs),
+}
+
+/// Options of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "CORRAL_BROKERS", value_name = "HOST:PORT,…")]
+    pub brokers: String,
+    /// Topic carrying the envelopes.
+    #[arg(long, default_value = corral_schema::fields::TOPIC)]
+    pub topic: String,
+    /// Consumer group shared by every indexer.
+    #[arg(long, default_value = corral_schema::fields::CONSUMER_GROUP)]
+    pub group: String,
+    /// Static group membership (`group.instance.id`) and the name in split manifests;
+    /// in Kubernetes, the pod name from the downward API.
+    #[arg(long = "instance-id", env = "POD_NAME", value_name = "NAME")]
+    pub instance_id: Option<String>,
+    /// Where splits live.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/corral/indexer")]
+    pub data_dir: PathBuf,
+    /// Address of the query API, `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7280")]
+    pub listen: SocketAddr,
+    /// Indexer configuration (TOML): `[kafka]` consumer properties, `[indexer]` commit and split settings.
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `standalone`.
+#[derive(Debug, clap::Args)]
+pub struct StandaloneArgs {
+    /// Log files to tail (repeatable), kubelet layout or any file.
+    #[arg(long = "logs", value_name = "GLOB")]
+    pub logs: Vec<String>,
+    /// Where splits and collector checkpoints live.
+    #[arg(long, value_name = "DIR", default_value = "corral-data")]
+    pub data_dir: PathBuf,
+    /// Address of the query API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7280")]
+    pub listen: SocketAddr,
+    /// Indexer configuration (TOML), as for `serve`.
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+    /// Collector configuration (TOML), as for `corral-collector --config`.
+    #[arg(long, value_name = "TOML")]
+    pub collector_config: Option<PathBuf>,
+    /// Also run a simulated microservice fleet writing kubelet-style logs under the data dir.
+    #[arg(long)]
+    pub demo: bool,
+    /// Requests per second of the simulated fleet.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "demo")]
+    pub demo_rate: u32,
+}

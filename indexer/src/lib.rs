@@ -1,6 +1,19 @@
-//! corral-indexer: Kafka source, tantivy split store, retention tiers, query engine and HTTP API.
+//! corral-indexer: consumes records into tantivy splits and serves the query API (DESIGN §4).
 //!
-//! The indexer lands module by module (DESIGN §4); this crate currently holds the command line
-//! only.
+//! Data flows through the modules in this order: a [`source`] (Kafka, or the in-process
+//! collector) → [`ingest`] decodes and drops duplicates → [`pipeline`] adds records to the
+//! active split of the [`store`] and commits it with the source checkpoint → [`manifest`] seals
+//! splits with hash-chained manifests → [`query`] searches every split → [`http`] serves the
+//! API. [`app`] wires `serve` and `standalone`.
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod manifest;
+pub mod metrics;
+pub mod pipeline;
+pub mod query;
+pub mod source;
+pub mod store;

@@ -1,0 +1,248 @@
+//! The two ways to run the indexer: `serve` (Kafka → splits → API) and `standalone` (collector
+//! in-process → splits → API, optionally with the demo fleet).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use corral_collector::config::CollectorConfig;
+use corral_collector::demo::{Fleet, FleetConfig};
+use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
+use corral_collector::pipeline::{Collector, RecordBuilder};
+use corral_collector::sink;
+
+use crate::cli::{ServeArgs, StandaloneArgs};
+use crate::config::IndexerConfig;
+use crate::http::{Access, ApiState};
+use crate::metrics::Metrics;
+use crate::pipeline::Ingest;
+use crate::query::QueryEngine;
+use crate::source::{ChannelSource, KafkaOptions, KafkaSource, Source};
+use crate::store::{SplitStore, StoreOptions};
+
+/// Batches waiting between the in-process collector and the indexer.
+const STANDALONE_CHANNEL: usize = 64;
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<IndexerConfig> {
+    match path {
+        Some(path) => IndexerConfig::load(path),
+        None => Ok(IndexerConfig::default()),
+    }
+}
+
+fn open_store(data_dir: &Path, config: &IndexerConfig, name: String) -> anyhow::Result<SplitStore> {
+    SplitStore::open(
+        data_dir,
+        StoreOptions {
+            split_max_docs: config.split_max_docs,
+            split_max_age: config.split_max_age,
+            writer_memory_bytes: config.writer_memory_mb * 1024 * 1024,
+            indexer_name: name,
+        },
+    )
+    .with_context(|| format!("cannot open the split store in {}", data_dir.display()))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "indexer".to_owned())
+}
+
+/// `corral-indexer serve`.
+pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_deref())?;
+    let name = args.instance_id.clone().unwrap_or_else(host_name);
+    let store = open_store(&args.data_dir, &config, name)?;
+    let catalog = store.catalog();
+    let metrics = Arc::new(Metrics::new());
+    let source = KafkaSource::connect(
+        &KafkaOptions {
+            brokers: args.brokers.clone(),
+            topic: args.topic.clone(),
+            group: args.group.clone(),
+            instance_id: args.instance_id.clone(),
+            properties: config.kafka.clone(),
+        },
+        store.checkpoint().clone(),
+    )?;
+    tracing::info!(
+        brokers = %args.brokers,
+        topic = %args.topic,
+        group = %args.group,
+        data_dir = %args.data_dir.display(),
+        listen = %args.listen,
+        "indexer started"
+    );
+    let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    run_with_api(
+        args.listen,
+        ApiState {
+            engine: Arc::new(QueryEngine::new(catalog)),
+            metrics,
+            access: Access,
+            ready: Arc::new(AtomicBool::new(true)),
+        },
+        ingest,
+        Arc::clone(&stop),
+        move || stop.store(true, Ordering::Relaxed),
+        || {},
+    )
+}
+
+/// `corral-indexer standalone`.
+pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_deref())?;
+    let collector_config = match &args.collector_config {
+        Some(path) => CollectorConfig::load(path)?,
+        None => CollectorConfig::default(),
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let mut globs = args.logs.clone();
+    let mut metadata: Arc<dyn MetadataProvider> = Arc::new(PathProvider);
+    let fleet = if args.demo {
+        let fleet = Fleet::start(FleetConfig {
+            root: data_dir.join("demo-logs"),
+            requests_per_second: args.demo_rate,
+            ..FleetConfig::default()
+        })
+        .context("cannot start the demo fleet")?;
+        globs.push(fleet.log_glob());
+        metadata = Arc::new(StaticFileProvider::from_pods(fleet.pods()));
+        Some(fleet)
+    } else {
+        None
+    };
+    if globs.is_empty() {
+        anyhow::bail!("nothing to collect: pass --logs <glob> (repeatable) or --demo");
+    }
+    let store = open_store(&data_dir.join("index"), &config, host_name())?;
+    let catalog = store.catalog();
+    let metrics = Arc::new(Metrics::new());
+    let (channel_sink, receiver) = sink::channel(STANDALONE_CHANNEL);
+    let builder = RecordBuilder::new(host_name(), &collector_config, metadata);
+    let mut collector = Collector::new(
+        globs.clone(),
+        &data_dir.join("collector"),
+        &collector_config,
+        builder,
+        channel_sink,
+    )
+    .context("cannot start the collector")?;
+    let collector_stop = Arc::new(AtomicBool::new(false));
+    let collector_thread = {
+        let stop = Arc::clone(&collector_stop);
+        std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || collector.run(&stop))?
+    };
+    let ingest = Ingest::new(
+        store,
+        ChannelSource::new(receiver),
+        Arc::clone(&metrics),
+        config.commit_interval,
+    )?;
+    let url = format!("http://{}", args.listen);
+    println!("corral standalone: collecting {}", globs.join(" "));
+    println!("  data:   {}", data_dir.display());
+    println!("  API:    {url}/api/v1/search?since=15m");
+    if let Some(fleet) = &fleet {
+        let corr = fleet.showcase_corr();
+        println!(
+            "  demo:   a simulated fleet writes to {}",
+            data_dir.join("demo-logs").display()
+        );
+        println!();
+        println!("  One request across every service, in time order:");
+        println!("    logq --corr {corr} --endpoint {url}");
+        println!("    curl -s '{url}/api/v1/search?corr={corr}'");
+        println!();
+        println!("  Canary error rate by version:");
+        println!("    curl -s '{url}/api/v1/stats?by=version&service=payments'");
+    }
+    println!("  Ctrl-C stops.");
+    let ingest_stop = Arc::new(AtomicBool::new(false));
+    let result = run_with_api(
+        args.listen,
+        ApiState {
+            engine: Arc::new(QueryEngine::new(catalog)),
+            metrics,
+            access: Access,
+            ready: Arc::new(AtomicBool::new(true)),
+        },
+        ingest,
+        Arc::clone(&ingest_stop),
+        // The collector drains into the channel and ends; the ingest loop then ends with it.
+        move || collector_stop.store(true, Ordering::Relaxed),
+        move || {
+            if let Some(fleet) = fleet {
+                fleet.stop();
+            }
+        },
+    );
+    ingest_stop.store(true, Ordering::Relaxed);
+    let collected = collector_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the collector thread panicked"))?;
+    result?;
+    collected?;
+    Ok(())
+}
+
+/// Runs `ingest` on its own thread and the API on a tokio runtime until SIGTERM/SIGINT (or the
+/// ingest loop ends), then calls `on_signal`, waits for ingest to finish its final commit and
+/// stops the API.
+fn run_with_api<S: Source + 'static>(
+    listen: SocketAddr,
+    state: ApiState,
+    ingest: Ingest<S>,
+    ingest_stop: Arc<AtomicBool>,
+    on_signal: impl FnOnce(),
+    on_shutdown: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let (ingest_done_tx, ingest_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let ingest_thread = std::thread::Builder::new().name("ingest".into()).spawn(move || {
+        let result = ingest.run(&ingest_stop);
+        let _ = ingest_done_tx.send(());
+        result
+    })?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(crate::http::serve(listener, state, async {
+        let _ = shutdown_rx.await;
+    }));
+    let ingest_ended_early = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => anyhow::Ok(false),
+            _ = term.recv() => Ok(false),
+            _ = ingest_done_rx => Ok(true),
+        }
+    })?;
+    if !ingest_ended_early {
+        tracing::info!("stopping: final commit, then the API");
+    }
+    on_signal();
+    let ingest_result = ingest_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
+    on_shutdown();
+    let _ = shutdown_tx.send(());
+    runtime.block_on(async {
+        // Open tail streams never end by themselves; give the server a moment, then go.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    });
+    runtime.shutdown_background();
+    ingest_result
+}

@@ -1,0 +1,148 @@
+//! The indexer's telemetry, every metric defined once with its help text (served on `/metrics`).
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label of a salvaged message: `not_json`, `bad_envelope`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Label of an API call: `search`, `tail`, `stats`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    pub endpoint: &'static str,
+}
+
+/// Handles of every indexer metric.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub records_indexed: Counter,
+    pub bytes_indexed: Counter,
+    pub duplicates_dropped: Counter,
+    pub invalid_records: Family<ReasonLabel, Counter>,
+    pub commits: Counter,
+    pub commit_seconds: Histogram,
+    pub splits_sealed: Counter,
+    pub source_errors: Counter,
+    pub splits: Gauge,
+    pub queries: Family<EndpointLabel, Counter>,
+    pub query_errors: Family<EndpointLabel, Counter>,
+    pub query_seconds: Family<EndpointLabel, Histogram>,
+    /// Set while ingest is failing; `/readyz` reports it.
+    problem: Mutex<Option<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("corral_indexer");
+        let records_indexed = Counter::default();
+        registry.register(
+            "records_indexed",
+            "Records added to the index",
+            records_indexed.clone(),
+        );
+        let bytes_indexed = Counter::default();
+        registry.register(
+            "bytes_indexed",
+            "Envelope JSON bytes added to the index",
+            bytes_indexed.clone(),
+        );
+        let duplicates_dropped = Counter::default();
+        registry.register(
+            "duplicates_dropped",
+            "Records not indexed because a record with the same id was indexed recently",
+            duplicates_dropped.clone(),
+        );
+        let invalid_records = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "invalid_records",
+            "Messages that were not valid envelopes, indexed as well as they could be and flagged",
+            invalid_records.clone(),
+        );
+        let commits = Counter::default();
+        registry.register("commits", "Commits of the active split", commits.clone());
+        let commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "commit_seconds",
+            "Time taken by a commit of the active split",
+            commit_seconds.clone(),
+        );
+        let splits_sealed = Counter::default();
+        registry.register(
+            "splits_sealed",
+            "Splits sealed (merged, manifested, moved)",
+            splits_sealed.clone(),
+        );
+        let source_errors = Counter::default();
+        registry.register(
+            "source_errors",
+            "Errors reported by the source (Kafka)",
+            source_errors.clone(),
+        );
+        let splits = Gauge::default();
+        registry.register("splits", "Searchable splits, active included", splits.clone());
+        let queries = Family::<EndpointLabel, Counter>::default();
+        registry.register("queries", "API queries served", queries.clone());
+        let query_errors = Family::<EndpointLabel, Counter>::default();
+        registry.register(
+            "query_errors",
+            "API queries answered with an error",
+            query_errors.clone(),
+        );
+        let query_seconds = Family::<EndpointLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "query_seconds",
+            "Time taken by API queries",
+            query_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            records_indexed,
+            bytes_indexed,
+            duplicates_dropped,
+            invalid_records,
+            commits,
+            commit_seconds,
+            splits_sealed,
+            source_errors,
+            splits,
+            queries,
+            query_errors,
+            query_seconds,
+            problem: Mutex::new(None),
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+
+    /// Records (or clears, with `None`) a problem that makes the indexer unready.
+    pub fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,357 @@
+//! Where records come from (DESIGN §4.1): [`KafkaSource`] (a consumer group, the blocking poll
+//! loop on its own thread feeding a bounded channel) and [`ChannelSource`] (the in-process
+//! collector of standalone mode).
+//!
+//! The ingest loop polls a source, indexes what it gets, commits the split with the source's
+//! checkpoint and then tells the source, which commits Kafka offsets or acknowledges the
+//! collector's tickets.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use corral_collector::ack::Ticket;
+use corral_collector::sink::ChannelReceiver;
+use corral_schema::Timestamp;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::ingest::{Decoded, Origin, decode};
+use crate::manifest::Checkpoint;
+
+/// One record from a source, decoded, with its Kafka position if it has one.
+#[derive(Debug)]
+pub struct Incoming {
+    pub decoded: Decoded,
+    /// `(partition, offset)` of the Kafka message.
+    pub position: Option<(i32, i64)>,
+    /// Size of the message as received.
+    pub bytes: usize,
+}
+
+/// A source of records for the ingest loop.
+pub trait Source: Send {
+    /// Waits up to `timeout` for records. `Ok(None)` when the source has ended for good (the
+    /// collector of standalone mode stopped); an empty batch on timeout.
+    fn poll(&mut self, timeout: Duration) -> anyhow::Result<Option<Vec<Incoming>>>;
+
+    /// Called after the split was committed with `checkpoint`: everything polled so far is
+    /// durable in the index.
+    fn committed(&mut self, checkpoint: &Checkpoint);
+
+    /// A problem the source reports (broker unreachable …), shown by `/readyz`.
+    fn problem(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The collector's channel in standalone mode: records arrive already built; their tickets are
+/// acknowledged after the commit, which lets the collector checkpoint past them.
+#[derive(Debug)]
+pub struct ChannelSource {
+    receiver: ChannelReceiver,
+    pending: Vec<Ticket>,
+}
+
+impl ChannelSource {
+    pub fn new(receiver: ChannelReceiver) -> ChannelSource {
+        ChannelSource {
+            receiver,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Source for ChannelSource {
+    fn poll(&mut self, timeout: Duration) -> anyhow::Result<Option<Vec<Incoming>>> {
+        let batch = match self.receiver.recv_timeout(timeout) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return Ok(Some(Vec::new())),
+            Err(_) => return Ok(None),
+        };
+        let mut out = Vec::with_capacity(batch.len());
+        for (ticket, record) in batch {
+            self.pending.push(ticket);
+            let source = serde_json::to_string(&record)?;
+            out.push(Incoming {
+                bytes: source.len(),
+                decoded: Decoded {
+                    record,
+                    source,
+                    problem: None,
+                },
+                position: None,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    fn committed(&mut self, _checkpoint: &Checkpoint) {
+        if !self.pending.is_empty() {
+            self.receiver.ack(std::mem::take(&mut self.pending));
+        }
+    }
+}
+
+/// Settings of [`KafkaSource::connect`].
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// Static membership (`group.instance.id`), normally the pod name.
+    pub instance_id: Option<String>,
+    /// librdkafka properties from the config file, overriding corral's defaults.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Messages waiting between the poll thread and the ingest loop.
+const CHANNEL_CAPACITY: usize = 20_000;
+/// Most messages handed to the ingest loop at once.
+const MAX_BATCH: usize = 5_000;
+
+enum Polled {
+    Message {
+        partition: i32,
+        offset: i64,
+        timestamp: Option<Timestamp>,
+        payload: Vec<u8>,
+    },
+    Error(String),
+}
+
+/// Seeks newly assigned partitions to the index's checkpoint.
+struct SeekingContext {
+    topic: String,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+}
+
+impl ClientContext for SeekingContext {}
+
+impl ConsumerContext for SeekingContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let checkpoint = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                for partition in &partitions {
+                    // Partitions the index has never seen start from the group's committed offset.
+                    if let Some(next) = checkpoint.get(partition) {
+                        let _ = tpl.set_partition_offset(&self.topic, *partition, Offset::Offset(*next));
+                    }
+                }
+                tracing::info!(
+                    ?partitions,
+                    "partitions assigned; resuming from the index checkpoint"
+                );
+                if let Err(error) = consumer.assign(tpl) {
+                    tracing::error!("cannot take the assigned partitions: {error}");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!("partitions revoked");
+                if let Err(error) = consumer.unassign() {
+                    tracing::error!("cannot release the revoked partitions: {error}");
+                }
+            }
+            other => tracing::error!("rebalance error: {other:?}"),
+        }
+    }
+}
+
+/// A Kafka consumer-group source.
+pub struct KafkaSource {
+    topic: String,
+    consumer: Arc<BaseConsumer<SeekingContext>>,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    messages: Option<Receiver<Polled>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    problem: Option<(String, Instant)>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("topic", &self.topic).finish()
+    }
+}
+
+impl KafkaSource {
+    /// Joins the consumer group and starts the poll thread. `checkpoint` is the index's: every
+    /// partition assigned now or later starts there.
+    pub fn connect(options: &KafkaOptions, checkpoint: Checkpoint) -> anyhow::Result<KafkaSource> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &options.brokers)
+            .set("group.id", &options.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Logs are never skipped: a new group starts at the beginning of the topic.
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        if let Some(instance) = &options.instance_id {
+            config.set("group.instance.id", instance);
+        }
+        for (key, value) in &options.properties {
+            config.set(key, value);
+        }
+        let shared = Arc::new(Mutex::new(checkpoint));
+        let context = SeekingContext {
+            topic: options.topic.clone(),
+            checkpoint: Arc::clone(&shared),
+        };
+        let consumer: BaseConsumer<SeekingContext> = config
+            .create_with_context(context)
+            .with_context(|| format!("cannot create a Kafka consumer for {}", options.brokers))?;
+        // Fail early and clearly when the topic does not exist.
+        let metadata = consumer
+            .fetch_metadata(Some(&options.topic), Duration::from_secs(10))
+            .with_context(|| format!("cannot reach Kafka at {}", options.brokers))?;
+        let known = metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == options.topic && t.error().is_none() && !t.partitions().is_empty());
+        if !known {
+            bail!(
+                "topic {:?} does not exist on {} (create it, or pass --topic)",
+                options.topic,
+                options.brokers
+            );
+        }
+        consumer
+            .subscribe(&[&options.topic])
+            .with_context(|| format!("cannot subscribe to {}", options.topic))?;
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let consumer = Arc::clone(&consumer);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("kafka-poll".into())
+                .spawn(move || poll_loop(&consumer, &tx, &stop))?
+        };
+        Ok(KafkaSource {
+            topic: options.topic.clone(),
+            consumer,
+            checkpoint: shared,
+            messages: Some(rx),
+            stop,
+            thread: Some(thread),
+            problem: None,
+        })
+    }
+
+    fn receive(&mut self, timeout: Duration) -> Option<Polled> {
+        let messages = self.messages.as_ref()?;
+        // Timeout and a finished poll thread both mean "nothing now".
+        messages.recv_timeout(timeout).ok()
+    }
+
+    fn accept(&mut self, polled: Polled, out: &mut Vec<Incoming>) {
+        match polled {
+            Polled::Message {
+                partition,
+                offset,
+                timestamp,
+                payload,
+            } => {
+                self.problem = None;
+                let origin = Origin {
+                    topic: &self.topic,
+                    partition,
+                    offset,
+                    timestamp,
+                };
+                out.push(Incoming {
+                    bytes: payload.len(),
+                    decoded: decode(&payload, origin),
+                    position: Some((partition, offset)),
+                });
+            }
+            Polled::Error(error) => {
+                tracing::warn!("Kafka: {error}");
+                self.problem = Some((error, Instant::now()));
+            }
+        }
+    }
+}
+
+fn poll_loop(consumer: &BaseConsumer<SeekingContext>, tx: &SyncSender<Polled>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let polled = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Ok(message)) => Polled::Message {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp: message
+                    .timestamp()
+                    .to_millis()
+                    .and_then(Timestamp::from_epoch_i64),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            },
+            Some(Err(KafkaError::PartitionEOF(_))) => continue,
+            Some(Err(error)) => Polled::Error(error.to_string()),
+        };
+        if tx.send(polled).is_err() {
+            return; // the source is gone
+        }
+    }
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self, timeout: Duration) -> anyhow::Result<Option<Vec<Incoming>>> {
+        let mut out = Vec::new();
+        let Some(first) = self.receive(timeout) else {
+            return Ok(Some(out));
+        };
+        self.accept(first, &mut out);
+        while out.len() < MAX_BATCH {
+            let Some(next) = self.receive(Duration::ZERO) else {
+                break;
+            };
+            self.accept(next, &mut out);
+        }
+        Ok(Some(out))
+    }
+
+    fn committed(&mut self, checkpoint: &Checkpoint) {
+        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = checkpoint.clone();
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in checkpoint {
+            let _ = offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next));
+        }
+        // For lag monitoring and partitions moving to another indexer; the index's own
+        // checkpoint is what this indexer resumes from.
+        if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!("Kafka offset commit: {error}");
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        // An error the consumer recovers from is not worth reporting for long.
+        self.problem
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < Duration::from_secs(30))
+            .map(|(error, _)| error.clone())
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the receiver unblocks a poll thread waiting on a full channel.
+        self.messages = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! The split store: the active split records are written to, the sealed splits, and the
+//! [`Catalog`] the query engine reads (DESIGN §4.2).
+//!
+//! Layout under the data dir:
+//! - `active/<split-id>/` — the split being written; every commit carries a payload with the
+//!   source checkpoint, so after a crash the split reopens at its last commit and the source
+//!   resumes exactly there;
+//! - `splits/<tier>/<split-id>/` — sealed splits, each with its `corral-split.json` manifest.
+//!
+//! Sealing: final merge into one segment → manifest written into the active directory → the
+//! directory renamed into `splits/hot/`. A crash before the rename leaves an active split with a
+//! manifest, which [`SplitStore::open`] finishes moving.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use corral_schema::index_schema::{IndexFields, build_schema};
+use corral_schema::{Record, Timestamp};
+use serde::{Deserialize, Serialize};
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::NoMergePolicy;
+use tantivy::schema::Schema;
+use tantivy::store::Compressor;
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
+use tokio::sync::watch;
+
+use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, manifest_hash, sync_dir};
+
+/// Directory of the active split, under the data dir.
+pub const ACTIVE_DIR: &str = "active";
+/// Directory of sealed splits (one subdirectory per tier), under the data dir.
+pub const SPLITS_DIR: &str = "splits";
+/// Tier of a newly sealed split.
+pub const HOT_TIER: &str = "hot";
+
+/// How the store writes and seals splits.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub split_max_docs: u64,
+    pub split_max_age: std::time::Duration,
+    pub writer_memory_bytes: usize,
+    /// Name written into manifests: the pod name, or the host name.
+    pub indexer_name: String,
+}
+
+/// What every commit of the active split records in tantivy's commit payload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommitState {
+    pub checkpoint: Checkpoint,
+    pub next_seq: u64,
+    pub min_ts: Option<Timestamp>,
+    pub max_ts: Option<Timestamp>,
+    pub docs: u64,
+}
+
+/// One searchable split as the query engine sees it.
+pub struct SplitView {
+    pub id: String,
+    pub tier: String,
+    pub dir: PathBuf,
+    pub reader: IndexReader,
+    pub fields: IndexFields,
+    pub min_ts: Option<Timestamp>,
+    pub max_ts: Option<Timestamp>,
+    pub docs: u64,
+    /// True for the split still being written.
+    pub active: bool,
+}
+
+impl std::fmt::Debug for SplitView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitView")
+            .field("id", &self.id)
+            .field("tier", &self.tier)
+            .field("docs", &self.docs)
+            .field("active", &self.active)
+            .finish()
+    }
+}
+
+/// The searchable splits, newest first, and the sequence number of the latest commit.
+#[derive(Debug)]
+pub struct Catalog {
+    splits: RwLock<Vec<Arc<SplitView>>>,
+    committed_seq: watch::Sender<u64>,
+    schema: Schema,
+}
+
+impl Catalog {
+    /// Returns the splits at this moment, newest first.
+    pub fn splits(&self) -> Vec<Arc<SplitView>> {
+        self.splits.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Notifies on every commit with the first sequence number not yet searchable.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.committed_seq.subscribe()
+    }
+
+    /// First sequence number not yet searchable.
+    pub fn committed_seq(&self) -> u64 {
+        *self.committed_seq.borrow()
+    }
+
+    /// The split schema (the same for every split of this version).
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn replace(&self, view: SplitView) {
+        let mut splits = self.splits.write().unwrap_or_else(|e| e.into_inner());
+        splits.retain(|s| s.id != view.id);
+        splits.push(Arc::new(view));
+        splits.sort_by(|a, b| b.id.cmp(&a.id));
+    }
+}
+
+/// The split being written.
+struct ActiveSplit {
+    id: String,
+    dir: PathBuf,
+    index: Index,
+    writer: IndexWriter,
+    reader: IndexReader,
+    /// State as of the last commit.
+    committed: CommitState,
+    /// State including records added since.
+    pending: CommitState,
+    opened: Instant,
+    created: Timestamp,
+}
+
+/// Owns the active split and seals it; shares what is searchable through a [`Catalog`].
+pub struct SplitStore {
+    data_dir: PathBuf,
+    options: StoreOptions,
+    schema: Schema,
+    fields: IndexFields,
+    active: Option<ActiveSplit>,
+    catalog: Arc<Catalog>,
+    sealed: u64,
+}
+
+impl std::fmt::Debug for SplitStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitStore")
+            .field("data_dir", &self.data_dir)
+            .field("active", &self.active.as_ref().map(|a| &a.id))
+            .finish()
+    }
+}
+
+impl SplitStore {
+    /// Opens the store under `data_dir`, recovering from any crash: half-sealed splits are moved
+    /// into place, the active split reopens at its last commit (or a new one starts from the
+    /// newest sealed split's checkpoint).
+    pub fn open(data_dir: &Path, options: StoreOptions) -> anyhow::Result<SplitStore> {
+        let active_root = data_dir.join(ACTIVE_DIR);
+        fs::create_dir_all(&active_root)
+            .with_context(|| format!("cannot create {}", active_root.display()))?;
+        fs::create_dir_all(data_dir.join(SPLITS_DIR).join(HOT_TIER))?;
+        let (schema, fields) = build_schema(true);
+        let (committed_seq, _) = watch::channel(0);
+        let catalog = Arc::new(Catalog {
+            splits: RwLock::new(Vec::new()),
+            committed_seq,
+            schema: schema.clone(),
+        });
+        let mut store = SplitStore {
+            data_dir: data_dir.to_owned(),
+            options,
+            schema,
+            fields,
+            active: None,
+            catalog,
+            sealed: 0,
+        };
+
+        // Finish seals interrupted after the manifest was written.
+        let mut unsealed = Vec::new();
+        for dir in subdirs(&active_root)? {
+            if dir.join(MANIFEST_FILE).exists() {
+                store.move_sealed(&dir)?;
+            } else if dir.join("meta.json").exists() {
+                unsealed.push(dir);
+            } else {
+                // Created but never committed: holds nothing.
+                fs::remove_dir_all(&dir)?;
+            }
+        }
+        for dir in sealed_split_dirs(data_dir)? {
+            match open_sealed(&dir) {
+                Ok(view) => store.catalog.replace(view),
+                Err(error) => {
+                    tracing::error!(split = %dir.display(), "cannot open sealed split, skipping it: {error:#}")
+                }
+            }
+        }
+        // Older active splits (a crash while a new one was being started) are sealed as they are.
+        unsealed.sort();
+        let newest = unsealed.pop();
+        for dir in unsealed {
+            let split = store.reopen_active(&dir)?;
+            store.active = Some(split);
+            store.seal()?;
+        }
+        let active = match newest {
+            Some(dir) => store.reopen_active(&dir)?,
+            None => {
+                let start = store.newest_sealed_state();
+                store.create_active(start)?
+            }
+        };
+        store
+            .catalog
+            .committed_seq
+            .send_replace(active.committed.next_seq);
+        store.publish(&active);
+        store.active = Some(active);
+        Ok(store)
+    }
+
+    /// The catalog the query engine reads.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog)
+    }
+
+    /// Source checkpoint as of the last commit.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.active().committed.checkpoint
+    }
+
+    /// Number of records added since the last commit.
+    pub fn uncommitted(&self) -> u64 {
+        let active = self.active();
+        active.pending.docs - active.committed.docs
+    }
+
+    /// Ids of the records of the newest splits (the active one first), at most `limit`, for
+    /// warming the duplicate filter after a restart.
+    pub fn recent_ids(&self, limit: usize) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for view in self.catalog.splits() {
+            if ids.len() >= limit {
+                break;
+            }
+            let searcher = view.reader.searcher();
+            for segment in searcher.segment_readers() {
+                let inverted = segment.inverted_index(view.fields.id)?;
+                let mut terms = inverted.terms().stream()?;
+                while terms.advance() {
+                    if ids.len() >= limit {
+                        break;
+                    }
+                    ids.push(String::from_utf8_lossy(terms.key()).into_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Adds a record to the active split; `source` is its envelope JSON, stored verbatim.
+    pub fn add(&mut self, record: Record, source: String) -> anyhow::Result<()> {
+        let fields = self.fields;
+        let active = self
+            .active
+            .as_mut()
+            .expect("the store always has an active split");
+        let seq = active.pending.next_seq;
+        active.pending.next_seq += 1;
+        active.pending.docs += 1;
+        active.pending.min_ts = Some(active.pending.min_ts.map_or(record.ts, |t| t.min(record.ts)));
+        active.pending.max_ts = Some(active.pending.max_ts.map_or(record.ts, |t| t.max(record.ts)));
+        active.writer.add_document(fields.document(record, source, seq))?;
+        Ok(())
+    }
+
+    /// Commits the active split with `checkpoint` (the source position just past every record
+    /// added) and makes the records searchable.
+    pub fn commit(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let active = self
+            .active
+            .as_mut()
+            .expect("the store always has an active split");
+        active.pending.checkpoint = checkpoint.clone();
+        let payload = serde_json::to_string(&active.pending)?;
+        let mut prepared = active.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        active.reader.reload()?;
+        active.committed = active.pending.clone();
+        let next_seq = active.committed.next_seq;
+        let active = self.active.take().expect("checked above");
+        self.publish(&active);
+        self.active = Some(active);
+        self.catalog.committed_seq.send_replace(next_seq);
+        Ok(())
+    }
+
+    /// True when the active split holds `split_max_docs` records, or records and is older than
+    /// `split_max_age`.
+    pub fn seal_due(&self) -> bool {
+        let active = self.active();
+        active.committed.docs >= self.options.split_max_docs
+            || (active.committed.docs > 0 && active.opened.elapsed() >= self.options.split_max_age)
+    }
+
+    /// Number of splits sealed by this store since it was opened.
+    pub fn sealed_count(&self) -> u64 {
+        self.sealed
+    }
+
+    /// Seals the active split (final merge, manifest, move into `splits/hot/`) and starts a new
+    /// one that continues from its checkpoint.
+    pub fn seal(&mut self) -> anyhow::Result<()> {
+        let active = self.active.take().expect("the store always has an active split");
+        let ActiveSplit {
+            id,
+            dir,
+            index,
+            writer,
+            committed,
+            created,
+            ..
+        } = active;
+        let started = Instant::now();
+        // Wait for background merges, then merge what is left into one segment.
+        writer.wait_merging_threads()?;
+        let segments = index.searchable_segment_ids()?;
+        if segments.len() > 1 {
+            let mut writer: IndexWriter<TantivyDocument> =
+                index.writer_with_num_threads(1, self.options.writer_memory_bytes)?;
+            writer.set_merge_policy(Box::new(NoMergePolicy));
+            writer.merge(&segments).wait()?;
+            writer.garbage_collect_files().wait()?;
+            writer.wait_merging_threads()?;
+        }
+        drop(index);
+        let prev = self.newest_sealed_manifest()?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id: id.clone(),
+            tier: HOT_TIER.to_owned(),
+            indexer: self.options.indexer_name.clone(),
+            created,
+            sealed: Timestamp::now(),
+            min_ts: committed.min_ts,
+            max_ts: committed.max_ts,
+            docs: committed.docs,
+            checkpoint: committed.checkpoint.clone(),
+            next_seq: committed.next_seq,
+            files: crate::manifest::hash_split_files(&dir)?,
+            prev: prev.as_ref().map(|(_, hash)| hash.clone()),
+            prev_id: prev.map(|(id, _)| id),
+        };
+        manifest.write(&dir)?;
+        self.move_sealed(&dir)?;
+        self.sealed += 1;
+        tracing::info!(split = %id, docs = committed.docs, took_ms = started.elapsed().as_millis() as u64, "sealed split");
+        let next = self.create_active(CommitState {
+            checkpoint: committed.checkpoint,
+            next_seq: committed.next_seq,
+            ..CommitState::default()
+        })?;
+        self.publish(&next);
+        self.active = Some(next);
+        Ok(())
+    }
+
+    /// Commits what is pending and releases the writer; used at shutdown.
+    pub fn close(mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        self.commit(checkpoint)?;
+        if let Some(active) = self.active.take() {
+            active.writer.wait_merging_threads()?;
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> &ActiveSplit {
+        self.active
+            .as_ref()
+            .expect("the store always has an active split")
+    }
+
+    /// Renames a split directory holding a manifest into its tier directory and opens it.
+    fn move_sealed(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let manifest = Manifest::read(dir)?;
+        let tier_dir = self.data_dir.join(SPLITS_DIR).join(&manifest.tier);
+        fs::create_dir_all(&tier_dir)?;
+        let target = tier_dir.join(&manifest.id);
+        fs::rename(dir, &target)
+            .with_context(|| format!("cannot move {} to {}", dir.display(), target.display()))?;
+        sync_dir(&tier_dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        let view = open_sealed(&target)?;
+        self.catalog.replace(view);
+        Ok(())
+    }
+
+    /// The newest sealed split's id and manifest hash, the link the next manifest points at.
+    fn newest_sealed_manifest(&self) -> anyhow::Result<Option<(String, String)>> {
+        let newest = sealed_split_dirs(&self.data_dir)?
+            .into_iter()
+            .filter_map(|dir| Some((dir.file_name()?.to_str()?.to_owned(), dir)))
+            .max_by(|a, b| a.0.cmp(&b.0));
+        match newest {
+            Some((id, dir)) => Ok(Some((id, manifest_hash(&dir)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a new active split starts when none exists: the newest sealed split's checkpoint.
+    fn newest_sealed_state(&self) -> CommitState {
+        let splits = self.catalog.splits();
+        let next_seq = splits
+            .iter()
+            .filter_map(|s| Manifest::read(&s.dir).ok())
+            .map(|m| m.next_seq)
+            .max()
+            .unwrap_or(0);
+        let checkpoint = splits
+            .iter()
+            .filter_map(|s| Manifest::read(&s.dir).ok())
+            .max_by(|a, b| a.id.cmp(&b.id))
+            .map(|m| m.checkpoint)
+            .unwrap_or_default();
+        CommitState {
+            checkpoint,
+            next_seq,
+            ..CommitState::default()
+        }
+    }
+
+    fn create_active(&self, start: CommitState) -> anyhow::Result<ActiveSplit> {
+        let created = Timestamp::now();
+        let mut id = format!("{:020}", created.unix_nanos().max(0));
+        // Ids must stay unique and increasing even if the clock steps back.
+        if let Some(newest) = self.catalog.splits().first()
+            && newest.id >= id
+        {
+            id = next_id(&newest.id);
+        }
+        let dir = self.data_dir.join(ACTIVE_DIR).join(&id);
+        fs::create_dir_all(&dir)?;
+        let settings = IndexSettings {
+            docstore_compression: Compressor::Lz4,
+            ..IndexSettings::default()
+        };
+        let index = Index::builder()
+            .schema(self.schema.clone())
+            .settings(settings)
+            .create_in_dir(&dir)
+            .with_context(|| format!("cannot create split {}", dir.display()))?;
+        let mut split = self.open_writer(id, dir, index, start, created)?;
+        // The first commit records where this split starts, before any record is added.
+        let state = split.committed.clone();
+        let mut prepared = split.writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(&state)?);
+        prepared.commit()?;
+        split.reader.reload()?;
+        Ok(split)
+    }
+
+    fn reopen_active(&self, dir: &Path) -> anyhow::Result<ActiveSplit> {
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("split directory name is not UTF-8")?
+            .to_owned();
+        let index = Index::open(MmapDirectory::open(dir)?)
+            .with_context(|| format!("cannot open split {}", dir.display()))?;
+        let metas = index.load_metas()?;
+        let state: CommitState = match metas.payload.as_deref() {
+            Some(payload) => serde_json::from_str(payload)
+                .with_context(|| format!("invalid commit payload in {}", dir.display()))?,
+            None => bail!("split {} has no commit payload", dir.display()),
+        };
+        // A reopened split is as old as it was when it was created, judged by its id.
+        let created = id
+            .parse::<i64>()
+            .ok()
+            .and_then(Timestamp::from_epoch_i64)
+            .unwrap_or_else(Timestamp::now);
+        self.open_writer(id, dir.to_owned(), index, state, created)
+    }
+
+    fn open_writer(
+        &self,
+        id: String,
+        dir: PathBuf,
+        index: Index,
+        state: CommitState,
+        created: Timestamp,
+    ) -> anyhow::Result<ActiveSplit> {
+        let writer = index
+            .writer_with_num_threads(1, self.options.writer_memory_bytes)
+            .with_context(|| {
+                format!(
+                    "cannot open a writer on {} (is another indexer using it?)",
+                    dir.display()
+                )
+            })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let age = Timestamp::now()
+            .unix_nanos()
+            .saturating_sub(created.unix_nanos())
+            .max(0);
+        let opened = Instant::now()
+            .checked_sub(std::time::Duration::from_nanos(age as u64))
+            .unwrap_or_else(Instant::now);
+        Ok(ActiveSplit {
+            id,
+            dir,
+            index,
+            writer,
+            reader,
+            committed: state.clone(),
+            pending: state,
+            opened,
+            created,
+        })
+    }
+
+    fn publish(&self, active: &ActiveSplit) {
+        self.catalog.replace(SplitView {
+            id: active.id.clone(),
+            tier: HOT_TIER.to_owned(),
+            dir: active.dir.clone(),
+            reader: active.reader.clone(),
+            fields: self.fields,
+            min_ts: active.committed.min_ts,
+            max_ts: active.committed.max_ts,
+            docs: active.committed.docs,
+            active: true,
+        });
+    }
+}
+
+/// Opens a sealed split for searching.
+fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
+    let manifest = Manifest::read(dir)?;
+    let index =
+        Index::open(MmapDirectory::open(dir)?).with_context(|| format!("cannot open {}", dir.display()))?;
+    let fields = IndexFields::from_schema(&index.schema())?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    Ok(SplitView {
+        id: manifest.id,
+        tier: manifest.tier,
+        dir: dir.to_owned(),
+        reader,
+        fields,
+        min_ts: manifest.min_ts,
+        max_ts: manifest.max_ts,
+        docs: manifest.docs,
+        active: false,
+    })
+}
+
+/// Every sealed split directory, all tiers.
+pub fn sealed_split_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let root = data_dir.join(SPLITS_DIR);
+    let mut dirs = Vec::new();
+    if !root.exists() {
+        return Ok(dirs);
+    }
+    for tier in subdirs(&root)? {
+        dirs.extend(subdirs(&tier)?);
+    }
+    Ok(dirs)
+}
+
+fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The id after `id`: the same width, one more.
+fn next_id(id: &str) -> String {
+    let n: u128 = id.parse().unwrap_or(0);
+    format!("{:020}", n + 1)
+}
+
+/// Every record id in every split under `data_dir` (sealed and active), with repeats: for
+/// tests and tools that check what the index holds.
+pub fn all_ids(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut dirs = sealed_split_dirs(data_dir)?;
+    let active = data_dir.join(ACTIVE_DIR);
+    if active.exists() {
+        dirs.extend(subdirs(&active)?);
+    }
+    let mut ids = Vec::new();
+    for dir in dirs {
+        if !dir.join("meta.json").exists() {
+            continue;
+        }
+        let index = Index::open(MmapDirectory::open(&dir)?)?;
+        let fields = IndexFields::from_schema(&index.schema())?;
+        let searcher = index.reader()?.searcher();
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(64)?;
+            for doc_id in segment.doc_ids_alive() {
+                let doc: TantivyDocument = store.get(doc_id)?;
+                let source = doc
+                    .get_first(fields.source)
+                    .and_then(|v| tantivy::schema::Value::as_str(&v))
+                    .context("document without _source")?;
+                let record: serde_json::Value = serde_json::from_str(source)?;
+                ids.push(record["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Distinct ids among `ids`.
+pub fn distinct(ids: &[String]) -> usize {
+    ids.iter().collect::<HashSet<_>>().len()
+}

@@ -1,0 +1,327 @@
+//! The indexer against a real Kafka-protocol broker (tansu): exactly once in the index across
+//! repeated SIGKILLs, and bad messages indexed without stalling their partition.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_indexer::store::all_ids;
+use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_tests::broker::{Broker, free_port};
+use corral_tests::http;
+use corral_tests::process::ChildGuard;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
+
+fn start_indexer(broker: &Broker, topic: &str, data_dir: &Path, port: u16) -> ChildGuard {
+    let config = data_dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\n[kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--brokers",
+            &broker.bootstrap_servers(),
+            "--topic",
+            topic,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config)
+        // No static membership: tansu 0.6 revokes a static member's partitions right after
+        // assigning them, every session timeout, so the group never settles.
+        .env_remove("POD_NAME")
+        .env(
+            "CORRAL_LOG",
+            std::env::var("CORRAL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start corral-indexer");
+    ChildGuard(child)
+}
+
+fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer")
+}
+
+fn envelope(n: u64) -> Record {
+    Record {
+        v: 1,
+        id: format!("{n:032x}"),
+        ts: Timestamp::parse("2026-11-23T10:00:00Z")
+            .unwrap()
+            .saturating_add_nanos(n as i64 * 1_000),
+        observed_ts: Timestamp::parse("2026-11-23T10:00:01Z").unwrap(),
+        service: ["gateway", "orders", "payments", "inventory", "notifications"][(n % 5) as usize].into(),
+        version: "1.0.0".into(),
+        instance: format!("pod-{}/app", n % 7),
+        node: "node-1".into(),
+        namespace: "shop".into(),
+        pod: format!("pod-{}", n % 7),
+        container: "app".into(),
+        stream: Stream::Stdout,
+        level: Some(Level::Info),
+        corr: Some(format!("req-{}", n / 5)),
+        msg: format!("record {n}"),
+        fields: serde_json::Map::new(),
+        flags: vec![],
+    }
+}
+
+/// Total records the indexer reports through `/api/v1/stats`, if it answers.
+fn indexed(port: u16) -> Option<u64> {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    drop(stream);
+    let (status, body) = http::get(port, "/api/v1/stats?by=service");
+    if status != 200 {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+    value["total"].as_u64()
+}
+
+fn wait_for_total(port: u16, expected: u64, timeout: Duration, broker: &Broker) {
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < timeout {
+        last = indexed(port);
+        if last.is_some_and(|n| n >= expected) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "the indexer reported {last:?} records after {timeout:?}, expected {expected}\nbroker log:\n{}",
+        broker.logs()
+    );
+}
+
+fn terminate(mut child: ChildGuard) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "indexer exited with {status} after SIGTERM");
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "indexer did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_record_is_indexed_exactly_once_across_sigkills() {
+    const RECORDS: u64 = 50_000;
+    let broker = Broker::start();
+    let topic = "exactly-once";
+    broker.create_topic(topic, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("indexer");
+    let port = free_port().unwrap();
+
+    // Produce in the background, spread over ~45 s (a restarted indexer waits ~6 s for the
+    // group to drop its killed predecessor), with re-sends: every 10th
+    // record again right after, every 97th again much later.
+    let produce = {
+        let producer = producer(&broker);
+        let topic = topic.to_owned();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            let mut send = |record: &Record| {
+                let payload = serde_json::to_vec(record).unwrap();
+                let key = record.kafka_key().to_owned();
+                loop {
+                    match producer.send(BaseRecord::to(&topic).key(&key).payload(&payload)) {
+                        Ok(()) => break,
+                        Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                sent += 1;
+            };
+            for n in 0..RECORDS {
+                let record = envelope(n);
+                send(&record);
+                if n % 10 == 0 {
+                    send(&record);
+                }
+                if n >= 20_000 && n % 97 == 0 {
+                    send(&envelope(n - 20_000));
+                }
+                if n % 1_000 == 999 {
+                    std::thread::sleep(Duration::from_millis(900));
+                }
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+            sent
+        })
+    };
+
+    // Each kill comes once the restarted indexer has made progress, a moment into its next
+    // commits, so every one interrupts ingest.
+    let mut indexer = start_indexer(&broker, topic, &data_dir, port);
+    let mut totals = Vec::new();
+    let mut last = 0;
+    for kill in 0..7u64 {
+        let started = Instant::now();
+        loop {
+            if indexed(port).is_some_and(|n| n > last) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no progress after restart {kill}; searchable before each kill: {totals:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(150 + 170 * (kill % 3)));
+        let before = indexed(port);
+        totals.push(before);
+        last = before.unwrap_or(last);
+        indexer.0.kill().unwrap();
+        indexer.0.wait().unwrap();
+        indexer = start_indexer(&broker, topic, &data_dir, port);
+    }
+    let sent = produce.join().unwrap();
+    assert!(sent > RECORDS + RECORDS / 10, "re-sends were produced: {sent}");
+    wait_for_total(port, RECORDS, Duration::from_secs(180), &broker);
+    // Give a duplicate that slipped through time to show up before counting.
+    std::thread::sleep(Duration::from_secs(1));
+    let total = indexed(port).unwrap();
+    terminate(indexer);
+
+    let ids = all_ids(&data_dir).unwrap();
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for id in &ids {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        repeated.is_empty(),
+        "ids indexed more than once, e.g. {repeated:?}"
+    );
+    assert_eq!(counts.len() as u64, RECORDS, "distinct ids in the index");
+    assert_eq!(ids.len() as u64, RECORDS, "documents in the index");
+    for n in (0..RECORDS).step_by(7) {
+        assert!(
+            counts.contains_key(format!("{n:032x}").as_str()),
+            "record {n} missing"
+        );
+    }
+    assert_eq!(total, RECORDS);
+    // The kills happened while records were arriving, after some had been committed.
+    eprintln!("records searchable just before each SIGKILL: {totals:?}");
+    assert!(
+        totals
+            .iter()
+            .filter(|t| t.is_some_and(|t| t > 0 && t < RECORDS))
+            .count()
+            >= 5,
+        "kills during ingest: {totals:?}"
+    );
+}
+
+#[test]
+fn bad_messages_are_indexed_and_never_stall_their_partition() {
+    let broker = Broker::start();
+    let topic = "bad-input";
+    broker.create_topic(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("indexer");
+    let port = free_port().unwrap();
+
+    let mut conflict_number = envelope(1);
+    conflict_number
+        .fields
+        .insert("amount".into(), serde_json::json!(42));
+    let mut conflict_string = envelope(2);
+    conflict_string
+        .fields
+        .insert("amount".into(), serde_json::json!("forty-two"));
+    let mut huge = envelope(3);
+    huge.msg = format!("start {} hugeword", "y".repeat(3 * 1024 * 1024));
+    let payloads: Vec<Vec<u8>> = vec![
+        serde_json::to_vec(&envelope(0)).unwrap(),
+        b"Traceback (most recent call last): not json at all".to_vec(),
+        br#"{"msg":"missing everything","level":"warn","corr":"bad-1"}"#.to_vec(),
+        serde_json::to_vec(&conflict_number).unwrap(),
+        serde_json::to_vec(&conflict_string).unwrap(),
+        serde_json::to_vec(&huge).unwrap(),
+        b"\xff\xfe invalid utf-8".to_vec(),
+        serde_json::to_vec(&envelope(4)).unwrap(),
+    ];
+    let producer = producer(&broker);
+    for payload in &payloads {
+        producer
+            .send(BaseRecord::<(), _>::to(topic).payload(payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let indexer = start_indexer(&broker, topic, &data_dir, port);
+    wait_for_total(port, payloads.len() as u64, Duration::from_secs(60), &broker);
+    let search = |query: &str| -> Vec<Record> {
+        let (status, body) = http::get(port, &format!("/api/v1/search?{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        serde_json::from_value(value["hits"].clone()).unwrap()
+    };
+    // The record after all the bad ones arrived: the partition did not stall.
+    let request: Vec<Record> = search("corr=req-0");
+    assert_eq!(
+        request.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        (0..5u64).map(|n| format!("{n:032x}")).collect::<Vec<_>>()
+    );
+    assert_eq!(search("q=%22record+4%22").len(), 1);
+    let traceback = search("q=Traceback");
+    assert_eq!(traceback.len(), 1);
+    assert_eq!(
+        traceback[0].flags.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+        vec!["invalid_envelope", "unparsed"]
+    );
+    let salvaged = search("corr=bad-1");
+    assert_eq!(salvaged.len(), 1);
+    assert_eq!(salvaged[0].msg, "missing everything");
+    assert_eq!(salvaged[0].level, Some(Level::Warn));
+    assert_eq!(salvaged[0].service, "unknown");
+    assert_eq!(search("q=fields.amount:42").len(), 1);
+    assert_eq!(search("q=fields.amount:forty").len(), 1);
+    let big = search("q=hugeword");
+    assert_eq!(big.len(), 1);
+    assert_eq!(big[0].msg.len(), huge.msg.len());
+    let utf8 = search("q=invalid");
+    assert_eq!(utf8.len(), 1);
+    assert!(utf8[0].msg.starts_with("\u{fffd}\u{fffd} invalid"));
+
+    let (_, metrics) = http::get(port, "/metrics");
+    assert!(
+        metrics.contains("corral_indexer_invalid_records_total{reason=\"not_json\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("corral_indexer_invalid_records_total{reason=\"bad_envelope\"} 1"));
+    assert!(metrics.contains("corral_indexer_records_indexed_total 8"));
+    terminate(indexer);
+}
