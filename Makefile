@@ -7,6 +7,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: test test-deps lint unit demo bench help
 
 help:
+	@echo "make demo   the whole pipeline in one process with a simulated fleet (release build, Ctrl-C stops)"
 	@echo "make test   install the test broker if missing, check format and lints, run every test"
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
 	@echo "make bench  benchmarks with same-run baselines (release build)"
@@ -20,6 +21,11 @@ test: test-deps lint
 ## Installs what the tests need and are missing: system libraries, the tansu broker.
 test-deps:
 	@scripts/install-test-deps.sh
+
+## The whole pipeline in one process: a simulated shop writes logs, collector and indexer read them,
+## the API serves them on 127.0.0.1:7280. Prints a ready-to-paste query; Ctrl-C stops.
+demo:
+	$(CARGO) run --release --bin corral-indexer -- standalone --demo
 
 ## Benchmarks (release build; figures next to baselines measured in the same run).
 bench:
