@@ -1,14 +1,17 @@
 //! `logq`: the engineer's and auditor's view of corral (DESIGN §5).
 
 use clap::Parser;
-
-/// Shows one request across every service, in time order, from corral's indexers (TUI and CLI).
-#[derive(Debug, Parser)]
-#[command(name = "logq", version, about, long_about = None)]
-struct Args {}
+use logq::cli::Args;
 
 fn main() {
-    let _args = Args::parse();
-    eprintln!("logq: queries are not built yet; see `logq --help`");
-    std::process::exit(2);
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            // Help and version go to stdout with 0; bad flags are errors (2).
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
+    std::process::exit(logq::run::main(&args));
 }

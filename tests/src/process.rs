@@ -13,3 +13,31 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Path of a workspace binary (`corral-indexer`, `logq` …) for tests of another package, which
+/// cargo's `CARGO_BIN_EXE_*` does not cover: next to the test's own build output, built first
+/// with the same profile when it is not there yet.
+///
+/// # Panics
+/// When the binary cannot be built.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    // The test executable lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile> directory");
+    let binary = profile_dir.join(name);
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !binary.exists() {
+        let mut command = std::process::Command::new(env!("CARGO"));
+        command.args(["build", "--bin", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    binary
+}

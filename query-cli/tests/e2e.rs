@@ -1,0 +1,390 @@
+//! The real `logq` binary against real `corral-indexer standalone` processes: exact records
+//! with `-o jsonl`, exit codes 0/1/2, two endpoints merged, a dead endpoint tolerated, and the
+//! TUI driven in tmux.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_schema::Record;
+use corral_tests::broker::free_port;
+use corral_tests::http;
+use corral_tests::process::{ChildGuard, workspace_binary};
+
+const LOGQ: &str = env!("CARGO_BIN_EXE_logq");
+
+fn cri(ms: u32, json: &str) -> String {
+    format!("2026-11-23T10:00:00.{ms:03}000000Z stdout F {json}\n")
+}
+
+fn write_pod(root: &Path, pod: &str, lines: &[String]) {
+    let dir = root.join(format!("shop_{pod}_uid-{pod}/app"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("0.log"), lines.concat()).unwrap();
+}
+
+struct Indexer {
+    _child: ChildGuard,
+    url: String,
+    port: u16,
+}
+
+fn start_indexer(globs: &[String], data_dir: &Path, name: &str, expected: usize) -> Indexer {
+    let port = free_port().unwrap();
+    let mut command = Command::new(workspace_binary("corral-indexer"));
+    command.arg("standalone");
+    for glob in globs {
+        command.args(["--logs", glob]);
+    }
+    let child = command
+        .arg("--data-dir")
+        .arg(data_dir.join(format!("data-{name}")))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("CORRAL_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start corral-indexer");
+    let indexer = Indexer {
+        _child: ChildGuard(child),
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+    };
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (_, body) = http::get(port, "/api/v1/stats?by=service");
+            let total = serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64();
+            if total == Some(expected as u64) {
+                return indexer;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "indexer {name} never held {expected} records"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn logq(args: &[&str]) -> Output {
+    Command::new(LOGQ)
+        .args(args)
+        .env_remove("LOGQ_ENDPOINT")
+        .env_remove("LOGQ_TOKEN")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .expect("run logq")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Two indexers: A holds gateway and orders, B holds orders (the same file, so the same ids:
+/// the merge must show them once) and payments.
+fn fleet(dir: &Path) -> (Indexer, Indexer) {
+    let gateway = [
+        cri(1, r#"{"level":"info","msg":"GET /checkout","corr":"req-1"}"#),
+        cri(50, r#"{"level":"info","msg":"GET /health","corr":"req-2"}"#),
+    ];
+    let orders = [cri(
+        2,
+        r#"{"level":"warn","msg":"slow stock check","corr":"req-1","user":{"id":42}}"#,
+    )];
+    let payments = [cri(
+        3,
+        r#"{"level":"error","msg":"card declined","corr":"req-1"}"#,
+    )];
+    let a = dir.join("a");
+    let b = dir.join("b");
+    write_pod(&a, "gateway-7d9f8b6c4-x2k9p", &gateway);
+    write_pod(&a, "orders-6f7c9d5b4-wxzqt", &orders);
+    write_pod(&b, "payments-6f7c9d8b5-fghjk", &payments);
+    let orders_glob = format!("{}/shop_orders-*/*/*.log", a.display());
+    (
+        start_indexer(&[format!("{}/*/*/*.log", a.display())], dir, "a", 3),
+        start_indexer(&[format!("{}/*/*/*.log", b.display()), orders_glob], dir, "b", 2),
+    )
+}
+
+fn search_raw(indexer: &Indexer, query: &str) -> Vec<String> {
+    let (status, body) = http::get(indexer.port, &format!("/api/v1/search?{query}"));
+    assert_eq!(status, 200, "{body}");
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The raw text of each hit as the API sent it.
+    let hits = body.split_once("\"hits\":[").unwrap().1;
+    let count = value["hits"].as_array().unwrap().len();
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in hits.char_indices() {
+        if out.len() == count {
+            break;
+        }
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '{' if !in_string => {
+                if depth == 0 {
+                    start = i;
+                }
+                depth += 1;
+            }
+            '}' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(hits[start..=i].to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn jsonl_text_stats_and_exit_codes_across_two_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = fleet(dir.path());
+
+    // Two endpoints merged: every service of the request once, in time order, byte for byte.
+    let output = logq(&[
+        "--corr",
+        "req-1",
+        "-o",
+        "jsonl",
+        "--endpoint",
+        &a.url,
+        "--endpoint",
+        &b.url,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut expected = search_raw(&a, "corr=req-1");
+    expected.extend(search_raw(&b, "corr=req-1"));
+    let mut by_id: Vec<(Record, String)> = expected
+        .into_iter()
+        .map(|raw| (serde_json::from_str::<Record>(&raw).unwrap(), raw))
+        .collect();
+    by_id.sort_by(|x, y| x.0.ts.cmp(&y.0.ts).then(x.0.id.cmp(&y.0.id)));
+    by_id.dedup_by(|x, y| x.0.id == y.0.id);
+    let want: String = by_id.iter().map(|(_, raw)| format!("{raw}\n")).collect();
+    assert_eq!(stdout(&output), want);
+    let services: Vec<String> = by_id.iter().map(|(r, _)| r.service.clone()).collect();
+    assert_eq!(services, vec!["gateway", "orders", "payments"]);
+
+    // Text lines.
+    let output = logq(&["--corr", "req-1", "--endpoint", &a.url, "--endpoint", &b.url]);
+    assert_eq!(output.status.code(), Some(0));
+    let lines: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[2].starts_with(
+            "2026-11-23T10:00:00.003Z payments@unknown payments-6f7c9d8b5-fghjk/app ERROR card declined"
+        ),
+        "{lines:?}"
+    );
+
+    // logfmt and search.
+    let output = logq(&[
+        "search",
+        "fields.user.id:42",
+        "-o",
+        "logfmt",
+        "--endpoint",
+        &a.url,
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains("msg=\"slow stock check\" fields.user.id=42"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Nothing matched: exit 1, nothing printed.
+    let output = logq(&["--corr", "no-such-request", "-o", "jsonl", "--endpoint", &a.url]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "");
+
+    // A dead endpoint is named, the others still answer.
+    let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let output = logq(&[
+        "--corr",
+        "req-1",
+        "-o",
+        "jsonl",
+        "--endpoint",
+        &a.url,
+        "--endpoint",
+        &dead,
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output).lines().count(), 2);
+    assert!(
+        stderr(&output).contains(&format!("logq: {dead}: cannot connect")),
+        "{}",
+        stderr(&output)
+    );
+
+    // Only dead endpoints: exit 2, one line naming it.
+    let output = logq(&["--corr", "req-1", "--endpoint", &dead]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+
+    // The server's 400 reaches the user with the endpoint named.
+    let output = logq(&["search", "fields.user.id:(", "--endpoint", &a.url]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(&format!("logq: {}: HTTP 400: parameter q: cannot parse", a.url)),
+        "{}",
+        stderr(&output)
+    );
+    // A bad flag: exit 2 before any request.
+    let output = logq(&["--level", "loud", "--corr", "x"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("expected one of trace"));
+    let output = logq(&["--endpoint", &a.url]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("nothing to query"));
+
+    // Stats summed across endpoints (orders is in both indexers: 1 + 1).
+    let output = logq(&[
+        "stats",
+        "--by",
+        "service",
+        "--endpoint",
+        &a.url,
+        "--endpoint",
+        &b.url,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec![
+            "service       count   errors     rate",
+            "gateway           2        0    0.00%",
+            "orders            2        0    0.00%",
+            "payments          1        1  100.00%",
+            "total             5",
+        ]
+    );
+}
+
+/// A tmux server on its own socket, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "logq"])
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(what) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "waited {timeout:?} for {what:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn script(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("run-logq.sh");
+    let mut file = fs::File::create(&path).unwrap();
+    writeln!(file, "#!/bin/sh\n{body}").unwrap();
+    drop(file);
+    Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+    path
+}
+
+#[test]
+fn the_tui_shows_the_request_its_json_and_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = fleet(dir.path());
+    let script = script(
+        dir.path(),
+        &format!(
+            "XDG_CONFIG_HOME=/nonexistent '{LOGQ}' --corr req-1 --endpoint {} --endpoint {}\necho \"logq exited $?\"\nsleep 30",
+            a.url, b.url
+        ),
+    );
+    let tmux = Tmux {
+        socket: format!("corral-test-{}", std::process::id()),
+    };
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "logq",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &script.display().to_string(),
+    ]);
+    let screen = tmux.wait_for("card declined", Duration::from_secs(15));
+    for expected in [
+        "gateway@unknown",
+        "orders@unknown",
+        "payments@unknown",
+        "3 records",
+        "q:quit",
+    ] {
+        assert!(screen.contains(expected), "{expected:?} missing from:\n{screen}");
+    }
+    // Enter on the first record shows its JSON.
+    tmux.run(&["send-keys", "-t", "logq", "Enter"]);
+    let screen = tmux.wait_for("\"msg\": \"GET /checkout\"", Duration::from_secs(5));
+    assert!(screen.contains("record (Enter/Esc closes)"), "{screen}");
+    // The waterfall.
+    tmux.run(&["send-keys", "-t", "logq", "w"]);
+    tmux.wait_for("waterfall (w closes)", Duration::from_secs(5));
+    // q exits 0 and the shell's screen is back: no trace of the TUI.
+    tmux.run(&["send-keys", "-t", "logq", "q"]);
+    let screen = tmux.wait_for("logq exited 0", Duration::from_secs(5));
+    assert!(
+        !screen.contains("q:quit"),
+        "the TUI is still on screen:\n{screen}"
+    );
+    assert!(!screen.contains("waterfall"), "{screen}");
+}
