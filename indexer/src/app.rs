@@ -159,7 +159,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         );
         println!();
         println!("  One request across every service, in time order:");
-        println!("    logq --corr {corr} --endpoint {url}");
+        println!("    {} --corr {corr} --endpoint {url}", logq_command());
         println!("    curl -s '{url}/api/v1/search?corr={corr}'");
         println!();
         println!("  Canary error rate by version:");
@@ -192,6 +192,22 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     result?;
     collected?;
     Ok(())
+}
+
+/// How to run `logq` from here: `logq` when it sits next to this binary is shown by its path
+/// (relative to the working directory when it can be), else plain `logq` from the PATH.
+fn logq_command() -> String {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("logq")))
+        .filter(|path| path.exists());
+    let Some(path) = sibling else {
+        return "logq".to_owned();
+    };
+    match std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf)) {
+        Some(relative) => format!("./{}", relative.display()),
+        None => path.display().to_string(),
+    }
 }
 
 /// Runs `ingest` on its own thread and the API on a tokio runtime until SIGTERM/SIGINT (or the

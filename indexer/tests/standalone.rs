@@ -270,7 +270,10 @@ fn the_demo_prints_a_request_that_crosses_every_service() {
     let mut corr = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("logq --corr ") {
+        // `logq --corr <id> --endpoint <url>`, logq maybe given by its path.
+        if let Some((command, rest)) = line.trim().split_once(" --corr ")
+            && command.ends_with("logq")
+        {
             corr = rest.split_whitespace().next().map(str::to_owned);
             break;
         }
