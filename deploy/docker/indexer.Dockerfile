@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1.7
+# corral-indexer: consumes Kafka into tantivy splits and serves the query API (StatefulSet).
+# Build from the repository root:
+#   docker build -f deploy/docker/indexer.Dockerfile --build-arg VERSION=0.1.0 -t corral-indexer:0.1.0 .
+# VERSION must be the workspace version (Cargo.toml): the build checks it against `--version`.
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# What librdkafka's own configure/make build needs (the list of scripts/install-test-deps.sh).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      pkg-config make gcc g++ perl libssl-dev zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,id=corral-target-indexer,sharing=locked \
+    cargo build --release --locked -p corral-indexer --bin corral-indexer \
+ && install -m 0755 target/release/corral-indexer /usr/local/bin/corral-indexer
+ARG VERSION
+RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>" >&2; exit 1; }; \
+    actual="$(/usr/local/bin/corral-indexer --version)"; \
+    [ "${actual}" = "corral-indexer ${VERSION}" ] \
+      || { echo "VERSION=${VERSION} but the binary says: ${actual}" >&2; exit 1; }
+
+# debian-slim rather than distroless: the prod overlay's render-config init container runs this
+# image's /bin/sh. ca-certificates brings libssl (librdkafka's TLS) with it.
+FROM debian:${DEBIAN_RELEASE}-slim
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG VERSION
+LABEL org.opencontainers.image.title="corral-indexer" \
+      org.opencontainers.image.description="corral's indexer: consumes records from Kafka into tantivy splits and serves the query API" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/corral-logs/corral"
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 corral \
+ && useradd --system --uid 10001 --gid corral --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin corral \
+ && install -d -o corral -g corral -m 0750 /var/lib/corral /var/lib/corral/indexer
+COPY --from=build /usr/local/bin/corral-indexer /usr/local/bin/corral-indexer
+# Fails the build when a shared library (libssl, libz …) is missing from the runtime base.
+RUN libs="$(ldd /usr/local/bin/corral-indexer)" \
+ && if printf '%s\n' "${libs}" | grep 'not found'; then exit 1; fi
+# Writes only to --data-dir (the StatefulSet's volume), so it runs with a read-only root filesystem.
+USER 10001:10001
+VOLUME ["/var/lib/corral/indexer"]
+EXPOSE 7280
+ENTRYPOINT ["/usr/local/bin/corral-indexer"]
+CMD ["serve"]
