@@ -25,11 +25,15 @@ test-deps:
 ## The whole pipeline in one process: a simulated shop writes logs, collector and indexer read them,
 ## the API serves them on 127.0.0.1:7280. Prints a ready-to-paste query; Ctrl-C stops.
 demo:
+	$(CARGO) build --release --bin logq
 	$(CARGO) run --release --bin corral-indexer -- standalone --demo
 
 ## Benchmarks (release build; figures next to baselines measured in the same run).
-bench:
+## Both start a tansu broker (installed by test-deps when missing); the indexer bench also runs the
+## release `corral-indexer` binary, which cargo builds for it.
+bench: test-deps
 	$(CARGO) bench -p corral-collector --bench collector
+	$(CARGO) bench -p corral-indexer --bench indexer
 
 lint:
 	$(CARGO) fmt --all -- --check

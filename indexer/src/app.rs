@@ -204,7 +204,10 @@ fn logq_command() -> String {
     let Some(path) = sibling else {
         return "logq".to_owned();
     };
-    match std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf)) {
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
         Some(relative) => format!("./{}", relative.display()),
         None => path.display().to_string(),
     }

@@ -304,8 +304,10 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     if !state.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
+    // Ready means "can answer queries": an ingest problem (Kafka unreachable) must not take
+    // what is already indexed out of the Services. It is reported here and in the metrics.
     match state.metrics.problem() {
-        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response(),
+        Some(problem) => format!("ready; ingest problem: {problem}\n").into_response(),
         None => "ready\n".into_response(),
     }
 }

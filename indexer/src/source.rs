@@ -113,10 +113,11 @@ pub struct KafkaOptions {
     pub properties: BTreeMap<String, String>,
 }
 
-/// Messages waiting between the poll thread and the ingest loop.
-const CHANNEL_CAPACITY: usize = 20_000;
+/// Messages waiting between the poll thread and the ingest loop. librdkafka buffers more behind
+/// it (`queued.max.messages.kbytes`), so this only needs to keep the ingest loop busy.
+const CHANNEL_CAPACITY: usize = 4_096;
 /// Most messages handed to the ingest loop at once.
-const MAX_BATCH: usize = 5_000;
+const MAX_BATCH: usize = 4_096;
 
 enum Polled {
     Message {

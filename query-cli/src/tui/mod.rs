@@ -331,6 +331,12 @@ impl App {
     }
 }
 
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
 fn errors_status(errors: &[EndpointError]) -> Option<String> {
     (!errors.is_empty()).then(|| {
         errors
@@ -429,11 +435,28 @@ pub fn run(
         }
     }
 
+    // For `make bench`: when set, the moments of the first paint and of the first paint with
+    // results are written to this file (Unix ms) and the TUI quits.
+    let timings = std::env::var_os("LOGQ_BENCH_TIMINGS").map(std::path::PathBuf::from);
+    let mut first_paint = None;
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
         loop {
             terminal.draw(|frame| view::render(&mut app, frame))?;
-            if event::poll(Duration::from_millis(80))?
+            if let Some(path) = &timings {
+                let now = unix_ms();
+                let first = *first_paint.get_or_insert(now);
+                if !app.loading {
+                    std::fs::write(
+                        path,
+                        format!("first_paint_unix_ms={first}\nresults_unix_ms={now}\n"),
+                    )?;
+                    return Ok(());
+                }
+            }
+            // While a query runs, look for its answer often so it is drawn as soon as it comes.
+            let wait = if app.loading { 10 } else { 80 };
+            if event::poll(Duration::from_millis(wait))?
                 && let TermEvent::Key(key) = event::read()?
             {
                 match app.on_key(key) {

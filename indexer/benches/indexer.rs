@@ -1,0 +1,1068 @@
+//! Indexer benchmark (`make bench`), each figure next to a baseline measured in the same run:
+//!
+//! 1. ingest into the active split of `CORRAL_BENCH_RECORDS` generated envelopes (default
+//!    1,000,000; 5 services, two versions each, 3 instances, correlation ids shared by ~5
+//!    records, nested `fields`), through the ingest loop of standalone mode (records handed over
+//!    in batches and serialized, as `ChannelSource` does) and from a 4-partition topic on a real
+//!    Kafka-protocol broker (`KafkaSource`), next to raw tantivy indexing of the same documents
+//!    (one indexing thread, the same memory budget) with a minimal schema (`msg` + `_source`)
+//!    and with the split schema, which tells the store's and ingest loop's cost from the schema's;
+//! 2. bytes on disk per record of the sealed split, next to the envelope JSON bytes per record;
+//! 3. `corr` lookup latency over 100k records and over all of them;
+//! 4. freshness of the release binary in standalone mode: a CRI line appended → its record on an
+//!    open `/api/v1/tail` stream.
+//!
+//! MB = 10^6 bytes of envelope JSON; "per core" = per CPU-second of this process (user +
+//! system, every thread), so the figures do not depend on how many cores the machine has.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corral_collector::kafka_sink::PRODUCER_DEFAULTS;
+use corral_indexer::config::{
+    DEFAULT_COMMIT_INTERVAL, DEFAULT_SPLIT_MAX_AGE, DEFAULT_SPLIT_MAX_DOCS, DEFAULT_WRITER_MEMORY_MB,
+};
+use corral_indexer::ingest::Decoded;
+use corral_indexer::manifest::Checkpoint;
+use corral_indexer::metrics::Metrics;
+use corral_indexer::pipeline::Ingest;
+use corral_indexer::query::{Endpoint, Filters, QueryEngine};
+use corral_indexer::source::{Incoming, KafkaOptions, KafkaSource, Source};
+use corral_indexer::store::{Catalog, SplitStore, StoreOptions};
+use corral_schema::fields::{CONSUMER_GROUP, MSG, SOURCE, TOPIC};
+use corral_schema::index_schema::build_schema;
+use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_tests::broker::{Broker, free_port};
+use corral_tests::process::ChildGuard;
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use serde_json::{Map, Value, json};
+use tantivy::schema::{STORED, Schema, TEXT};
+use tantivy::store::Compressor;
+use tantivy::{Index, IndexSettings, IndexWriter, TantivyDocument};
+
+/// The indexer binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The release build of the binary (cargo builds it for the bench with the bench profile).
+const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
+/// tantivy's indexing memory budget, the indexer's default.
+const WRITER_MEMORY: usize = DEFAULT_WRITER_MEMORY_MB * 1024 * 1024;
+/// Records of the small index the `corr` lookups are also timed on.
+const SMALL: usize = 100_000;
+/// `corr` lookups timed per index.
+const LOOKUPS: usize = 300;
+/// Lines appended for the freshness measurement, and their rate.
+const FRESH_LINES: usize = 300;
+const FRESH_PER_SECOND: u64 = 50;
+/// Records per batch handed to the ingest loop by the in-process source.
+const CHANNEL_BATCH: usize = 1_000;
+/// Goals on this machine (the issue's): ingest MB/s per core, lookup p99, freshness p99.
+const GOAL_MB_PER_CORE: f64 = 25.0;
+const GOAL_LOOKUP_P99: Duration = Duration::from_millis(50);
+const GOAL_FRESH_P99: Duration = Duration::from_secs(2);
+
+const SERVICES: [&str; 5] = ["gateway", "orders", "payments", "inventory", "notifications"];
+/// Stable and canary version of each service; the third instance runs the canary.
+const VERSIONS: [[&str; 2]; 5] = [
+    ["3.2.0", "3.3.0"],
+    ["1.14.2", "1.15.0"],
+    ["2.3.0", "2.4.0"],
+    ["0.9.7", "0.10.0"],
+    ["5.0.1", "5.1.0"],
+];
+const REPLICA_SETS: [&str; 5] = ["7d9f8b6c4", "6f7c9d5b4", "6f7c9d8b5", "5b8d7c6f9", "8c6b5d4f7"];
+const POD_SUFFIXES: [&str; 3] = ["x2k9p", "wxzqt", "fghjk"];
+
+fn main() {
+    let started = Instant::now();
+    let count: usize = std::env::var("CORRAL_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let small = SMALL.min(count);
+
+    let t = Instant::now();
+    let records = generate(count);
+    let generated = t.elapsed().as_secs_f64();
+    // The envelope JSON exactly as the ingest loop stores it and the collector produces it.
+    let cpu_before = cpu_seconds();
+    let t = Instant::now();
+    let jsons: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("a record serializes"))
+        .collect();
+    let serialize_wall = t.elapsed().as_secs_f64();
+    let serialize_cpu = cpu_seconds() - cpu_before;
+    let bytes: u64 = jsons.iter().map(|j| j.len() as u64).sum();
+    let (min_len, max_len) = jsons
+        .iter()
+        .fold((usize::MAX, 0), |(lo, hi), j| (lo.min(j.len()), hi.max(j.len())));
+    let corr_counts = corr_counts(&records);
+    println!(
+        "indexer bench: {count} envelopes, {:.1} MB of JSON ({:.0} B avg, {min_len}–{max_len}), {} services, {:.2} records per corr, generated in {:.1} s",
+        mb(bytes),
+        bytes as f64 / count as f64,
+        SERVICES.len(),
+        corr_counts.values().sum::<usize>() as f64 / corr_counts.len() as f64,
+        generated + serialize_wall,
+    );
+    println!(
+        "  MB = 10^6 bytes of envelope JSON; per core = per CPU-second of this process; tantivy: 1 indexing thread, {DEFAULT_WRITER_MEMORY_MB} MiB, commit every {:?}",
+        DEFAULT_COMMIT_INTERVAL
+    );
+
+    // Baselines: raw tantivy on the same documents with a minimal schema and with the split
+    // schema (no ingest loop, no store), and serializing alone.
+    let minimal = tantivy_baseline(&records, &jsons, BaselineSchema::Minimal);
+    let split_schema = tantivy_baseline(&records, &jsons, BaselineSchema::Split);
+    let serialize = Run {
+        wall: serialize_wall,
+        cpu: serialize_cpu,
+    };
+    for (label, run, note) in [
+        (
+            "baseline minimal",
+            &minimal,
+            "raw tantivy: msg TEXT + _source STORED",
+        ),
+        (
+            "baseline split",
+            &split_schema,
+            "raw tantivy: the split schema via IndexFields::document, no ingest loop",
+        ),
+        (
+            "baseline to_string",
+            &serialize,
+            "serde_json::to_string of every record alone",
+        ),
+    ] {
+        println!("{}   ({note})", figures(label, count, bytes, run));
+    }
+    let baselines = format!(
+        "baselines tantivy: minimal schema {:.1}, split schema {:.1} MB/s/core",
+        mb(bytes) / minimal.cpu,
+        mb(bytes) / split_schema.cpu
+    );
+
+    // Kept for later sections before the channel path consumes the records.
+    let keys: Vec<String> = records.iter().map(|r| r.kafka_key().to_owned()).collect();
+    let small_records = records[..small].to_vec();
+    let sample = lookup_sample(&small_records, &corr_counts);
+
+    // 1a. The ingest loop of standalone mode, fed in-process.
+    let channel_dir = temp_dir("corral-bench-channel-");
+    let store = open_store(channel_dir.path());
+    let (run, _) = timed_ingest(
+        store,
+        VecSource::new(records),
+        count as u64,
+        Duration::from_secs(600),
+    );
+    print_ingest("ingest channel", count, bytes, &run, &baselines);
+
+    // 3. `corr` lookups: a small sealed split, the big active split, the big sealed split.
+    let small_dir = temp_dir("corral-bench-small-");
+    let mut small_store = open_store(small_dir.path());
+    for record in small_records {
+        let source = serde_json::to_string(&record).expect("a record serializes");
+        small_store.add(record, source).expect("add");
+    }
+    small_store.commit(&Checkpoint::new()).expect("commit");
+    small_store.seal().expect("seal");
+    let small_latency = lookups(small_store.catalog(), &sample, |s| s.1);
+    print_lookups(&format!("{} sealed", size_label(small)), &small_latency);
+    drop(small_store);
+    drop(small_dir);
+
+    let mut store = open_store(channel_dir.path());
+    let segments = segment_count(&store.catalog());
+    let active_latency = lookups(store.catalog(), &sample, |s| s.2);
+    print_lookups(
+        &format!("{} active ({segments} segments)", size_label(count)),
+        &active_latency,
+    );
+    let t = Instant::now();
+    store.seal().expect("seal");
+    let seal_seconds = t.elapsed().as_secs_f64();
+    let sealed_latency = lookups(store.catalog(), &sample, |s| s.2);
+    print_lookups(&format!("{} sealed", size_label(count)), &sealed_latency);
+
+    // 2. Bytes on disk of the sealed split.
+    let sealed = store
+        .catalog()
+        .splits()
+        .into_iter()
+        .find(|s| !s.active)
+        .expect("a sealed split");
+    assert_eq!(sealed.docs, count as u64, "every record in the sealed split");
+    let disk = dir_bytes(&sealed.dir);
+    println!(
+        "on disk            {:>8} rec {:>6.1} B/rec in the sealed split   (raw JSON {:.1} B/rec, ratio {:.2}; seal = merge of {segments} segments + manifest: {:.1} s)",
+        sealed.docs,
+        disk as f64 / sealed.docs as f64,
+        bytes as f64 / count as f64,
+        disk as f64 / bytes as f64,
+        seal_seconds
+    );
+    drop(store);
+    drop(channel_dir);
+
+    // 1b. The same envelopes from Kafka: produced first (not timed), then consumed.
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 4);
+    let t = Instant::now();
+    produce(&broker, &jsons, &keys);
+    let produced = t.elapsed().as_secs_f64();
+    drop(jsons);
+    drop(keys);
+    let kafka_dir = temp_dir("corral-bench-kafka-");
+    let store = open_store(kafka_dir.path());
+    let broker_cpu_before = process_cpu_seconds(broker.pid());
+    let source = KafkaSource::connect(
+        &KafkaOptions {
+            brokers: broker.bootstrap_servers(),
+            topic: TOPIC.to_owned(),
+            group: CONSUMER_GROUP.to_owned(),
+            // No static membership: tansu 0.6 mishandles it (see indexer/tests/kafka_ingest.rs).
+            instance_id: None,
+            properties: Default::default(),
+        },
+        store.checkpoint().clone(),
+    )
+    .expect("kafka source");
+    let (run, first_docs) = timed_ingest(store, source, count as u64, Duration::from_secs(600));
+    let broker_cpu = process_cpu_seconds(broker.pid()) - broker_cpu_before;
+    print_ingest(
+        "ingest kafka",
+        count,
+        bytes,
+        &run,
+        &format!(
+            "{baselines}; first commit after {:.1} s (group join); produced in {produced:.1} s beforehand; broker CPU {broker_cpu:.1} s, not counted",
+            first_docs.as_secs_f64()
+        ),
+    );
+    drop(broker);
+    drop(kafka_dir);
+
+    // 4. Freshness of the release binary in standalone mode.
+    let fresh = freshness();
+    let p = percentiles(&fresh.latencies);
+    println!(
+        "freshness          {FRESH_LINES:>8} lines at {FRESH_PER_SECOND}/s       p50 {:>6.0} ms  p99 {:>6.0} ms  max {:>6.0} ms   (line appended → record on /api/v1/tail; standalone peak RSS {:.0} MiB)  goal p99 ≤ {:?}: {}",
+        ms(p.p50),
+        ms(p.p99),
+        ms(p.max),
+        fresh.peak_rss_kib as f64 / 1024.0,
+        GOAL_FRESH_P99,
+        verdict(p.p99 <= GOAL_FRESH_P99)
+    );
+    println!("total bench runtime {:.0} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corpus
+
+/// splitmix64: deterministic, so every run indexes the same corpus.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Envelopes as the collector builds them for a small shop: requests cross the services in
+/// order (3–7 records sharing a `corr`), ~5 % background records carry no `corr`, the canary
+/// instance of each service logs more errors.
+fn generate(count: usize) -> Vec<Record> {
+    let base = Timestamp::parse("2026-11-23T10:00:00Z").expect("valid timestamp");
+    let pods: Vec<Vec<String>> = SERVICES
+        .iter()
+        .zip(REPLICA_SETS)
+        .map(|(service, set)| {
+            POD_SUFFIXES
+                .iter()
+                .map(|suffix| format!("{service}-{set}-{suffix}"))
+                .collect()
+        })
+        .collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut records = Vec::with_capacity(count);
+    let (mut corr, mut left, mut step, mut user, mut order) = (String::new(), 0u64, 0usize, 0u64, 0u64);
+    for i in 0..count {
+        let background = rng.below(100) < 5;
+        if !background && left == 0 {
+            left = 3 + rng.below(5);
+            step = 0;
+            corr = format!("{:016x}{:016x}", rng.next(), rng.next());
+            user = 10_000 + rng.below(190_000);
+            order = 4_000_000 + i as u64;
+        }
+        let s = if background {
+            rng.below(5) as usize
+        } else {
+            step % SERVICES.len()
+        };
+        let instance = rng.below(3) as usize;
+        let canary = instance == 2;
+        let roll = rng.below(1000);
+        let errors = if canary { 60 } else { 20 };
+        let level = if roll < errors {
+            Level::Error
+        } else if roll < errors + 60 {
+            Level::Warn
+        } else if roll < errors + 140 {
+            Level::Debug
+        } else {
+            Level::Info
+        };
+        let ts = base.saturating_add_nanos(i as i64 * 1_000_000 + rng.below(1_000_000) as i64);
+        let duration = (rng.below(4_000) as f64) / 10.0 + if level == Level::Warn { 500.0 } else { 1.0 };
+        let status = match level {
+            Level::Error => 502,
+            Level::Warn => 429,
+            _ => 200,
+        };
+        let (msg, mut fields) = if background {
+            let entries = rng.below(50_000);
+            (
+                format!("cache refreshed: {entries} entries in {duration:.1} ms"),
+                object(json!({"job": "cache-refresh", "entries": entries, "duration_ms": duration})),
+            )
+        } else {
+            service_line(s, level, &mut rng, user, order, duration, status)
+        };
+        if !background {
+            fields.insert("user".into(), json!({"id": user}));
+            left -= 1;
+            step += 1;
+        }
+        let pod = &pods[s][instance];
+        records.push(Record {
+            v: 1,
+            id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+            ts,
+            observed_ts: ts.saturating_add_nanos(2_000_000 + rng.below(40_000_000) as i64),
+            service: SERVICES[s].to_owned(),
+            version: VERSIONS[s][usize::from(canary)].to_owned(),
+            instance: format!("{pod}/app"),
+            node: format!("node-{}", (s * 3 + instance) % 4 + 1),
+            namespace: "shop".to_owned(),
+            pod: pod.clone(),
+            container: "app".to_owned(),
+            stream: if level == Level::Error {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
+            level: Some(level),
+            corr: (!background).then(|| corr.clone()),
+            msg,
+            fields,
+            flags: Vec::new(),
+        });
+    }
+    records
+}
+
+/// The message and fields of one request's record in service `s`.
+fn service_line(
+    s: usize,
+    level: Level,
+    rng: &mut Rng,
+    user: u64,
+    order: u64,
+    duration: f64,
+    status: u16,
+) -> (String, Map<String, Value>) {
+    let (method, path, msg, extra) = match SERVICES[s] {
+        "gateway" => {
+            let method = rng.pick(&["GET", "POST", "PUT"]);
+            let path = format!("/api/v1/orders/{order}");
+            let msg = format!("{method} {path} {status} {duration:.1}ms");
+            let client = json!({"ip": format!("10.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256)), "app": rng.pick(&["ios", "android", "web"])});
+            (method, path, msg, ("client", client))
+        }
+        "orders" => {
+            let items = 1 + rng.below(9);
+            let total = (rng.below(50_000) as f64) / 100.0;
+            let msg = match level {
+                Level::Error => format!("cannot create order {order}: stock service unavailable"),
+                _ => format!("order {order} created with {items} items for user {user}"),
+            };
+            let detail = json!({"id": order, "items": items, "total": total});
+            ("POST", "/api/v1/orders".to_owned(), msg, ("order", detail))
+        }
+        "payments" => {
+            let provider = rng.pick(&["stripe", "adyen", "paypal"]);
+            let amount = (rng.below(50_000) as f64) / 100.0;
+            let msg = match level {
+                Level::Error => format!(
+                    "card declined for order {order}: {}",
+                    rng.pick(&["insufficient funds", "expired card", "do not honor"])
+                ),
+                _ => format!("payment authorized for order {order}: {amount:.2} EUR via {provider}"),
+            };
+            let detail = json!({"provider": provider, "amount": amount, "currency": "EUR"});
+            (
+                "POST",
+                "/api/v1/payments/authorize".to_owned(),
+                msg,
+                ("payment", detail),
+            )
+        }
+        "inventory" => {
+            let sku = rng.below(20_000);
+            let quantity = 1 + rng.below(5);
+            let warehouse = rng.pick(&["ams-1", "fra-2", "par-1"]);
+            let msg = format!("reserved {quantity} units of sku-{sku} in warehouse {warehouse}");
+            let detail = json!({"sku": format!("sku-{sku}"), "quantity": quantity, "warehouse": warehouse});
+            (
+                "POST",
+                "/api/v1/inventory/reserve".to_owned(),
+                msg,
+                ("reservation", detail),
+            )
+        }
+        _ => {
+            let channel = rng.pick(&["email", "sms", "push"]);
+            let msg = format!("sent {channel} notification for order {order} to user {user}");
+            let detail = json!({"channel": channel, "template": "order-confirmed"});
+            (
+                "POST",
+                "/internal/notify".to_owned(),
+                msg,
+                ("notification", detail),
+            )
+        }
+    };
+    let msg = if level == Level::Warn {
+        format!("slow ({duration:.0} ms): {msg}")
+    } else {
+        msg
+    };
+    let mut fields = object(json!({
+        "http": {"method": method, "path": path, "status": status, "duration_ms": duration},
+    }));
+    fields.insert(extra.0.to_owned(), extra.1);
+    (msg, fields)
+}
+
+/// Records per `corr`.
+fn corr_counts(records: &[Record]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for record in records {
+        if let Some(corr) = &record.corr {
+            *counts.entry(corr.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// `LOOKUPS` random `corr` ids of the small set: (corr, records in the small set, in all).
+fn lookup_sample(small: &[Record], all: &HashMap<String, usize>) -> Vec<(String, usize, usize)> {
+    let in_small = corr_counts(small);
+    let mut distinct: Vec<&String> = in_small.keys().collect();
+    distinct.sort();
+    let mut rng = Rng(42);
+    (0..LOOKUPS)
+        .map(|_| {
+            let corr = distinct[rng.below(distinct.len() as u64) as usize];
+            (corr.clone(), in_small[corr], all[corr])
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+/// The corpus handed to the ingest loop in batches and serialized on the way, as standalone
+/// mode's `ChannelSource` does with the in-process collector's records.
+#[derive(Debug)]
+struct VecSource {
+    records: std::vec::IntoIter<Record>,
+}
+
+impl VecSource {
+    fn new(records: Vec<Record>) -> VecSource {
+        VecSource {
+            records: records.into_iter(),
+        }
+    }
+}
+
+impl Source for VecSource {
+    fn poll(&mut self, _timeout: Duration) -> anyhow::Result<Option<Vec<Incoming>>> {
+        let mut out = Vec::with_capacity(CHANNEL_BATCH);
+        for record in self.records.by_ref().take(CHANNEL_BATCH) {
+            let source = serde_json::to_string(&record)?;
+            out.push(Incoming {
+                bytes: source.len(),
+                decoded: Decoded {
+                    record,
+                    source,
+                    problem: None,
+                },
+                position: None,
+            });
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    fn committed(&mut self, _checkpoint: &Checkpoint) {}
+}
+
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        split_max_docs: DEFAULT_SPLIT_MAX_DOCS,
+        split_max_age: DEFAULT_SPLIT_MAX_AGE,
+        writer_memory_bytes: WRITER_MEMORY,
+        indexer_name: "bench".to_owned(),
+    }
+}
+
+fn open_store(dir: &Path) -> SplitStore {
+    SplitStore::open(dir, store_options()).expect("open split store")
+}
+
+/// Wall and CPU seconds of a timed section.
+struct Run {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Runs the ingest loop over `source` on its own thread, as the binary does, from the start until
+/// `expected` records are committed (searchable), then stops it. Also returns when the first
+/// records were searchable.
+fn timed_ingest<S: Source + 'static>(
+    store: SplitStore,
+    source: S,
+    expected: u64,
+    timeout: Duration,
+) -> (Run, Duration) {
+    let catalog = store.catalog();
+    let metrics = Arc::new(Metrics::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let ingest = Ingest::new(store, source, Arc::clone(&metrics), DEFAULT_COMMIT_INTERVAL).expect("ingest");
+    let thread = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || ingest.run(&stop))
+    };
+    let mut first_docs = None;
+    loop {
+        let docs: u64 = catalog.splits().iter().map(|s| s.docs).sum();
+        if docs > 0 && first_docs.is_none() {
+            first_docs = Some(started.elapsed());
+        }
+        if docs >= expected {
+            break;
+        }
+        if thread.is_finished() {
+            let result = thread.join().expect("ingest thread");
+            panic!("the ingest loop ended after {docs} of {expected} records: {result:?}");
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {docs} of {expected} records searchable after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    stop.store(true, Ordering::Relaxed);
+    thread.join().expect("ingest thread").expect("ingest loop");
+    assert_eq!(metrics.records_indexed.get(), expected, "records indexed");
+    assert_eq!(metrics.duplicates_dropped.get(), 0, "no duplicates in the corpus");
+    (Run { wall, cpu }, first_docs.unwrap_or_default())
+}
+
+/// The common columns: records, wall and CPU seconds, records and MB per CPU-second.
+fn figures(label: &str, count: usize, bytes: u64, run: &Run) -> String {
+    format!(
+        "{label:<18} {count:>8} rec {:>6.1} s wall {:>6.1} s CPU {:>8.0} rec/s/core {:>6.1} MB/s/core",
+        run.wall,
+        run.cpu,
+        count as f64 / run.cpu,
+        mb(bytes) / run.cpu
+    )
+}
+
+fn print_ingest(label: &str, count: usize, bytes: u64, run: &Run, note: &str) {
+    let per_core = mb(bytes) / run.cpu;
+    println!(
+        "{}   ({:.0} rec/s wall; {note})  goal ≥ {GOAL_MB_PER_CORE} MB/s/core: {}",
+        figures(label, count, bytes, run),
+        count as f64 / run.wall,
+        verdict(per_core >= GOAL_MB_PER_CORE)
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BaselineSchema {
+    /// `msg` as full text with positions (as the split schema has it), the envelope as stored
+    /// `_source`.
+    Minimal,
+    /// The split schema and documents exactly as the store builds them.
+    Split,
+}
+
+/// Raw tantivy on the same documents: lz4 docstore, one indexing thread, the same memory
+/// budget, a commit every commit interval; timed until the last commit. Records are cloned
+/// (for `IndexFields::document`) before the clock starts.
+fn tantivy_baseline(records: &[Record], jsons: &[String], kind: BaselineSchema) -> Run {
+    let dir = temp_dir("corral-bench-baseline-");
+    let (schema, split_fields) = match kind {
+        BaselineSchema::Split => {
+            let (schema, fields) = build_schema(true);
+            (schema, Some(fields))
+        }
+        BaselineSchema::Minimal => {
+            let mut builder = Schema::builder();
+            builder.add_text_field(MSG, TEXT);
+            builder.add_text_field(SOURCE, STORED);
+            (builder.build(), None)
+        }
+    };
+    let msg = schema.get_field(MSG).expect("msg field");
+    let source = schema.get_field(SOURCE).expect("_source field");
+    let index = Index::builder()
+        .schema(schema)
+        .settings(IndexSettings {
+            docstore_compression: Compressor::Lz4,
+            ..IndexSettings::default()
+        })
+        .create_in_dir(dir.path())
+        .expect("baseline index");
+    let mut owned = split_fields
+        .map(|_| records.to_vec())
+        .unwrap_or_default()
+        .into_iter();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut writer: IndexWriter<TantivyDocument> =
+        index.writer_with_num_threads(1, WRITER_MEMORY).expect("writer");
+    let mut last_commit = Instant::now();
+    for (n, (record, json)) in records.iter().zip(jsons).enumerate() {
+        let doc = match (&split_fields, owned.next()) {
+            (Some(fields), Some(record)) => fields.document(record, json.clone(), n as u64),
+            _ => {
+                let mut doc = TantivyDocument::default();
+                doc.add_text(msg, &record.msg);
+                doc.add_text(source, json);
+                doc
+            }
+        };
+        writer.add_document(doc).expect("add");
+        if n % 1024 == 0 && last_commit.elapsed() >= DEFAULT_COMMIT_INTERVAL {
+            writer.commit().expect("commit");
+            last_commit = Instant::now();
+        }
+    }
+    writer.commit().expect("commit");
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    writer.wait_merging_threads().expect("merges");
+    Run { wall, cpu }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka
+
+/// Counts librdkafka's delivery reports; keeps the first error.
+#[derive(Debug, Default)]
+struct Deliveries {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+/// Produces every envelope to `TOPIC` with the collector's producer defaults (acks=all,
+/// idempotent, zstd) and its key (corr, else instance); checks every one was delivered. (Not by
+/// the topic's watermarks: tansu 0.6 under-reports the high watermark of zstd batches.)
+fn produce(broker: &Broker, jsons: &[String], keys: &[String]) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", broker.bootstrap_servers());
+    for (key, value) in PRODUCER_DEFAULTS {
+        config.set(key, value);
+    }
+    config
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    let producer: ThreadedProducer<Deliveries> = config
+        .create_with_context(Deliveries::default())
+        .expect("producer");
+    for (json, key) in jsons.iter().zip(keys) {
+        let mut record = BaseRecord::to(TOPIC).key(key.as_str()).payload(json.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((error, _)) => panic!("produce: {error}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(600)).expect("flush");
+    let deliveries = producer.context();
+    assert_eq!(
+        deliveries.failed.load(Ordering::Relaxed),
+        0,
+        "failed deliveries, first: {:?}",
+        deliveries.first_error.lock().unwrap_or_else(|e| e.into_inner())
+    );
+    assert_eq!(
+        deliveries.delivered.load(Ordering::Relaxed),
+        jsons.len() as u64,
+        "delivered"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookups
+
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Nearest-rank percentiles.
+fn percentiles(values: &[Duration]) -> Percentiles {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    Percentiles {
+        p50: rank(0.50),
+        p99: rank(0.99),
+        max: rank(1.0),
+    }
+}
+
+/// Times a `corr` search (query string parsed, every split searched, hits loaded from
+/// `_source`) for each sampled id; `expected` picks how many hits each must return.
+fn lookups(
+    catalog: Arc<Catalog>,
+    sample: &[(String, usize, usize)],
+    expected: impl Fn(&(String, usize, usize)) -> usize,
+) -> Vec<Duration> {
+    let engine = QueryEngine::new(catalog);
+    sample
+        .iter()
+        .map(|entry| {
+            let started = Instant::now();
+            let filters = Filters::parse(&format!("corr={}", entry.0), Endpoint::Search, Timestamp::now())
+                .expect("filters");
+            let outcome = engine.search(&filters).expect("search");
+            let took = started.elapsed();
+            assert_eq!(outcome.hits.len(), expected(entry), "hits of corr={}", entry.0);
+            took
+        })
+        .collect()
+}
+
+fn print_lookups(label: &str, latencies: &[Duration]) {
+    let p = percentiles(latencies);
+    println!(
+        "corr lookup        {:<30} p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms   ({} lookups of ~5 hits)  goal p99 ≤ {:?}: {}",
+        label,
+        ms(p.p50),
+        ms(p.p99),
+        ms(p.max),
+        latencies.len(),
+        GOAL_LOOKUP_P99,
+        verdict(p.p99 <= GOAL_LOOKUP_P99)
+    );
+}
+
+fn segment_count(catalog: &Catalog) -> usize {
+    catalog
+        .splits()
+        .iter()
+        .map(|s| s.reader.searcher().segment_readers().len())
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freshness
+
+struct Freshness {
+    latencies: Vec<Duration>,
+    peak_rss_kib: u64,
+}
+
+/// Runs `corral-indexer standalone` on a kubelet-layout CRI file, follows `/api/v1/tail`, appends
+/// `FRESH_LINES` lines at `FRESH_PER_SECOND` and times each line from written to received.
+fn freshness() -> Freshness {
+    let dir = temp_dir("corral-bench-fresh-");
+    let container = dir
+        .path()
+        .join("pods/shop_fresh-5c7d9f8b6-q4r2t_0000-fresh-uid/app");
+    fs::create_dir_all(&container).expect("log dir");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(container.join("0.log"))
+        .expect("log file");
+    let line = |json: &str| format!("{} stdout F {json}\n", Timestamp::now());
+    file.write_all(line(r#"{"msg":"warm up","corr":"warmup"}"#).as_bytes())
+        .expect("write");
+    let port = free_port().expect("free port");
+    let child = ChildGuard(
+        Command::new(BIN)
+            .arg("standalone")
+            .arg("--logs")
+            .arg(format!("{}/pods/*/*/*.log", dir.path().display()))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("CORRAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}")),
+    );
+    // Up, and the first line searchable: the collector has found the file.
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (status, body) = corral_tests::http::get(port, "/api/v1/search?corr=warmup");
+            if status == 200 && body.contains("\"count\":1") {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "standalone did not index the warm-up line within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut tail = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(tail, "GET /api/v1/tail HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
+    tail.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 65536];
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&head).contains("\r\n\r\n") {
+        if let Ok(n) = tail.read(&mut buf) {
+            head.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no tail response head"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&head).contains("application/x-ndjson"),
+        "tail answered {}",
+        String::from_utf8_lossy(&head)
+    );
+
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || read_tail(tail, &done))
+    };
+    let mut written = Vec::with_capacity(FRESH_LINES);
+    let started = Instant::now();
+    for n in 0..FRESH_LINES {
+        let due = started + Duration::from_millis(n as u64 * 1000 / FRESH_PER_SECOND);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let text = line(&format!(r#"{{"msg":"fresh {n}","corr":"f-{n}"}}"#));
+        file.write_all(text.as_bytes()).expect("write");
+        written.push(Instant::now());
+    }
+    // Whatever has not arrived 10 s after the last line is reported missing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done.store(true, Ordering::Relaxed);
+    let received = reader.join().expect("tail reader");
+    let peak_rss_kib = peak_rss_kib(&format!("/proc/{}/status", child.0.id()));
+    drop(child);
+    let missing: Vec<usize> = (0..FRESH_LINES).filter(|n| received[*n].is_none()).collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines never arrived on the tail stream, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let latencies = written
+        .iter()
+        .zip(&received)
+        .map(|(w, r)| r.expect("checked").saturating_duration_since(*w))
+        .collect();
+    Freshness {
+        latencies,
+        peak_rss_kib,
+    }
+}
+
+/// Reads the tail stream until every fresh line arrived or `done` is set; returns when each
+/// arrived. Finds `"msg":"fresh N"` in complete lines, so HTTP chunk headers do not matter.
+fn read_tail(mut tail: TcpStream, done: &AtomicBool) -> Vec<Option<Instant>> {
+    const NEEDLE: &str = "\"msg\":\"fresh ";
+    let mut received = vec![None; FRESH_LINES];
+    let mut seen = 0;
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 65536];
+    while seen < FRESH_LINES && !done.load(Ordering::Relaxed) {
+        let n = match tail.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => continue, // read timeout: check `done`
+        };
+        let now = Instant::now();
+        pending.extend_from_slice(&buf[..n]);
+        let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
+            continue;
+        };
+        let complete: Vec<u8> = pending.drain(..=end).collect();
+        for line in String::from_utf8_lossy(&complete).lines() {
+            let Some(at) = line.find(NEEDLE) else {
+                continue;
+            };
+            let digits: String = line[at + NEEDLE.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(k) = digits.parse::<usize>()
+                && k < FRESH_LINES
+                && received[k].is_none()
+            {
+                received[k] = Some(now);
+                seen += 1;
+            }
+        }
+    }
+    received
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// `100k`, `1M`, `2.5M`.
+fn size_label(n: usize) -> String {
+    if n >= 1_000_000 {
+        format!("{}M", n as f64 / 1e6)
+    } else {
+        format!("{}k", n as f64 / 1e3)
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
+
+/// Sum of the sizes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .expect("list split dir")
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// User + system CPU seconds of this process, every thread.
+fn cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// User + system CPU seconds of another process (0 when it is gone).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = fs::read_to_string(path).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+/// Peak resident set (VmHWM) from a `/proc/<pid>/status` file, in KiB.
+fn peak_rss_kib(status_path: &str) -> u64 {
+    fs::read_to_string(status_path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,237 @@
+//! logq benchmark (`make bench`): against a release `corral-indexer` holding 1,000,000 records,
+//! - time from start to first paint and to the full results of `logq --corr` in the TUI
+//!   (driven in tmux, timings written by logq itself through `LOGQ_BENCH_TIMINGS`), next to
+//!   the same search as one raw HTTP request;
+//! - `-o jsonl` throughput for a 100,000-record result, next to the raw HTTP response time.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corral_indexer::manifest::Checkpoint;
+use corral_indexer::store::{SplitStore, StoreOptions};
+use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_tests::broker::free_port;
+use corral_tests::http;
+use corral_tests::process::{ChildGuard, workspace_binary};
+
+const RECORDS: u64 = 1_000_000;
+const SERVICES: [&str; 5] = ["gateway", "orders", "payments", "inventory", "notifications"];
+const RUNS: usize = 20;
+
+fn record(n: u64) -> Record {
+    let service = SERVICES[(n % 5) as usize];
+    Record {
+        v: 1,
+        id: format!("{:032x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        ts: Timestamp::parse("2026-11-23T08:00:00Z")
+            .unwrap()
+            .saturating_add_nanos(n as i64 * 1_000_000),
+        observed_ts: Timestamp::parse("2026-11-23T08:00:00Z").unwrap(),
+        service: service.into(),
+        version: if service == "payments" && n.is_multiple_of(3) { "2.4.0" } else { "2.3.0" }.into(),
+        instance: format!("{service}-{}/app", n % 3),
+        node: format!("node-{}", n % 4),
+        namespace: "shop".into(),
+        pod: format!("{service}-{}", n % 3),
+        container: "app".into(),
+        stream: Stream::Stdout,
+        level: Some(if n.is_multiple_of(53) { Level::Error } else { Level::Info }),
+        // Ten records per request, two per service.
+        corr: Some(format!("req-{:08}", n / 10)),
+        msg: format!("{service} handled request {} in {} ms", n / 10, n % 250),
+        fields: serde_json::json!({
+            "http": {"method": "POST", "path": format!("/api/{service}/{}", n % 17), "status": 200 + u64::from(n.is_multiple_of(53)) * 300},
+            "duration_ms": n % 250,
+            "user": {"id": n % 10_000},
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        flags: vec![],
+    }
+}
+
+fn build_index(data_dir: &Path) {
+    let started = Instant::now();
+    let mut store = SplitStore::open(
+        &data_dir.join("index"),
+        StoreOptions {
+            split_max_docs: 5_000_000,
+            split_max_age: Duration::from_secs(3600),
+            writer_memory_bytes: 256 * 1024 * 1024,
+            indexer_name: "bench".into(),
+        },
+    )
+    .unwrap();
+    for n in 0..RECORDS {
+        let record = record(n);
+        let source = serde_json::to_string(&record).unwrap();
+        store.add(record, source).unwrap();
+        if n % 200_000 == 199_999 {
+            store.commit(&Checkpoint::new()).unwrap();
+        }
+    }
+    store.close(&Checkpoint::new()).unwrap();
+    println!(
+        "  (built an index of {RECORDS} records in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+struct Tmux(String);
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.0, "kill-server"]).status();
+    }
+}
+
+/// Runs `logq --corr` in the TUI once; returns (first paint, full results) in ms from start.
+fn tui_run(tmux: &Tmux, logq: &Path, url: &str, corr: &str, dir: &Path, run: usize) -> (f64, f64) {
+    let timings = dir.join(format!("timings-{run}"));
+    let started = unix_ms();
+    let command = format!(
+        "LOGQ_BENCH_TIMINGS='{}' XDG_CONFIG_HOME=/nonexistent '{}' --corr {corr} --endpoint {url}",
+        timings.display(),
+        logq.display()
+    );
+    let status = Command::new("tmux")
+        .args([
+            "-L",
+            &tmux.0,
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &command,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&timings)
+            && text.contains("results_unix_ms")
+        {
+            let value = |key: &str| -> u128 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim_start_matches('=').parse().ok())
+                    .unwrap()
+            };
+            let first = value("first_paint_unix_ms") - started;
+            let full = value("results_unix_ms") - started;
+            return (first as f64, full as f64);
+        }
+        assert!(Instant::now() < deadline, "logq never painted its results");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    println!("logq benchmark — {RECORDS} records in one indexer (release build)");
+    build_index(&data);
+    let indexer_bin = workspace_binary("corral-indexer");
+    let logq = workspace_binary("logq");
+    let port = free_port().unwrap();
+    let _indexer = ChildGuard(
+        Command::new(&indexer_bin)
+            .arg("standalone")
+            .args(["--logs", &format!("{}/no-logs/*.log", dir.path().display())])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("CORRAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "indexer did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // First paint and full results, over different requests.
+    let tmux = Tmux(format!("corral-bench-{}", std::process::id()));
+    let mut first = Vec::new();
+    let mut full = Vec::new();
+    let mut raw = Vec::new();
+    for run in 0..RUNS {
+        let corr = format!("req-{:08}", (run as u64 * 4_999) % (RECORDS / 10));
+        let started = Instant::now();
+        let (status, body) = http::get(port, &format!("/api/v1/search?corr={corr}"));
+        raw.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200);
+        assert!(body.contains("\"count\":10"), "{body}");
+        let (f, r) = tui_run(&tmux, &logq, &url, &corr, dir.path(), run);
+        first.push(f);
+        full.push(r);
+    }
+    println!(
+        "logq --corr (TUI)    first paint p50 {:>5.0} ms  p99 {:>5.0} ms   full results p50 {:>5.0} ms  p99 {:>5.0} ms   [goal: first paint ≤ 300 ms]",
+        percentile(&mut first, 50.0),
+        percentile(&mut first, 99.0),
+        percentile(&mut full, 50.0),
+        percentile(&mut full, 99.0)
+    );
+    println!(
+        "  baseline: the same search as one raw HTTP request   p50 {:>5.1} ms  p99 {:>5.1} ms",
+        percentile(&mut raw, 50.0),
+        percentile(&mut raw, 99.0)
+    );
+
+    // jsonl throughput on a 100k-record result.
+    let started = Instant::now();
+    let (status, body) = http::get(port, "/api/v1/search?service=gateway&limit=100000");
+    let raw_ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let mut child = Command::new(&logq)
+        .args([
+            "--service",
+            "gateway",
+            "--limit",
+            "100000",
+            "-o",
+            "jsonl",
+            "--endpoint",
+            &url,
+        ])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.wait().unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let lines = out.iter().filter(|b| **b == b'\n').count();
+    assert_eq!(lines, 100_000);
+    println!(
+        "logq -o jsonl        {lines} records in {:>6.0} ms   {:>9.0} rec/s   {:>6.1} MB/s   (baseline: raw HTTP response {:.0} ms, {:.1} MB)",
+        seconds * 1000.0,
+        lines as f64 / seconds,
+        out.len() as f64 / seconds / 1e6,
+        raw_ms,
+        body.len() as f64 / 1e6
+    );
+}
