@@ -8,6 +8,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use corral_schema::fields::{self as f, ENVELOPE_VERSION, UNKNOWN};
+use corral_schema::record::id_key;
 use corral_schema::{Flag, Level, LevelScale, Record, Stream, Timestamp};
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_128;
@@ -52,20 +53,25 @@ pub struct Decoded {
 
 /// Decodes a Kafka message value. A valid envelope is stored verbatim (fields unknown to this
 /// version are kept); anything else is rebuilt into a flagged envelope.
-pub fn decode(payload: &[u8], origin: Origin<'_>) -> Decoded {
-    if let Ok(record) = serde_json::from_slice::<Record>(payload)
-        && is_valid_id(&record.id)
-        && let Ok(source) = std::str::from_utf8(payload)
-    {
-        return Decoded {
-            record,
-            source: source.to_owned(),
-            problem: None,
-        };
-    }
-    let (record, problem) = match serde_json::from_slice::<Value>(payload) {
+pub fn decode(payload: Vec<u8>, origin: Origin<'_>) -> Decoded {
+    let valid = serde_json::from_slice::<Record>(&payload)
+        .ok()
+        .filter(|record| is_valid_id(&record.id));
+    let payload = match (valid, String::from_utf8(payload)) {
+        // The payload becomes the stored source without a copy.
+        (Some(record), Ok(source)) => {
+            return Decoded {
+                record,
+                source,
+                problem: None,
+            };
+        }
+        (_, Ok(text)) => text.into_bytes(),
+        (_, Err(error)) => error.into_bytes(),
+    };
+    let (record, problem) = match serde_json::from_slice::<Value>(&payload) {
         Ok(Value::Object(object)) => (salvage(object, origin), Problem::BadEnvelope),
-        _ => (unparsed(payload, origin), Problem::NotJson),
+        _ => (unparsed(&payload, origin), Problem::NotJson),
     };
     let source = serde_json::to_string(&record).expect("a record always serializes");
     Decoded {
@@ -229,7 +235,11 @@ impl RecentIds {
 
     /// Records `id`; returns false when it was seen recently (a duplicate).
     pub fn insert(&mut self, id: &str) -> bool {
-        let key = id_key(id);
+        self.insert_key(id_key(id))
+    }
+
+    /// Records an id by its key ([`id_key`]); returns false when it was seen recently.
+    pub fn insert_key(&mut self, key: u128) -> bool {
         if !self.set.insert(key) {
             return false;
         }
@@ -249,16 +259,6 @@ impl RecentIds {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
     }
-}
-
-/// 32-hex ids (all the collector writes) are their own 128-bit key; anything else is hashed.
-fn id_key(id: &str) -> u128 {
-    if id.len() == 32
-        && let Ok(key) = u128::from_str_radix(id, 16)
-    {
-        return key;
-    }
-    xxh3_128(id.as_bytes())
 }
 
 #[cfg(test)]
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn a_valid_envelope_is_stored_verbatim() {
         let payload = serde_json::to_vec(&valid()).unwrap();
-        let decoded = decode(&payload, ORIGIN);
+        let decoded = decode(payload.clone(), ORIGIN);
         assert_eq!(decoded.problem, None);
         assert_eq!(decoded.record.service, "orders");
         assert_eq!(decoded.source.as_bytes(), payload.as_slice());
@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn bad_messages_are_salvaged_and_flagged() {
         // Not JSON, and invalid UTF-8 on top.
-        let decoded = decode(b"panic: \xff boom", ORIGIN);
+        let decoded = decode(b"panic: \xff boom".to_vec(), ORIGIN);
         assert_eq!(decoded.problem, Some(Problem::NotJson));
         assert_eq!(decoded.record.msg, "panic: \u{fffd} boom");
         assert_eq!(
@@ -318,7 +318,7 @@ mod tests {
         map.insert("ts".into(), json!(1_795_428_900_000_i64));
         map.insert("fields".into(), json!("not an object"));
         map.insert("stream".into(), json!(7));
-        let decoded = decode(&serde_json::to_vec(&object).unwrap(), ORIGIN);
+        let decoded = decode(serde_json::to_vec(&object).unwrap(), ORIGIN);
         assert_eq!(decoded.problem, Some(Problem::BadEnvelope));
         let record = &decoded.record;
         assert_eq!(record.id, origin_id(ORIGIN));
@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(record.fields["future_field"], json!(true));
 
         // A JSON value that is not an object.
-        let decoded = decode(b"[1,2,3]", ORIGIN);
+        let decoded = decode(b"[1,2,3]".to_vec(), ORIGIN);
         assert_eq!(decoded.problem, Some(Problem::NotJson));
         assert_eq!(decoded.record.msg, "[1,2,3]");
     }

@@ -35,8 +35,8 @@ impl<S: Source> Ingest<S> {
         commit_interval: Duration,
     ) -> anyhow::Result<Self> {
         let mut recent = RecentIds::new(RECENT_IDS);
-        for id in store.recent_ids(RECENT_IDS)? {
-            recent.insert(&id);
+        for key in store.recent_ids(RECENT_IDS)? {
+            recent.insert_key(key);
         }
         let checkpoint = store.checkpoint().clone();
         Ok(Ingest {
@@ -105,7 +105,7 @@ impl<S: Source> Ingest<S> {
         let sealed_before = self.store.sealed_count();
         self.store.commit(&self.checkpoint)?;
         if self.store.seal_due() {
-            self.store.seal()?;
+            self.store.seal_in_background()?;
         }
         self.metrics
             .splits_sealed

@@ -266,6 +266,7 @@ impl KafkaSource {
                 payload,
             } => {
                 self.problem = None;
+                let bytes = payload.len();
                 let origin = Origin {
                     topic: &self.topic,
                     partition,
@@ -273,8 +274,8 @@ impl KafkaSource {
                     timestamp,
                 };
                 out.push(Incoming {
-                    bytes: payload.len(),
-                    decoded: decode(&payload, origin),
+                    bytes,
+                    decoded: decode(payload, origin),
                     position: Some((partition, offset)),
                 });
             }

@@ -22,7 +22,7 @@ use corral_schema::index_schema::{IndexFields, build_schema};
 use corral_schema::{Record, Timestamp};
 use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
-use tantivy::indexer::NoMergePolicy;
+use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::schema::Schema;
 use tantivy::store::Compressor;
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
@@ -143,6 +143,8 @@ pub struct SplitStore {
     active: Option<ActiveSplit>,
     catalog: Arc<Catalog>,
     sealed: u64,
+    /// The background seal running, if any.
+    sealer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl std::fmt::Debug for SplitStore {
@@ -178,13 +180,14 @@ impl SplitStore {
             active: None,
             catalog,
             sealed: 0,
+            sealer: None,
         };
 
         // Finish seals interrupted after the manifest was written.
         let mut unsealed = Vec::new();
         for dir in subdirs(&active_root)? {
             if dir.join(MANIFEST_FILE).exists() {
-                store.move_sealed(&dir)?;
+                move_sealed(&store.seal_context(), &dir)?;
             } else if dir.join("meta.json").exists() {
                 unsealed.push(dir);
             } else {
@@ -205,8 +208,8 @@ impl SplitStore {
         let newest = unsealed.pop();
         for dir in unsealed {
             let split = store.reopen_active(&dir)?;
-            store.active = Some(split);
-            store.seal()?;
+            seal_split(split, &store.seal_context())?;
+            store.sealed += 1;
         }
         let active = match newest {
             Some(dir) => store.reopen_active(&dir)?,
@@ -240,27 +243,29 @@ impl SplitStore {
         active.pending.docs - active.committed.docs
     }
 
-    /// Ids of the records of the newest splits (the active one first), at most `limit`, for
-    /// warming the duplicate filter after a restart.
-    pub fn recent_ids(&self, limit: usize) -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::new();
+    /// Id keys ([`corral_schema::record::id_key`]) of the records of the newest splits, the
+    /// active one first, at most `limit`, for warming the duplicate filter after a restart.
+    pub fn recent_ids(&self, limit: usize) -> anyhow::Result<Vec<u128>> {
+        let mut keys = Vec::new();
         for view in self.catalog.splits() {
-            if ids.len() >= limit {
-                break;
-            }
             let searcher = view.reader.searcher();
             for segment in searcher.segment_readers() {
-                let inverted = segment.inverted_index(view.fields.id)?;
-                let mut terms = inverted.terms().stream()?;
-                while terms.advance() {
-                    if ids.len() >= limit {
-                        break;
+                let fast = segment.fast_fields();
+                let (hi, lo) = (
+                    fast.u64(corral_schema::fields::ID_HI)?,
+                    fast.u64(corral_schema::fields::ID_LO)?,
+                );
+                for doc in segment.doc_ids_alive() {
+                    if keys.len() >= limit {
+                        return Ok(keys);
                     }
-                    ids.push(String::from_utf8_lossy(terms.key()).into_owned());
+                    if let (Some(hi), Some(lo)) = (hi.first(doc), lo.first(doc)) {
+                        keys.push((u128::from(hi) << 64) | u128::from(lo));
+                    }
                 }
             }
         }
-        Ok(ids)
+        Ok(keys)
     }
 
     /// Adds a record to the active split; `source` is its envelope JSON, stored verbatim.
@@ -315,65 +320,57 @@ impl SplitStore {
     }
 
     /// Seals the active split (final merge, manifest, move into `splits/hot/`) and starts a new
-    /// one that continues from its checkpoint.
+    /// one that continues from its checkpoint; returns when the seal is done.
     pub fn seal(&mut self) -> anyhow::Result<()> {
-        let active = self.active.take().expect("the store always has an active split");
-        let ActiveSplit {
-            id,
-            dir,
-            index,
-            writer,
-            committed,
-            created,
-            ..
-        } = active;
-        let started = Instant::now();
-        // Wait for background merges, then merge what is left into one segment.
-        writer.wait_merging_threads()?;
-        let segments = index.searchable_segment_ids()?;
-        if segments.len() > 1 {
-            let mut writer: IndexWriter<TantivyDocument> =
-                index.writer_with_num_threads(1, self.options.writer_memory_bytes)?;
-            writer.set_merge_policy(Box::new(NoMergePolicy));
-            writer.merge(&segments).wait()?;
-            writer.garbage_collect_files().wait()?;
-            writer.wait_merging_threads()?;
-        }
-        drop(index);
-        let prev = self.newest_sealed_manifest()?;
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            id: id.clone(),
-            tier: HOT_TIER.to_owned(),
-            indexer: self.options.indexer_name.clone(),
-            created,
-            sealed: Timestamp::now(),
-            min_ts: committed.min_ts,
-            max_ts: committed.max_ts,
-            docs: committed.docs,
-            checkpoint: committed.checkpoint.clone(),
-            next_seq: committed.next_seq,
-            files: crate::manifest::hash_split_files(&dir)?,
-            prev: prev.as_ref().map(|(_, hash)| hash.clone()),
-            prev_id: prev.map(|(id, _)| id),
-        };
-        manifest.write(&dir)?;
-        self.move_sealed(&dir)?;
-        self.sealed += 1;
-        tracing::info!(split = %id, docs = committed.docs, took_ms = started.elapsed().as_millis() as u64, "sealed split");
+        self.seal_in_background()?;
+        self.wait_for_seal()
+    }
+
+    /// Starts a new active split at once and seals the full one on a background thread, so
+    /// ingest does not wait for the final merge. One seal runs at a time (manifests chain in
+    /// order); the full split stays searchable until its sealed copy replaces it.
+    pub fn seal_in_background(&mut self) -> anyhow::Result<()> {
+        self.wait_for_seal()?;
+        let full = self.active.take().expect("the store always has an active split");
         let next = self.create_active(CommitState {
-            checkpoint: committed.checkpoint,
-            next_seq: committed.next_seq,
+            checkpoint: full.committed.checkpoint.clone(),
+            next_seq: full.committed.next_seq,
             ..CommitState::default()
-        })?;
+        });
+        let next = match next {
+            Ok(next) => next,
+            Err(error) => {
+                self.active = Some(full);
+                return Err(error);
+            }
+        };
         self.publish(&next);
         self.active = Some(next);
+        let context = self.seal_context();
+        self.sealer = Some(
+            std::thread::Builder::new()
+                .name("seal".into())
+                .spawn(move || seal_split(full, &context))?,
+        );
         Ok(())
     }
 
-    /// Commits what is pending and releases the writer; used at shutdown.
+    /// Waits for a background seal, if one runs.
+    pub fn wait_for_seal(&mut self) -> anyhow::Result<()> {
+        if let Some(sealer) = self.sealer.take() {
+            sealer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the seal thread panicked"))??;
+            self.sealed += 1;
+        }
+        Ok(())
+    }
+
+    /// Commits what is pending, finishes a running seal and releases the writer; used at
+    /// shutdown.
     pub fn close(mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
         self.commit(checkpoint)?;
+        self.wait_for_seal()?;
         if let Some(active) = self.active.take() {
             active.writer.wait_merging_threads()?;
         }
@@ -386,32 +383,12 @@ impl SplitStore {
             .expect("the store always has an active split")
     }
 
-    /// Renames a split directory holding a manifest into its tier directory and opens it.
-    fn move_sealed(&mut self, dir: &Path) -> anyhow::Result<()> {
-        let manifest = Manifest::read(dir)?;
-        let tier_dir = self.data_dir.join(SPLITS_DIR).join(&manifest.tier);
-        fs::create_dir_all(&tier_dir)?;
-        let target = tier_dir.join(&manifest.id);
-        fs::rename(dir, &target)
-            .with_context(|| format!("cannot move {} to {}", dir.display(), target.display()))?;
-        sync_dir(&tier_dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
-        let view = open_sealed(&target)?;
-        self.catalog.replace(view);
-        Ok(())
-    }
-
-    /// The newest sealed split's id and manifest hash, the link the next manifest points at.
-    fn newest_sealed_manifest(&self) -> anyhow::Result<Option<(String, String)>> {
-        let newest = sealed_split_dirs(&self.data_dir)?
-            .into_iter()
-            .filter_map(|dir| Some((dir.file_name()?.to_str()?.to_owned(), dir)))
-            .max_by(|a, b| a.0.cmp(&b.0));
-        match newest {
-            Some((id, dir)) => Ok(Some((id, manifest_hash(&dir)?))),
-            None => Ok(None),
+    fn seal_context(&self) -> SealContext {
+        SealContext {
+            data_dir: self.data_dir.clone(),
+            writer_memory_bytes: self.options.writer_memory_bytes,
+            indexer_name: self.options.indexer_name.clone(),
+            catalog: Arc::clone(&self.catalog),
         }
     }
 
@@ -498,7 +475,7 @@ impl SplitStore {
         state: CommitState,
         created: Timestamp,
     ) -> anyhow::Result<ActiveSplit> {
-        let writer = index
+        let writer: IndexWriter<TantivyDocument> = index
             .writer_with_num_threads(1, self.options.writer_memory_bytes)
             .with_context(|| {
                 format!(
@@ -506,6 +483,12 @@ impl SplitStore {
                     dir.display()
                 )
             })?;
+        // One-second commits make many small segments; merging them less eagerly saves CPU,
+        // and sealing merges everything into one segment anyway.
+        let mut policy = LogMergePolicy::default();
+        policy.set_min_num_segments(12);
+        policy.set_min_layer_size(50_000);
+        writer.set_merge_policy(Box::new(policy));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -542,6 +525,97 @@ impl SplitStore {
             docs: active.committed.docs,
             active: true,
         });
+    }
+}
+
+/// What sealing needs from the store, owned so a seal can run on its own thread.
+struct SealContext {
+    data_dir: PathBuf,
+    writer_memory_bytes: usize,
+    indexer_name: String,
+    catalog: Arc<Catalog>,
+}
+
+/// Seals a split: final merge into one segment, manifest chained to the newest sealed one,
+/// move into `splits/hot/`, and the sealed split replaces the active one in the catalog.
+fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
+    let ActiveSplit {
+        id,
+        dir,
+        index,
+        writer,
+        committed,
+        created,
+        ..
+    } = split;
+    let started = Instant::now();
+    // Wait for background merges, then merge what is left into one segment.
+    writer.wait_merging_threads()?;
+    let segments = index.searchable_segment_ids()?;
+    if segments.len() > 1 {
+        let mut writer: IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(1, context.writer_memory_bytes)?;
+        writer.set_merge_policy(Box::new(NoMergePolicy));
+        writer.merge(&segments).wait()?;
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
+    }
+    drop(index);
+    let prev = newest_sealed_manifest(&context.data_dir)?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id: id.clone(),
+        tier: HOT_TIER.to_owned(),
+        indexer: context.indexer_name.clone(),
+        created,
+        sealed: Timestamp::now(),
+        min_ts: committed.min_ts,
+        max_ts: committed.max_ts,
+        docs: committed.docs,
+        checkpoint: committed.checkpoint.clone(),
+        next_seq: committed.next_seq,
+        files: crate::manifest::hash_split_files(&dir)?,
+        prev: prev.as_ref().map(|(_, hash)| hash.clone()),
+        prev_id: prev.map(|(id, _)| id),
+    };
+    manifest.write(&dir)?;
+    move_sealed(context, &dir)?;
+    tracing::info!(
+        split = %id,
+        docs = committed.docs,
+        took_ms = started.elapsed().as_millis() as u64,
+        "sealed split"
+    );
+    Ok(())
+}
+
+/// Renames a split directory holding a manifest into its tier directory and opens it in the
+/// catalog.
+fn move_sealed(context: &SealContext, dir: &Path) -> anyhow::Result<()> {
+    let manifest = Manifest::read(dir)?;
+    let tier_dir = context.data_dir.join(SPLITS_DIR).join(&manifest.tier);
+    fs::create_dir_all(&tier_dir)?;
+    let target = tier_dir.join(&manifest.id);
+    fs::rename(dir, &target)
+        .with_context(|| format!("cannot move {} to {}", dir.display(), target.display()))?;
+    sync_dir(&tier_dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    let view = open_sealed(&target)?;
+    context.catalog.replace(view);
+    Ok(())
+}
+
+/// The newest sealed split's id and manifest hash, the link the next manifest points at.
+fn newest_sealed_manifest(data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
+    let newest = sealed_split_dirs(data_dir)?
+        .into_iter()
+        .filter_map(|dir| Some((dir.file_name()?.to_str()?.to_owned(), dir)))
+        .max_by(|a, b| a.0.cmp(&b.0));
+    match newest {
+        Some((id, dir)) => Ok(Some((id, manifest_hash(&dir)?))),
+        None => Ok(None),
     }
 }
 

@@ -20,7 +20,7 @@ fn start_indexer(broker: &Broker, topic: &str, data_dir: &Path, port: u16) -> Ch
     let config = data_dir.with_extension("toml");
     std::fs::write(
         &config,
-        "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\n[kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+        "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\nsplit_max_docs = 4000\n[kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
     )
     .unwrap();
     let child = Command::new(BIN)
@@ -231,6 +231,10 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
         );
     }
     assert_eq!(total, RECORDS);
+    // Splits were sealed along the way (at 4,000 records or more each; catching up after a
+    // restart makes bigger ones), in the background while ingest went on.
+    let sealed = corral_indexer::store::sealed_split_dirs(&data_dir).unwrap().len();
+    assert!((4..=13).contains(&sealed), "{sealed} splits sealed");
     // The kills happened while records were arriving, after some had been committed.
     eprintln!("records searchable just before each SIGKILL: {totals:?}");
     assert!(

@@ -113,7 +113,7 @@ fn commits_carry_the_checkpoint_and_survive_a_restart() {
     // The duplicate filter is warmed from what the split holds.
     let recent = store.recent_ids(10_000).unwrap();
     assert_eq!(recent.len(), 300);
-    assert!(recent.contains(&id(299)));
+    assert!(recent.contains(&299));
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn bad_input_is_indexed_and_searchable() {
     huge.msg = format!("start {} hugeword end", "x".repeat(6 * 1024 * 1024));
     payloads.push(serde_json::to_vec(&huge).unwrap());
     for (offset, payload) in payloads.iter().enumerate() {
-        let decoded = decode(payload, origin(offset as i64));
+        let decoded = decode(payload.clone(), origin(offset as i64));
         store.add(decoded.record, decoded.source).unwrap();
     }
     store

@@ -62,6 +62,10 @@ pub const ALL: [&str; 17] = [
 
 /// Index-only field that stores the whole envelope as JSON (never part of the envelope itself).
 pub const SOURCE: &str = "_source";
+/// Index-only fields: the record id's 128-bit key ([`crate::record::id_key`]), high and low
+/// halves, as fast columns (cheap to write, read back to warm the duplicate filter).
+pub const ID_HI: &str = "_id_hi";
+pub const ID_LO: &str = "_id_lo";
 /// Index-only field: the indexer's ingest sequence number, increasing in commit order. `tail`
 /// follows it to stream records as they become searchable, whatever their `ts`.
 pub const SEQ: &str = "_seq";

@@ -65,6 +65,18 @@ impl Record {
     }
 }
 
+/// The 128-bit key of a record id: a 32-hex id (all the collector writes) is its own key;
+/// anything else is hashed (xxh3-128). The index stores ids as this key, and duplicate filters
+/// compare it.
+pub fn id_key(id: &str) -> u128 {
+    if id.len() == 32
+        && let Ok(key) = u128::from_str_radix(id, 16)
+    {
+        return key;
+    }
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
 impl Default for Record {
     /// An empty record of the current envelope version, for builders and tests.
     fn default() -> Self {
