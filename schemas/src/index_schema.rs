@@ -5,16 +5,16 @@
 //! - keyword fields (raw tokenizer, exact match): `service`, `version`, `instance`,
 //!   `node`, `namespace`, `pod`, `container`, `stream`, `level`, `corr`; the ones stats group
 //!   by are also fast fields;
-//! - `ts`: indexed and fast date with nanosecond precision (time ranges, ordering);
+//! - `ts`: fast date with nanosecond precision (time ranges and ordering read the column);
 //! - `msg`: full text with positions (phrase queries);
 //! - `fields`: JSON, full text, dotted keys expanded (`fields.user.id:42` finds
 //!   `{"user":{"id":42}}` and `{"user.id":42}` alike);
 //! - `_source`: the whole envelope as stored JSON; hits are returned from it verbatim;
-//! - `_seq`: the indexer's ingest sequence number (indexed and fast), which `tail` follows.
+//! - `_seq`: the indexer's ingest sequence number (fast), which `tail` follows.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue,
-    STORED, STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED,
+    STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -71,8 +71,9 @@ pub fn build_schema(msg_positions: bool) -> (Schema, IndexFields) {
         id_lo: builder.add_u64_field(f::ID_LO, FAST),
         ts: builder.add_date_field(
             f::TS,
+            // Fast only: time ranges and ordering read the column; an inverted index of
+            // timestamps would cost indexing time and serve nothing.
             DateOptions::default()
-                .set_indexed()
                 .set_fast()
                 .set_precision(DateTimePrecision::Nanoseconds),
         ),
@@ -89,7 +90,7 @@ pub fn build_schema(msg_positions: bool) -> (Schema, IndexFields) {
         msg: builder.add_text_field(f::MSG, text),
         fields: builder.add_json_field(f::FIELDS, json),
         source: builder.add_text_field(f::SOURCE, STORED),
-        seq: builder.add_u64_field(f::SEQ, INDEXED | FAST),
+        seq: builder.add_u64_field(f::SEQ, FAST),
     };
     (builder.build(), fields)
 }
