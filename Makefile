@@ -10,7 +10,7 @@ help:
 	@echo "make demo   the whole pipeline in one process with a simulated fleet (release build, Ctrl-C stops)"
 	@echo "make test   install the test broker if missing, check format and lints, run every test"
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
-	@echo "make bench  benchmarks with same-run baselines (release build)"
+	@echo "make bench  benchmarks with same-run baselines (release build): collector, indexer, logq"
 
 ## Every check CI runs: tools, format, lints, all tests (unit, integration, end-to-end).
 test: test-deps lint
@@ -34,6 +34,7 @@ demo:
 bench: test-deps
 	$(CARGO) bench -p corral-collector --bench collector
 	$(CARGO) bench -p corral-indexer --bench indexer
+	$(CARGO) bench -p logq --bench logq
 
 lint:
 	$(CARGO) fmt --all -- --check

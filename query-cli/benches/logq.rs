@@ -103,7 +103,8 @@ fn tui_run(tmux: &Tmux, logq: &Path, url: &str, corr: &str, dir: &Path, run: usi
     let timings = dir.join(format!("timings-{run}"));
     let started = unix_ms();
     let command = format!(
-        "LOGQ_BENCH_TIMINGS='{}' XDG_CONFIG_HOME=/nonexistent '{}' --corr {corr} --endpoint {url}",
+        // The shell lingers after logq quits, so the tmux server does not exit under us.
+        "LOGQ_BENCH_TIMINGS='{}' XDG_CONFIG_HOME=/nonexistent '{}' --corr {corr} --endpoint {url}; sleep 5",
         timings.display(),
         logq.display()
     );
