@@ -20,6 +20,7 @@ pub mod http;
 pub mod kafka_sink;
 pub mod kube_provider;
 pub mod line_splitter;
+pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod partial;

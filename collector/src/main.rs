@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
-    init_logging();
+    corral_collector::logging::init();
     if let Err(error) = run(&args) {
         tracing::error!(error = %format!("{error:#}"), "corral-collector stopped");
         std::process::exit(1);
@@ -111,19 +111,4 @@ fn drive<S: Sink + 'static>(
         .join()
         .map_err(|_| anyhow::anyhow!("the collector thread panicked"))??;
     Ok(())
-}
-
-/// Sends the collector's own logs to stderr as JSON lines; `CORRAL_LOG` sets the level
-/// (`error`, `warn`, `info` (default), `debug`, `trace`).
-fn init_logging() {
-    let level = std::env::var("CORRAL_LOG")
-        .ok()
-        .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .init();
 }

@@ -6,7 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
-    init_logging();
+    corral_collector::logging::init();
     let result = match &args.command {
         Command::Serve(serve) => corral_indexer::app::serve(serve),
         Command::Standalone(standalone) => corral_indexer::app::standalone(standalone),
@@ -16,19 +16,4 @@ fn main() {
         eprintln!("corral-indexer: {error:#}");
         std::process::exit(1);
     }
-}
-
-/// Sends the indexer's own logs to stderr as JSON lines; `CORRAL_LOG` sets the level
-/// (`error`, `warn`, `info` (default), `debug`, `trace`).
-fn init_logging() {
-    let level = std::env::var("CORRAL_LOG")
-        .ok()
-        .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .init();
 }

@@ -112,26 +112,6 @@ fn wait_for_total(port: u16, expected: u64, timeout: Duration, broker: &Broker) 
     );
 }
 
-fn terminate(mut child: ChildGuard) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            assert!(status.success(), "indexer exited with {status} after SIGTERM");
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "indexer did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn every_record_is_indexed_exactly_once_across_sigkills() {
     const RECORDS: u64 = 50_000;
@@ -210,7 +190,7 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
     // Give a duplicate that slipped through time to show up before counting.
     std::thread::sleep(Duration::from_secs(1));
     let total = indexed(port).unwrap();
-    terminate(indexer);
+    indexer.terminate(Duration::from_secs(30));
 
     let ids = all_ids(&data_dir).unwrap();
     let mut counts: HashMap<&str, u32> = HashMap::new();
@@ -327,5 +307,5 @@ fn bad_messages_are_indexed_and_never_stall_their_partition() {
     );
     assert!(metrics.contains("corral_indexer_invalid_records_total{reason=\"bad_envelope\"} 1"));
     assert!(metrics.contains("corral_indexer_records_indexed_total 8"));
-    terminate(indexer);
+    indexer.terminate(Duration::from_secs(30));
 }

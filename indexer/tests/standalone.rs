@@ -74,26 +74,6 @@ fn api_up(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-fn terminate(mut child: ChildGuard) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            assert!(status.success(), "exited with {status} after SIGTERM");
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn files_become_searchable_and_the_api_answers_as_documented() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +221,7 @@ fn files_become_searchable_and_the_api_answers_as_documented() {
     drop(tail);
 
     // A clean stop and a restart: nothing read twice, nothing lost.
-    terminate(indexer);
+    indexer.terminate(Duration::from_secs(20));
     write_lines(
         &logs,
         "payments-6f7c9d8b5-fghjk",
@@ -257,7 +237,7 @@ fn files_become_searchable_and_the_api_answers_as_documented() {
     assert_eq!(all.len(), 8);
     let (_, stats) = get_json(port, "/api/v1/stats?by=level");
     assert_eq!(stats["total"], 8, "no record indexed twice");
-    terminate(indexer);
+    indexer.terminate(Duration::from_secs(20));
 }
 
 #[test]
@@ -315,5 +295,5 @@ fn the_demo_prints_a_request_that_crosses_every_service() {
         versions.contains(&"2.3.0") && versions.contains(&"2.4.0"),
         "{stats}"
     );
-    terminate(indexer);
+    indexer.terminate(Duration::from_secs(20));
 }

@@ -14,6 +14,32 @@ impl Drop for ChildGuard {
     }
 }
 
+impl ChildGuard {
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit.
+    ///
+    /// # Panics
+    /// When the process does not exit in time or exits unsuccessfully.
+    pub fn terminate(mut self, timeout: std::time::Duration) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.0.id());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for the process") {
+                assert!(status.success(), "exited with {status} after SIGTERM");
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "did not stop within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// Path of a workspace binary (`corral-indexer`, `logq` …) for tests of another package, which
 /// cargo's `CARGO_BIN_EXE_*` does not cover: next to the test's own build output, built first
 /// with the same profile when it is not there yet.
