@@ -188,10 +188,11 @@ impl SplitStore {
         for dir in subdirs(&active_root)? {
             if dir.join(MANIFEST_FILE).exists() {
                 move_sealed(&store.seal_context(), &dir)?;
-            } else if dir.join("meta.json").exists() {
+            } else if has_commit_payload(&dir)? {
                 unsealed.push(dir);
             } else {
-                // Created but never committed: holds nothing.
+                // Killed before its first commit: it holds no record and no checkpoint.
+                tracing::info!(split = %dir.display(), "removing a split that was never committed");
                 fs::remove_dir_all(&dir)?;
             }
         }
@@ -617,6 +618,20 @@ fn newest_sealed_manifest(data_dir: &Path) -> anyhow::Result<Option<(String, Str
         Some((id, dir)) => Ok(Some((id, manifest_hash(&dir)?))),
         None => Ok(None),
     }
+}
+
+/// True when the split in `dir` was committed at least once: every commit of ours carries a
+/// payload, and tantivy writes a `meta.json` without one when the index is created.
+fn has_commit_payload(dir: &Path) -> anyhow::Result<bool> {
+    let meta = dir.join("meta.json");
+    let bytes = match fs::read(&meta) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta.display())),
+    };
+    let metas: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", meta.display()))?;
+    Ok(metas.get("payload").is_some_and(|p| !p.is_null()))
 }
 
 /// Opens a sealed split for searching.

@@ -408,3 +408,30 @@ fn a_seal_interrupted_after_the_manifest_is_finished_on_open() {
     let engine = QueryEngine::new(store.catalog());
     assert_eq!(ids(&engine, "corr=r").len(), 20);
 }
+
+#[test]
+fn a_split_killed_before_its_first_commit_is_dropped_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SplitStore::open(dir.path(), options(1_000)).unwrap();
+    for n in 0..30 {
+        add(
+            &mut store,
+            record(n, "gateway", "1.0.0", Level::Info, "r", "hello"),
+        );
+    }
+    store.commit(&Checkpoint::from([(0, 30)])).unwrap();
+    store.seal().unwrap();
+    drop(store);
+    // What a kill between creating the next active split and its first commit leaves: an index
+    // whose meta.json has no payload.
+    let killed = dir.path().join("active").join("99999999999999999999");
+    std::fs::create_dir_all(&killed).unwrap();
+    tantivy::Index::create_in_dir(&killed, corral_schema::index_schema::build_schema(true).0).unwrap();
+    assert!(killed.join("meta.json").exists());
+
+    let store = SplitStore::open(dir.path(), options(1_000)).unwrap();
+    assert!(!killed.exists(), "the never-committed split is removed");
+    assert_eq!(store.checkpoint(), &Checkpoint::from([(0, 30)]));
+    let engine = QueryEngine::new(store.catalog());
+    assert_eq!(ids(&engine, "corr=r").len(), 30);
+}
