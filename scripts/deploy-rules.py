@@ -631,6 +631,16 @@ def check_prod(r):
         r.fail(sts, "prod-api-tokens", "Secret corral-api-tokens is not mounted, or mounted optional: prod requires tokens")
     elif c and not any(m["name"] == tokens[0]["name"] for m in c.get("volumeMounts", [])):
         r.fail(sts, "prod-api-tokens", "the corral-api-tokens volume is not mounted in the indexer container")
+    if c and any(a == "--insecure-open" or a.startswith("--insecure-open=") for a in c.get("args", [])):
+        r.fail(sts, "prod-api-tokens", "the indexer runs with --insecure-open: prod requires tokens")
+    auth_configs = [
+        cm for cm in r.of_kind("ConfigMap")
+        if "indexer.toml" in cm.get("data", {})
+        and re.search(r'^\[auth\]\s*$(?:\n(?!\[).*)*?^tokens_file\s*=\s*"/etc/corral/auth/tokens\.toml"',
+                      cm["data"]["indexer.toml"], re.M)
+    ]
+    if not auth_configs:
+        r.fail(sts, "prod-api-tokens", 'indexer.toml has no [auth] tokens_file = "/etc/corral/auth/tokens.toml": prod requires tokens')
     kafka = r.get("ConfigMap", "corral-kafka")
     if kafka and kafka["data"].get("security_protocol") not in ("SSL", "SASL_SSL"):
         r.fail(kafka, "prod-kafka-tls", f"security_protocol is {kafka['data'].get('security_protocol')}: prod talks to Kafka over TLS")

@@ -13,6 +13,8 @@ use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvi
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink;
 
+use crate::audit::AuditLog;
+use crate::auth::Tokens;
 use crate::cli::{ServeArgs, StandaloneArgs};
 use crate::config::IndexerConfig;
 use crate::http::{Access, ApiState};
@@ -45,6 +47,26 @@ fn open_store(data_dir: &Path, config: &IndexerConfig, name: String) -> anyhow::
     .with_context(|| format!("cannot open the split store in {}", data_dir.display()))
 }
 
+/// Who may call the API: the tokens file's tokens, or everyone — which is refused on a
+/// non-loopback address unless `insecure_open`.
+fn access(config: &IndexerConfig, listen: SocketAddr, insecure_open: bool) -> anyhow::Result<Access> {
+    match &config.tokens_file {
+        Some(path) => {
+            let tokens = Tokens::load(path)?;
+            tracing::info!(tokens = tokens.len(), file = %path.display(), "API tokens loaded");
+            Ok(Access::Tokens(Arc::new(tokens)))
+        }
+        None if listen.ip().is_loopback() => Ok(Access::Open),
+        None if insecure_open => {
+            tracing::warn!(%listen, "the API is open to anyone who can reach {listen} (--insecure-open)");
+            Ok(Access::Open)
+        }
+        None => anyhow::bail!(
+            "refusing to serve an open API on {listen}: set [auth] tokens_file in the config, listen on a loopback address, or pass --insecure-open"
+        ),
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -54,6 +76,7 @@ fn host_name() -> String {
 /// `corral-indexer serve`.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
+    let access = access(&config, args.listen, args.insecure_open)?;
     let name = args.instance_id.clone().unwrap_or_else(host_name);
     let store = open_store(&args.data_dir, &config, name)?;
     let catalog = store.catalog();
@@ -83,7 +106,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ApiState {
             engine: Arc::new(QueryEngine::new(catalog)),
             metrics,
-            access: Access,
+            access,
+            audit: Arc::new(AuditLog::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
         ingest,
@@ -96,6 +120,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 /// `corral-indexer standalone`.
 pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
+    let access = access(&config, args.listen, args.insecure_open)?;
     let collector_config = match &args.collector_config {
         Some(path) => CollectorConfig::load(path)?,
         None => CollectorConfig::default(),
@@ -172,7 +197,8 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         ApiState {
             engine: Arc::new(QueryEngine::new(catalog)),
             metrics,
-            access: Access,
+            access,
+            audit: Arc::new(AuditLog::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
         ingest,

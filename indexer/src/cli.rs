@@ -49,9 +49,13 @@ pub struct ServeArgs {
     /// Address of the query API, `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7280")]
     pub listen: SocketAddr,
-    /// Indexer configuration (TOML): `[kafka]` consumer properties, `[indexer]` commit and split settings.
+    /// Indexer configuration (TOML): `[kafka]` consumer properties, `[indexer]` commit and split
+    /// settings, `[auth] tokens_file`.
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
+    /// Serve the API without tokens on a non-loopback address (refused otherwise).
+    #[arg(long)]
+    pub insecure_open: bool,
 }
 
 /// Options of `standalone`.
@@ -69,6 +73,9 @@ pub struct StandaloneArgs {
     /// Indexer configuration (TOML), as for `serve`.
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
+    /// Serve the API without tokens on a non-loopback address (refused otherwise).
+    #[arg(long)]
+    pub insecure_open: bool,
     /// Collector configuration (TOML), as for `corral-collector --config`.
     #[arg(long, value_name = "TOML")]
     pub collector_config: Option<PathBuf>,

@@ -9,12 +9,14 @@
 //! split_max_docs = 5000000     # seal the active split at this many docs …
 //! split_max_age = "1h"         # … or when it is this old
 //! writer_memory_mb = 128       # tantivy indexing buffer
+//! [auth]
+//! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
 //! ```
-//! Unknown keys are rejected with the key's name. Retention tiers and auth come with their own
-//! sections once they are built.
+//! Unknown keys are rejected with the key's name. Retention tiers come with their own section
+//! once they are built.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -36,6 +38,13 @@ struct RawConfig {
     #[serde(default)]
     kafka: BTreeMap<String, toml::Value>,
     indexer: Option<RawIndexer>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    tokens_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +66,8 @@ pub struct IndexerConfig {
     pub split_max_age: Duration,
     /// tantivy's indexing memory budget in MiB.
     pub writer_memory_mb: usize,
+    /// API tokens and roles; without it the API is open (and loopback-only unless forced).
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl Default for IndexerConfig {
@@ -67,6 +78,7 @@ impl Default for IndexerConfig {
             split_max_docs: DEFAULT_SPLIT_MAX_DOCS,
             split_max_age: DEFAULT_SPLIT_MAX_AGE,
             writer_memory_mb: DEFAULT_WRITER_MEMORY_MB,
+            tokens_file: None,
         }
     }
 }
@@ -108,6 +120,7 @@ impl IndexerConfig {
             }
             config.writer_memory_mb = mb;
         }
+        config.tokens_file = raw.auth.and_then(|auth| auth.tokens_file);
         for (key, value) in raw.kafka {
             let text = match value {
                 toml::Value::String(text) => text,
@@ -138,6 +151,8 @@ mod tests {
             split_max_docs = 1000
             split_max_age = "15m"
             writer_memory_mb = 64
+            [auth]
+            tokens_file = "/etc/corral/auth/tokens.toml"
             "#,
         )
         .unwrap();
@@ -147,6 +162,10 @@ mod tests {
         assert_eq!(config.split_max_docs, 1000);
         assert_eq!(config.split_max_age, Duration::from_secs(900));
         assert_eq!(config.writer_memory_mb, 64);
+        assert_eq!(
+            config.tokens_file,
+            Some(PathBuf::from("/etc/corral/auth/tokens.toml"))
+        );
         let defaults = IndexerConfig::parse("").unwrap();
         assert_eq!(defaults.commit_interval, DEFAULT_COMMIT_INTERVAL);
         assert_eq!(defaults.split_max_docs, DEFAULT_SPLIT_MAX_DOCS);
@@ -166,6 +185,7 @@ mod tests {
             ("[indexer]\nwriter_memory_mb = 1", "out of range"),
             ("[kafka]\n\"group.id\" = [1]", "kafka.group.id"),
             ("[indexr]\n", "unknown field `indexr`"),
+            ("[auth]\ntoken_file = \"x\"", "unknown field `token_file`"),
         ];
         for (text, want) in cases {
             let error = format!("{:#}", IndexerConfig::parse(text).unwrap_err());

@@ -1,9 +1,9 @@
 //! The HTTP API (DESIGN §4.3): search, tail and stats over the splits, plus `/metrics`,
 //! `/healthz` and `/readyz`.
 //!
-//! Every `/api/v1/*` handler asks [`Access::authorize`] who is calling before it runs; the API is
-//! open until tokens and roles land (the retention/audit work), which then only changes
-//! [`Access`].
+//! Every `/api/v1/*` handler asks [`Access::authorize`] who is calling (bearer tokens and roles,
+//! or an open API without a tokens file), and every call is appended to the [`AuditLog`] before
+//! it is answered. A `reader` searches the hot tier only and is told so.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -20,17 +20,19 @@ use corral_schema::Timestamp;
 use corral_schema::api::{ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH};
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditLog, Entry};
+use crate::auth::{Caller, Role, Tokens};
 use crate::metrics::{EndpointLabel, Metrics};
 use crate::query::{Endpoint, Filters, QueryEngine};
+use crate::store::HOT_TIER;
 
 /// Records sent per tail round at most.
 const TAIL_BATCH: usize = 10_000;
 
-/// Who is calling the API. Until tokens land every caller is anonymous with every right.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub name: String,
-}
+/// Path of the audit-log endpoint.
+pub const AUDIT_PATH: &str = "/api/v1/audit";
+/// What a reader's search response says about the tiers it did not search.
+pub const READER_NOTICE: &str = "role reader searches the hot tier only: older tiers were not searched";
 
 /// An error answered as `{"error": "..."}` with its status.
 #[derive(Debug, Clone)]
@@ -45,16 +47,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Decides who may call the API: the seam where tokens and roles plug in.
+/// Decides who may call the API.
 #[derive(Debug, Clone, Default)]
-pub struct Access;
+pub enum Access {
+    /// No tokens file: every caller is anonymous with every right (loopback only, unless the
+    /// operator insisted).
+    #[default]
+    Open,
+    /// Bearer tokens from a tokens file.
+    Tokens(Arc<Tokens>),
+}
 
 impl Access {
-    /// Returns the caller, or the error response to send.
-    pub fn authorize(&self, _headers: &HeaderMap) -> Result<Caller, ApiError> {
-        Ok(Caller {
-            name: "anonymous".to_owned(),
-        })
+    /// Returns the caller if it may act as `needed`: 401 without a known token, 403 when its
+    /// role is below `needed`.
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role, what: &str) -> Result<Caller, ApiError> {
+        let Access::Tokens(tokens) = self else {
+            return Ok(Caller::anonymous());
+        };
+        let unauthorized = |message: &str| ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_owned(),
+        };
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing token: send Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("malformed Authorization header: expected Bearer <token>"))?;
+        let caller = tokens
+            .caller(token)
+            .ok_or_else(|| unauthorized("unknown token"))?;
+        if caller.role < needed {
+            return Err(ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: format!(
+                    "{} (role {}) may not {what}: it needs role {} or above",
+                    caller.name,
+                    caller.role.as_str(),
+                    needed.as_str()
+                ),
+            });
+        }
+        Ok(caller.clone())
     }
 }
 
@@ -64,8 +102,42 @@ pub struct ApiState {
     pub engine: Arc<QueryEngine>,
     pub metrics: Arc<Metrics>,
     pub access: Access,
+    pub audit: Arc<AuditLog>,
     /// Set once ingest runs (store opened, source connected).
     pub ready: Arc<AtomicBool>,
+}
+
+impl ApiState {
+    /// Appends an audit entry for a call; an entry that cannot be written fails the call.
+    fn record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        query: Option<&str>,
+        count: u64,
+        tiers: Vec<String>,
+        took: Duration,
+    ) -> Result<(), ApiError> {
+        let params = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        self.audit
+            .append(Entry {
+                at: Timestamp::now(),
+                who: caller.name.clone(),
+                role: caller.role.as_str().to_owned(),
+                action: action.to_owned(),
+                params,
+                count,
+                tiers,
+                took_ms: took.as_millis() as u64,
+            })
+            .map(|_| ())
+            .map_err(|e| ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("cannot write the audit log, so the call is refused: {e:#}"),
+            })
+    }
 }
 
 /// The API's routes.
@@ -74,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
         .route(SEARCH_PATH, get(search))
         .route(TAIL_PATH, get(tail))
         .route(STATS_PATH, get(stats))
+        .route(AUDIT_PATH, get(audit))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -121,20 +194,23 @@ fn prepare(
     endpoint: Endpoint,
 ) -> Result<(Caller, Filters), ApiError> {
     state.metrics.queries.get_or_create(&label(endpoint)).inc();
-    let caller = state.access.authorize(headers)?;
-    let filters = Filters::parse(query.unwrap_or(""), endpoint, Timestamp::now()).map_err(|e| {
+    let caller = state.access.authorize(headers, Role::Reader, "query logs")?;
+    let mut filters = Filters::parse(query.unwrap_or(""), endpoint, Timestamp::now()).map_err(|e| {
         state.metrics.query_errors.get_or_create(&label(endpoint)).inc();
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: e.0,
         }
     })?;
+    if caller.role == Role::Reader {
+        filters.tiers = Some(vec![HOT_TIER.to_owned()]);
+    }
     Ok((caller, filters))
 }
 
 async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let (_caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Search) {
+    let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Search) {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
@@ -151,6 +227,17 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
         Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")),
     };
+    let count = outcome.hits.len() as u64;
+    if let Err(e) = state.record(
+        &caller,
+        "search",
+        query.as_deref(),
+        count,
+        outcome.tiers.clone(),
+        took,
+    ) {
+        return e.into_response();
+    }
     // Hits are the stored envelopes, written out verbatim.
     let mut body =
         String::with_capacity(outcome.hits.iter().map(|h| h.source.len() + 1).sum::<usize>() + 128);
@@ -164,13 +251,17 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
     let tiers = serde_json::to_string(&outcome.tiers).expect("strings serialize");
     let _ = write!(
         body,
-        "],\"count\":{},\"truncated\":{},\"took_ms\":{},\"splits\":{},\"tiers\":{}}}",
+        "],\"count\":{},\"truncated\":{},\"took_ms\":{},\"splits\":{},\"tiers\":{}",
         outcome.hits.len(),
         outcome.truncated,
         took.as_millis(),
         outcome.splits,
         tiers
     );
+    if caller.role == Role::Reader {
+        let _ = write!(body, ",\"notice\":{}", serde_json::Value::from(READER_NOTICE));
+    }
+    body.push('}');
     json(body)
 }
 
@@ -185,10 +276,11 @@ fn query_failed(state: &ApiState, endpoint: Endpoint, e: &anyhow::Error) -> Resp
 
 async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let (_caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Stats) {
+    let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Stats) {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
+    let tiers = filters.tiers.clone().unwrap_or_default();
     let engine = Arc::clone(&state.engine);
     let outcome = tokio::task::spawn_blocking(move || engine.stats(&filters)).await;
     let took = started.elapsed();
@@ -198,14 +290,19 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
         .get_or_create(&label(Endpoint::Stats))
         .observe(took.as_secs_f64());
     match outcome {
-        Ok(Ok((groups, total))) => json(
-            serde_json::to_string(&StatsResponse {
-                groups,
-                total,
-                took_ms: took.as_millis() as u64,
-            })
-            .expect("serializes"),
-        ),
+        Ok(Ok((groups, total))) => {
+            if let Err(e) = state.record(&caller, "stats", query.as_deref(), total, tiers, took) {
+                return e.into_response();
+            }
+            json(
+                serde_json::to_string(&StatsResponse {
+                    groups,
+                    total,
+                    took_ms: took.as_millis() as u64,
+                })
+                .expect("serializes"),
+            )
+        }
         Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stats failed: {e}")),
     }
@@ -213,10 +310,12 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
 
 /// Streams matching records as they become searchable, one JSON envelope per line.
 async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let (_caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Tail) {
+    let started = Instant::now();
+    let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Tail) {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
     };
+    let tiers = filters.tiers.clone().unwrap_or_default();
     // Check the query once up front so a bad `q` is a 400, not a silent empty stream.
     let engine = Arc::clone(&state.engine);
     let committed = engine.catalog().committed_seq();
@@ -229,6 +328,10 @@ async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query)
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return query_failed(&state, Endpoint::Tail, &e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("tail failed: {e}")),
+    }
+    // A tail is recorded when it starts; what it streams is not known yet.
+    if let Err(e) = state.record(&caller, "tail", query.as_deref(), 0, tiers, started.elapsed()) {
+        return e.into_response();
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(follow(engine, filters, committed, tx));
@@ -287,6 +390,73 @@ async fn follow(
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
+}
+
+/// The audit log between `since` and `until`, of `who`, for auditors.
+async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let caller = match state
+        .access
+        .authorize(&headers, Role::Auditor, "read the audit log")
+    {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let now = Timestamp::now();
+    let (mut since, mut until, mut who, mut limit) = (None, None, None, 10_000);
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
+        match key.as_ref() {
+            "since" | "until" => match corral_schema::api::resolve_time_bound(&value, now) {
+                Ok(ts) if key == "since" => since = Some(ts),
+                Ok(ts) => until = Some(ts),
+                Err(e) => return bad(format!("parameter {key}: {e}")),
+            },
+            "who" => who = Some(value.into_owned()),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => limit = n,
+                _ => {
+                    return bad(format!(
+                        "parameter limit: expected an integer from 1 to 100000; got {value:?}"
+                    ));
+                }
+            },
+            other => {
+                return bad(format!(
+                    "unknown parameter {other:?}: expected one of since, until, who, limit"
+                ));
+            }
+        }
+    }
+    let audit = Arc::clone(&state.audit);
+    let read = tokio::task::spawn_blocking(move || audit.read(since, until, who.as_deref(), limit)).await;
+    let (entries, truncated) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the audit log: {e:#}"),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the audit log: {e}"),
+            );
+        }
+    };
+    // Reading the audit log is itself recorded.
+    if let Err(e) = state.record(
+        &caller,
+        "audit",
+        query.as_deref(),
+        entries.len() as u64,
+        Vec::new(),
+        started.elapsed(),
+    ) {
+        return e.into_response();
+    }
+    json(serde_json::json!({"entries": entries, "truncated": truncated}).to_string())
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

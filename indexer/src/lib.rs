@@ -7,6 +7,8 @@
 //! API. [`app`] wires `serve` and `standalone`.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;

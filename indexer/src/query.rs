@@ -46,6 +46,9 @@ pub struct Filters {
     pub limit: usize,
     pub order: Order,
     pub by: Option<GroupBy>,
+    /// Tiers the caller may search (`None`: all); set from the caller's role, never from the
+    /// query string.
+    pub tiers: Option<Vec<String>>,
 }
 
 /// A bad request parameter; the message names the parameter and what was expected.
@@ -287,6 +290,12 @@ impl QueryEngine {
             .splits()
             .into_iter()
             .filter(|view| {
+                filters
+                    .tiers
+                    .as_ref()
+                    .is_none_or(|tiers| tiers.contains(&view.tier))
+            })
+            .filter(|view| {
                 let (Some(min), Some(max)) = (view.min_ts, view.max_ts) else {
                     return false; // empty
                 };
@@ -380,7 +389,12 @@ impl QueryEngine {
             return Ok(out);
         }
         for view in self.catalog.splits() {
-            if view.docs == 0 {
+            if view.docs == 0
+                || filters
+                    .tiers
+                    .as_ref()
+                    .is_some_and(|tiers| !tiers.contains(&view.tier))
+            {
                 continue;
             }
             let query = self.build(&view, filters, Some((from, to)))?;

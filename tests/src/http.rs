@@ -9,11 +9,20 @@ use std::net::TcpStream;
 /// # Panics
 /// When the connection fails or the response is not HTTP.
 pub fn get(port: u16, path: &str) -> (u16, String) {
+    get_with(port, path, &[])
+}
+
+/// Sends `GET path` with extra headers (`("Authorization", "Bearer …")`).
+///
+/// # Panics
+/// When the connection fails or the response is not HTTP.
+pub fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to :{port}: {e}"));
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
     )
     .expect("send request");
     let mut response = String::new();

@@ -83,9 +83,17 @@ fn reaches_the_broker_stage(binary: &str, args: &[&str], config: &Path) -> Resul
     let text = fs::read_to_string(config).expect("read config");
     let system_cas = "/etc/ssl/certs/ca-certificates.crt";
     let local = scratch.path().join(config.file_name().expect("config file name"));
+    // The prod config names the API tokens mounted from a Secret: give it a tokens file there.
+    let tokens = scratch.path().join("tokens.toml");
+    fs::write(
+        &tokens,
+        "[[token]]\nname = \"check\"\ntoken = \"0123456789abcdef0123\"\nrole = \"reader\"\n",
+    )
+    .expect("write tokens");
     fs::write(
         &local,
-        text.replace("/etc/corral/kafka-client/ca.crt", system_cas),
+        text.replace("/etc/corral/kafka-client/ca.crt", system_cas)
+            .replace("/etc/corral/auth/tokens.toml", &tokens.display().to_string()),
     )
     .expect("write config");
     let output = Command::new(workspace_binary(binary))

@@ -1,0 +1,242 @@
+//! Tokens, roles and the audit log through the real `corral-indexer standalone`: 401 and 403,
+//! a reader told it saw the hot tier only, every call recorded in a hash-chained audit log, and
+//! an open API refused on a non-loopback address.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_indexer::audit::{AUDIT_DIR, verify_chain};
+use corral_tests::broker::free_port;
+use corral_tests::http::get_with;
+use corral_tests::process::ChildGuard;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
+const READER: &str = "reader-token-aaaaaaaaaaaaaaaa";
+const AUDITOR: &str = "auditor-token-bbbbbbbbbbbbbbbb";
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn call(port: u16, path: &str, token: Option<&str>) -> (u16, Value) {
+    let auth = token.map(bearer);
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let (status, body) = get_with(port, path, &headers);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let logs = dir.join("pods/shop_orders-6f7c9d5b4-wxzqt_uid/app");
+    fs::create_dir_all(&logs).unwrap();
+    fs::write(
+        logs.join("0.log"),
+        "2026-11-23T10:00:00.001000000Z stdout F {\"msg\":\"order placed\",\"corr\":\"req-1\",\"level\":\"info\"}\n\
+         2026-11-23T10:00:00.002000000Z stdout F {\"msg\":\"order paid\",\"corr\":\"req-1\",\"level\":\"info\"}\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("tokens.toml"),
+        format!(
+            "[[token]]\nname = \"rita\"\ntoken = \"{READER}\"\nrole = \"reader\"\n\
+             [[token]]\nname = \"audrey\"\ntoken = \"{AUDITOR}\"\nrole = \"auditor\"\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("indexer.toml");
+    fs::write(
+        &config,
+        format!(
+            "[auth]\ntokens_file = \"{}\"\n",
+            dir.join("tokens.toml").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn tokens_roles_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let port = free_port().unwrap();
+    let data = dir.path().join("data");
+    let _indexer = ChildGuard(
+        Command::new(BIN)
+            .arg("standalone")
+            .args(["--logs", &format!("{}/pods/*/*/*.log", dir.path().display())])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("CORRAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && call(port, "/api/v1/search?corr=req-1", Some(AUDITOR)).1["count"] == 2
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "records never became searchable"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 401 without or with an unknown token, as JSON errors.
+    let (status, body) = call(port, "/api/v1/search?corr=req-1", None);
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "missing token: send Authorization: Bearer <token>")
+    );
+    let (status, body) = call(port, "/api/v1/stats?by=service", Some("not-a-token-at-all-0000"));
+    assert_eq!((status, body["error"].as_str().unwrap()), (401, "unknown token"));
+    // A reader searches the hot tier only and is told so.
+    let (status, body) = call(port, "/api/v1/search?corr=req-1", Some(READER));
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 2);
+    assert_eq!(body["tiers"], serde_json::json!(["hot"]));
+    assert!(
+        body["notice"]
+            .as_str()
+            .unwrap()
+            .contains("older tiers were not searched"),
+        "{body}"
+    );
+    // 403: a reader may not read the audit log.
+    let (status, body) = call(port, "/api/v1/audit", Some(READER));
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["error"],
+        "rita (role reader) may not read the audit log: it needs role auditor or above"
+    );
+    // An auditor's search has no notice; stats work.
+    let (_, body) = call(port, "/api/v1/search?corr=req-1&limit=1", Some(AUDITOR));
+    assert_eq!(body["count"], 1);
+    assert!(body.get("notice").is_none());
+    let (status, _) = call(port, "/api/v1/stats?by=level", Some(READER));
+    assert_eq!(status, 200);
+
+    // The audit log has every call that was let through, in order, with who and what.
+    let (status, body) = call(port, "/api/v1/audit?who=rita", Some(AUDITOR));
+    assert_eq!(status, 200, "{body}");
+    let entries = body["entries"].as_array().unwrap();
+    let summary: Vec<(String, String, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["role"].as_str().unwrap().to_owned(),
+                e["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("search".to_string(), "reader".to_string(), 2),
+            ("stats".to_string(), "reader".to_string(), 2),
+        ]
+    );
+    assert_eq!(entries[0]["params"], serde_json::json!({"corr": "req-1"}));
+    assert_eq!(entries[0]["tiers"], serde_json::json!(["hot"]));
+    let (_, all) = call(port, "/api/v1/audit", Some(AUDITOR));
+    let actions: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    // After the polling searches: rita's search, audrey's search, rita's stats, audrey's first
+    // audit read (a read is recorded after it is taken, so it does not list itself). Refused
+    // calls (401, 403, 400) never ran, so they are not there.
+    assert_eq!(
+        actions[actions.len() - 4..],
+        ["search", "search", "stats", "audit"]
+    );
+    assert!(
+        actions[..actions.len() - 4].iter().all(|a| *a == "search"),
+        "{actions:?}"
+    );
+    let (status, body) = call(port, "/api/v1/audit?since=yesterday", Some(AUDITOR));
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().starts_with("parameter since"));
+    // logq carries the token (`--token` or LOGQ_TOKEN), and says what the server refused.
+    let logq = corral_tests::process::workspace_binary("logq");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let run = |token: Option<&str>| {
+        let mut command = Command::new(&logq);
+        command
+            .args(["--corr", "req-1", "-o", "jsonl", "--endpoint", &endpoint])
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .env_remove("LOGQ_TOKEN");
+        if let Some(token) = token {
+            command.env("LOGQ_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    let with = run(Some(READER));
+    assert_eq!(with.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&with.stdout).lines().count(), 2);
+    let without = run(None);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("HTTP 401: missing token"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    // The chain verifies.
+    let entries_on_disk = verify_chain(&data.join(AUDIT_DIR)).unwrap();
+    assert!(entries_on_disk >= 6, "{entries_on_disk}");
+}
+
+#[test]
+fn an_open_api_is_refused_on_a_public_address_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("pods")).unwrap();
+    let port = free_port().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("standalone")
+            .args(["--logs", &format!("{}/pods/*.log", dir.path().display())])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("0.0.0.0:{port}")])
+            .args(extra)
+            .env("CORRAL_LOG", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = run(&[]).wait_with_output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refusing to serve an open API on 0.0.0.0:") && stderr.contains("--insecure-open"),
+        "{stderr}"
+    );
+    let _forced = ChildGuard(run(&["--insecure-open"]));
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "--insecure-open did not serve"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = call(port, "/api/v1/stats?by=service", None);
+    assert_eq!(status, 200);
+}
