@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about = None,
-    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data"
+    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data\n  corral-indexer verify --data-dir /var/lib/corral/indexer"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -25,6 +25,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run collector, indexer and API in one process, without Kafka.
     Standalone(StandaloneArgs),
+    /// Re-hash every sealed split against its manifest and walk the manifest and audit-log
+    /// chains; exit 1 naming each split or audit file that does not match.
+    Verify(VerifyArgs),
+}
+
+/// Options of `verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The indexer's data dir (of `serve` or of `standalone`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 /// Options of `serve`.

@@ -10,6 +10,28 @@ fn main() {
     let result = match &args.command {
         Command::Serve(serve) => corral_indexer::app::serve(serve),
         Command::Standalone(standalone) => corral_indexer::app::standalone(standalone),
+        Command::Verify(verify) => match corral_indexer::verify::verify(&verify.data_dir) {
+            Ok(report) => {
+                for problem in &report.problems {
+                    eprintln!("corral-indexer verify: {problem}");
+                }
+                if report.problems.is_empty() {
+                    println!(
+                        "verified {} sealed splits ({} files, {} records): every file matches its manifest and the manifest chain is unbroken; audit log: {} entries, chain unbroken",
+                        report.splits, report.files, report.docs, report.audit_entries
+                    );
+                    Ok(())
+                } else {
+                    eprintln!(
+                        "corral-indexer verify: {} problem(s) in {}",
+                        report.problems.len(),
+                        verify.data_dir.display()
+                    );
+                    std::process::exit(1);
+                }
+            }
+            Err(error) => Err(error),
+        },
     };
     if let Err(error) = result {
         tracing::error!(error = %format!("{error:#}"), "corral-indexer stopped");

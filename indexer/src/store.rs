@@ -196,6 +196,7 @@ impl SplitStore {
                 fs::remove_dir_all(&dir)?;
             }
         }
+        repair_chain_head(data_dir)?;
         for dir in sealed_split_dirs(data_dir)? {
             match open_sealed(&dir) {
                 Ok(view) => store.catalog.replace(view),
@@ -579,8 +580,15 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         prev: prev.as_ref().map(|(_, hash)| hash.clone()),
         prev_id: prev.map(|(id, _)| id),
     };
-    manifest.write(&dir)?;
+    let hash = manifest.write(&dir)?;
     move_sealed(context, &dir)?;
+    write_chain_head(
+        &context.data_dir,
+        &ChainHead {
+            id: id.clone(),
+            manifest_sha256: hash,
+        },
+    )?;
     tracing::info!(
         split = %id,
         docs = committed.docs,
@@ -632,6 +640,76 @@ fn has_commit_payload(dir: &Path) -> anyhow::Result<bool> {
     let metas: serde_json::Value =
         serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", meta.display()))?;
     Ok(metas.get("payload").is_some_and(|p| !p.is_null()))
+}
+
+/// File naming the newest sealed split and its manifest's hash, under `splits/`: removing the
+/// newest split (which no later manifest points at) shows against it.
+pub const CHAIN_HEAD_FILE: &str = "chain-head.json";
+
+/// The end of this indexer's manifest chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainHead {
+    pub id: String,
+    pub manifest_sha256: String,
+}
+
+/// Reads the chain head, if one was written.
+pub fn read_chain_head(data_dir: &Path) -> anyhow::Result<Option<ChainHead>> {
+    let path = data_dir.join(SPLITS_DIR).join(CHAIN_HEAD_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_chain_head(data_dir: &Path, head: &ChainHead) -> anyhow::Result<()> {
+    let dir = data_dir.join(SPLITS_DIR);
+    let tmp = dir.join(format!("{CHAIN_HEAD_FILE}.tmp"));
+    let mut file = fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, &serde_json::to_vec(head)?)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(CHAIN_HEAD_FILE))?;
+    sync_dir(&dir)?;
+    Ok(())
+}
+
+/// After a crash between moving a sealed split into place and writing the chain head, the
+/// newest manifest points at the head: move the head forward to it.
+fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
+    let Some((id, hash)) = newest_sealed_manifest(data_dir)? else {
+        return Ok(());
+    };
+    let head = read_chain_head(data_dir)?;
+    if head.as_ref().is_some_and(|h| h.id == id) {
+        return Ok(());
+    }
+    let newest = Manifest::read(
+        &sealed_split_dirs(data_dir)?
+            .into_iter()
+            .find(|d| d.ends_with(&id))
+            .context("newest split")?,
+    )?;
+    let follows_head = match &head {
+        Some(head) => {
+            newest.prev_id.as_deref() == Some(head.id.as_str())
+                && newest.prev.as_deref() == Some(head.manifest_sha256.as_str())
+        }
+        None => newest.prev.is_none(),
+    };
+    if follows_head {
+        write_chain_head(
+            data_dir,
+            &ChainHead {
+                id,
+                manifest_sha256: hash,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Opens a sealed split for searching.
