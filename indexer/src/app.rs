@@ -17,6 +17,7 @@ use crate::audit::AuditLog;
 use crate::auth::Tokens;
 use crate::cli::{ServeArgs, StandaloneArgs};
 use crate::config::IndexerConfig;
+use crate::holds::Holds;
 use crate::http::{Access, ApiState};
 use crate::metrics::Metrics;
 use crate::pipeline::Ingest;
@@ -108,6 +109,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             metrics,
             access,
             audit: Arc::new(AuditLog::open(&args.data_dir)?),
+            holds: Arc::new(Holds::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
         ingest,
@@ -199,6 +201,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             metrics,
             access,
             audit: Arc::new(AuditLog::open(&data_dir)?),
+            holds: Arc::new(Holds::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
         ingest,

@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use corral_schema::Timestamp;
 use corral_schema::api::{ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH};
 use tokio::net::TcpListener;
 
 use crate::audit::{AuditLog, Entry};
 use crate::auth::{Caller, Role, Tokens};
+use crate::holds::{Holds, NewHold};
 use crate::metrics::{EndpointLabel, Metrics};
 use crate::query::{Endpoint, Filters, QueryEngine};
 use crate::store::HOT_TIER;
@@ -31,6 +32,8 @@ const TAIL_BATCH: usize = 10_000;
 
 /// Path of the audit-log endpoint.
 pub const AUDIT_PATH: &str = "/api/v1/audit";
+/// Path of the legal-holds endpoint.
+pub const HOLDS_PATH: &str = "/api/v1/holds";
 /// What a reader's search response says about the tiers it did not search.
 pub const READER_NOTICE: &str = "role reader searches the hot tier only: older tiers were not searched";
 
@@ -103,6 +106,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub access: Access,
     pub audit: Arc<AuditLog>,
+    pub holds: Arc<Holds>,
     /// Set once ingest runs (store opened, source connected).
     pub ready: Arc<AtomicBool>,
 }
@@ -121,6 +125,19 @@ impl ApiState {
         let params = form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+        self.record_params(caller, action, params, count, tiers, took)
+    }
+
+    /// Appends an audit entry with parameters given as a map (holds: id, reason, selector).
+    fn record_params(
+        &self,
+        caller: &Caller,
+        action: &str,
+        params: std::collections::BTreeMap<String, String>,
+        count: u64,
+        tiers: Vec<String>,
+        took: Duration,
+    ) -> Result<(), ApiError> {
         self.audit
             .append(Entry {
                 at: Timestamp::now(),
@@ -147,6 +164,8 @@ pub fn router(state: ApiState) -> Router {
         .route(TAIL_PATH, get(tail))
         .route(STATS_PATH, get(stats))
         .route(AUDIT_PATH, get(audit))
+        .route(HOLDS_PATH, get(list_holds).post(create_hold))
+        .route("/api/v1/holds/{id}", delete(release_hold))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -457,6 +476,104 @@ async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
         return e.into_response();
     }
     json(serde_json::json!({"entries": entries, "truncated": truncated}).to_string())
+}
+
+/// Places a legal hold (admin).
+async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let caller = match state.access.authorize(&headers, Role::Admin, "place legal holds") {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let new = match NewHold::parse(&body) {
+        Ok(new) => new,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    if let Some(q) = &new.selector.q
+        && let Err(e) = state.engine.check_query(q)
+    {
+        return error(StatusCode::BAD_REQUEST, format!("invalid hold: selector {}", e.0));
+    }
+    let hold = match state.holds.create(new, &caller.name) {
+        Ok(hold) => hold,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot save the hold: {e:#}"),
+            );
+        }
+    };
+    let mut params = std::collections::BTreeMap::from([
+        ("id".to_owned(), hold.id.clone()),
+        ("reason".to_owned(), hold.reason.clone()),
+    ]);
+    params.insert(
+        "selector".to_owned(),
+        serde_json::to_string(&hold.selector).expect("serializes"),
+    );
+    if let Err(e) = state.record_params(&caller, "hold.create", params, 1, Vec::new(), started.elapsed()) {
+        return e.into_response();
+    }
+    (
+        StatusCode::CREATED,
+        json(serde_json::json!({"id": hold.id}).to_string()),
+    )
+        .into_response()
+}
+
+/// Lists the legal holds (auditor and admin).
+async fn list_holds(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let caller = match state
+        .access
+        .authorize(&headers, Role::Auditor, "list legal holds")
+    {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let holds = state.holds.list();
+    if let Err(e) = state.record(
+        &caller,
+        "hold.list",
+        None,
+        holds.len() as u64,
+        Vec::new(),
+        started.elapsed(),
+    ) {
+        return e.into_response();
+    }
+    json(serde_json::json!({"holds": holds}).to_string())
+}
+
+/// Releases a legal hold (admin).
+async fn release_hold(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let started = Instant::now();
+    let caller = match state
+        .access
+        .authorize(&headers, Role::Admin, "release legal holds")
+    {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    match state.holds.release(&id) {
+        Ok(Some(hold)) => {
+            let params = std::collections::BTreeMap::from([
+                ("id".to_owned(), hold.id.clone()),
+                ("reason".to_owned(), hold.reason.clone()),
+            ]);
+            if let Err(e) =
+                state.record_params(&caller, "hold.release", params, 1, Vec::new(), started.elapsed())
+            {
+                return e.into_response();
+            }
+            json(serde_json::json!({"released": hold.id}).to_string())
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no hold {id:?}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot save the holds: {e:#}"),
+        ),
+    }
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

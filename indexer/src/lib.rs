@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod holds;
 pub mod http;
 pub mod ingest;
 pub mod manifest;

@@ -213,6 +213,14 @@ impl QueryEngine {
         &self.catalog
     }
 
+    /// Checks that `q` parses, as a search's `q` would be.
+    pub fn check_query(&self, q: &str) -> Result<(), ParamError> {
+        self.parser
+            .parse_query(q)
+            .map(|_| ())
+            .map_err(|error| ParamError(format!("q: cannot parse {q:?}: {error}")))
+    }
+
     /// Builds the tantivy query of `filters`; `seq` adds an ingest-sequence range (for tail).
     fn build(
         &self,

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use corral_indexer::audit::{AUDIT_DIR, verify_chain};
 use corral_tests::broker::free_port;
-use corral_tests::http::get_with;
+use corral_tests::http::{get_with, request};
 use corral_tests::process::ChildGuard;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
 const READER: &str = "reader-token-aaaaaaaaaaaaaaaa";
 const AUDITOR: &str = "auditor-token-bbbbbbbbbbbbbbbb";
+const ADMIN: &str = "admin-token-cccccccccccccccccc";
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -45,7 +46,8 @@ fn setup(dir: &Path) -> std::path::PathBuf {
         dir.join("tokens.toml"),
         format!(
             "[[token]]\nname = \"rita\"\ntoken = \"{READER}\"\nrole = \"reader\"\n\
-             [[token]]\nname = \"audrey\"\ntoken = \"{AUDITOR}\"\nrole = \"auditor\"\n"
+             [[token]]\nname = \"audrey\"\ntoken = \"{AUDITOR}\"\nrole = \"auditor\"\n\
+             [[token]]\nname = \"ada\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"
         ),
     )
     .unwrap();
@@ -173,6 +175,55 @@ fn tokens_roles_and_the_audit_log() {
     let (status, body) = call(port, "/api/v1/audit?since=yesterday", Some(AUDITOR));
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().starts_with("parameter since"));
+    // Legal holds: admins place and release them, auditors list them, readers may not.
+    let hold = r#"{"selector":{"corr":"req-1","since":"2026-01-01T00:00:00Z"},"reason":"case 42"}"#;
+    let send = |method: &str, path: &str, token: &str, body: &str| {
+        let auth = bearer(token);
+        let (status, text) = request(port, method, path, &[("Authorization", &auth)], body);
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{text}: {e}")),
+        )
+    };
+    let (status, body) = send("POST", "/api/v1/holds", READER, hold);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send("POST", "/api/v1/holds", ADMIN, hold);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    for (bad, want) in [
+        (r#"{"selector":{},"reason":"x"}"#, "the selector is empty"),
+        (
+            r#"{"selector":{"q":"fields.a:("},"reason":"x"}"#,
+            "invalid hold: selector q: cannot parse",
+        ),
+        ("not json", "invalid hold"),
+    ] {
+        let (status, body) = send("POST", "/api/v1/holds", ADMIN, bad);
+        assert_eq!(status, 400, "{bad}");
+        assert!(body["error"].as_str().unwrap().contains(want), "{bad}: {body}");
+    }
+    let (status, body) = send("GET", "/api/v1/holds", AUDITOR, "");
+    assert_eq!(status, 200);
+    assert_eq!(body["holds"][0]["id"], id.as_str());
+    assert_eq!(body["holds"][0]["created_by"], "ada");
+    assert_eq!(body["holds"][0]["reason"], "case 42");
+    let (status, _) = send("DELETE", &format!("/api/v1/holds/{id}"), AUDITOR, "");
+    assert_eq!(status, 403);
+    let (status, body) = send("DELETE", &format!("/api/v1/holds/{id}"), ADMIN, "");
+    assert_eq!((status, body["released"].as_str()), (200, Some(id.as_str())));
+    let (status, body) = send("DELETE", &format!("/api/v1/holds/{id}"), ADMIN, "");
+    assert_eq!(status, 404, "{body}");
+    let (_, body) = call(port, "/api/v1/audit?who=ada", Some(AUDITOR));
+    let actions: Vec<&str> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["hold.create", "hold.release"]);
+    assert_eq!(body["entries"][0]["params"]["reason"], "case 42");
+    assert_eq!(body["entries"][0]["params"]["id"], id.as_str());
+
     // logq carries the token (`--token` or LOGQ_TOKEN), and says what the server refused.
     let logq = corral_tests::process::workspace_binary("logq");
     let endpoint = format!("http://127.0.0.1:{port}");

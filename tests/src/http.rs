@@ -17,12 +17,26 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
 /// # Panics
 /// When the connection fails or the response is not HTTP.
 pub fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    request(port, "GET", path, headers, "")
+}
+
+/// Sends `method path` with extra headers and a body (sent with its length when not empty).
+///
+/// # Panics
+/// When the connection fails or the response is not HTTP.
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to :{port}: {e}"));
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    if !body.is_empty() {
+        extra.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n{body}"
     )
     .expect("send request");
     let mut response = String::new();

@@ -1,0 +1,218 @@
+//! Legal holds (DESIGN §4.2): a selector, a reason and who placed it. Records a hold matches
+//! are never deleted by retention until the hold is released. Holds persist in
+//! `<data-dir>/holds.json`, rewritten atomically on every change; every change is audited by
+//! the API.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use corral_schema::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::sync_dir;
+
+/// File of the holds, under the data dir.
+pub const HOLDS_FILE: &str = "holds.json";
+
+/// Which records a hold keeps. At least one key; all given keys must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// A query over `msg` and `fields`, as `q` of a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// RFC 3339 instants (a hold must not move with the clock, so no durations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.corr.is_none()
+            && self.service.is_none()
+            && self.q.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+}
+
+/// One legal hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub id: String,
+    pub selector: Selector,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+/// The body of `POST /api/v1/holds`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHold {
+    pub selector: Selector,
+    pub reason: String,
+}
+
+impl NewHold {
+    /// Parses and checks a request body; the error says what is wrong with it.
+    pub fn parse(body: &[u8]) -> Result<NewHold, String> {
+        let hold: NewHold = serde_json::from_slice(body).map_err(|e| {
+            format!(
+                "invalid hold: {e}; expected {{\"selector\": {{\"corr\"|\"service\"|\"q\"|\"since\"|\"until\": …}}, \"reason\": \"…\"}}"
+            )
+        })?;
+        if hold.selector.is_empty() {
+            return Err(
+                "invalid hold: the selector is empty; give at least one of corr, service, q, since, until"
+                    .into(),
+            );
+        }
+        if hold.reason.trim().is_empty() {
+            return Err("invalid hold: reason is empty; say why the records are held (case, ticket)".into());
+        }
+        if let (Some(since), Some(until)) = (hold.selector.since, hold.selector.until)
+            && since > until
+        {
+            return Err(format!(
+                "invalid hold: selector since ({since}) is after until ({until})"
+            ));
+        }
+        Ok(hold)
+    }
+}
+
+/// The holds of one indexer.
+#[derive(Debug)]
+pub struct Holds {
+    path: PathBuf,
+    holds: Mutex<Vec<Hold>>,
+}
+
+impl Holds {
+    /// Loads the holds under `data_dir` (none if the file does not exist yet).
+    pub fn open(data_dir: &Path) -> anyhow::Result<Holds> {
+        fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(HOLDS_FILE);
+        let holds = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("invalid holds file {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Ok(Holds {
+            path,
+            holds: Mutex::new(holds),
+        })
+    }
+
+    pub fn list(&self) -> Vec<Hold> {
+        self.holds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Places a hold; it is durable when this returns.
+    pub fn create(&self, new: NewHold, who: &str) -> anyhow::Result<Hold> {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let created_at = Timestamp::now();
+        let id = format!(
+            "hold-{:016x}",
+            xxhash_rust::xxh3::xxh3_64(format!("{created_at}{who}{}{}", new.reason, holds.len()).as_bytes())
+        );
+        let hold = Hold {
+            id,
+            selector: new.selector,
+            reason: new.reason,
+            created_by: who.to_owned(),
+            created_at,
+        };
+        let mut next = holds.clone();
+        next.push(hold.clone());
+        self.save(&next)?;
+        *holds = next;
+        Ok(hold)
+    }
+
+    /// Releases a hold; `None` when there is no hold with that id.
+    pub fn release(&self, id: &str) -> anyhow::Result<Option<Hold>> {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pos) = holds.iter().position(|h| h.id == id) else {
+            return Ok(None);
+        };
+        let mut next = holds.clone();
+        let released = next.remove(pos);
+        self.save(&next)?;
+        *holds = next;
+        Ok(Some(released))
+    }
+
+    fn save(&self, holds: &[Hold]) -> anyhow::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let mut bytes = serde_json::to_vec_pretty(holds)?;
+        bytes.push(b'\n');
+        fs::write(&tmp, bytes)?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, &self.path).with_context(|| format!("cannot write {}", self.path.display()))?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_persist_and_bad_ones_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let holds = Holds::open(dir.path()).unwrap();
+        let hold = holds
+            .create(
+                NewHold::parse(
+                    br#"{"selector":{"corr":"req-1","since":"2025-01-01T00:00:00Z"},"reason":"case 42"}"#,
+                )
+                .unwrap(),
+                "ada",
+            )
+            .unwrap();
+        assert!(hold.id.starts_with("hold-"));
+        let other = holds
+            .create(
+                NewHold::parse(br#"{"selector":{"service":"payments"},"reason":"audit"}"#).unwrap(),
+                "ada",
+            )
+            .unwrap();
+        drop(holds);
+        let holds = Holds::open(dir.path()).unwrap();
+        assert_eq!(holds.list(), vec![hold.clone(), other.clone()]);
+        assert_eq!(holds.release(&hold.id).unwrap(), Some(hold.clone()));
+        assert_eq!(holds.release(&hold.id).unwrap(), None);
+        assert_eq!(Holds::open(dir.path()).unwrap().list(), vec![other]);
+
+        let cases: [(&[u8], &str); 5] = [
+            (br#"{"selector":{},"reason":"x"}"#, "the selector is empty"),
+            (br#"{"selector":{"corr":"a"},"reason":" "}"#, "reason is empty"),
+            (br#"{"selector":{"pod":"a"},"reason":"x"}"#, "unknown field `pod`"),
+            (br#"{"selector":{"since":"15m"},"reason":"x"}"#, "invalid hold"),
+            (br#"{"selector":{"since":"2026-01-02T00:00:00Z","until":"2026-01-01T00:00:00Z"},"reason":"x"}"#, "is after until"),
+        ];
+        for (body, want) in cases {
+            let error = NewHold::parse(body).unwrap_err();
+            assert!(
+                error.contains(want),
+                "{} gave {error}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
