@@ -129,7 +129,15 @@ enum Polled {
     Error(String),
 }
 
-/// Seeks newly assigned partitions to the index's checkpoint.
+/// How many offsets before its checkpoint a partition is resumed. Kafka serves a fetch from the
+/// record batch holding the requested offset, but some Kafka-protocol brokers (tansu 0.6) serve
+/// it from the first batch that *starts* at or after it, which would skip the rest of a batch a
+/// checkpoint falls inside. Resuming earlier and dropping what was already delivered
+/// ([`KafkaSource`] keeps the position of every partition) loses nothing on either kind; it
+/// covers batches of up to this many messages (librdkafka's producer default is 10,000).
+const RESUME_REWIND: i64 = 10_000;
+
+/// Seeks newly assigned partitions to (a little before) the index's checkpoint.
 struct SeekingContext {
     topic: String,
     checkpoint: Arc<Mutex<Checkpoint>>,
@@ -146,7 +154,8 @@ impl ConsumerContext for SeekingContext {
                 for partition in &partitions {
                     // Partitions the index has never seen start from the group's committed offset.
                     if let Some(next) = checkpoint.get(partition) {
-                        let _ = tpl.set_partition_offset(&self.topic, *partition, Offset::Offset(*next));
+                        let from = next.saturating_sub(RESUME_REWIND).max(0);
+                        let _ = tpl.set_partition_offset(&self.topic, *partition, Offset::Offset(from));
                     }
                 }
                 tracing::info!(
@@ -173,6 +182,9 @@ pub struct KafkaSource {
     topic: String,
     consumer: Arc<BaseConsumer<SeekingContext>>,
     checkpoint: Arc<Mutex<Checkpoint>>,
+    /// Per partition, the offset after the last message handed to the ingest loop: a message
+    /// below it (a partition resumed before its checkpoint) was delivered already.
+    delivered: Checkpoint,
     messages: Option<Receiver<Polled>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -204,6 +216,7 @@ impl KafkaSource {
         for (key, value) in &options.properties {
             config.set(key, value);
         }
+        let delivered = checkpoint.clone();
         let shared = Arc::new(Mutex::new(checkpoint));
         let context = SeekingContext {
             topic: options.topic.clone(),
@@ -244,6 +257,7 @@ impl KafkaSource {
             topic: options.topic.clone(),
             consumer,
             checkpoint: shared,
+            delivered,
             messages: Some(rx),
             stop,
             thread: Some(thread),
@@ -266,6 +280,11 @@ impl KafkaSource {
                 payload,
             } => {
                 self.problem = None;
+                let next = self.delivered.entry(partition).or_insert(0);
+                if offset < *next {
+                    return;
+                }
+                *next = offset + 1;
                 let bytes = payload.len();
                 let origin = Origin {
                     topic: &self.topic,
