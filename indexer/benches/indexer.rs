@@ -10,7 +10,9 @@
 //! 2. bytes on disk per record of the sealed split, next to the envelope JSON bytes per record;
 //! 3. `corr` lookup latency over 100k records and over all of them;
 //! 4. freshness of the release binary in standalone mode: a CRI line appended → its record on an
-//!    open `/api/v1/tail` stream.
+//!    open `/api/v1/tail` stream;
+//! 5. the tier move of the big sealed split to the archive tier (time, bytes per record next to
+//!    the hot split and the raw JSON) and `corr` lookups when the records sit in the archive.
 //!
 //! MB = 10^6 bytes of envelope JSON; "per core" = per CPU-second of this process (user +
 //! system, every thread), so the figures do not depend on how many cores the machine has.
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_collector::kafka_sink::PRODUCER_DEFAULTS;
+use corral_indexer::audit::AuditLog;
 use corral_indexer::config::{
     DEFAULT_COMMIT_INTERVAL, DEFAULT_SPLIT_MAX_AGE, DEFAULT_SPLIT_MAX_DOCS, DEFAULT_WRITER_MEMORY_MB,
 };
@@ -34,6 +37,7 @@ use corral_indexer::manifest::Checkpoint;
 use corral_indexer::metrics::Metrics;
 use corral_indexer::pipeline::Ingest;
 use corral_indexer::query::{Endpoint, Filters, QueryEngine};
+use corral_indexer::retention::{Retention, RetentionConfig, Tier};
 use corral_indexer::source::{Incoming, KafkaOptions, KafkaSource, Source};
 use corral_indexer::store::{Catalog, SplitStore, StoreOptions};
 use corral_schema::fields::{CONSUMER_GROUP, MSG, SOURCE, TOPIC};
@@ -215,6 +219,61 @@ fn main() {
         disk as f64 / bytes as f64,
         seal_seconds
     );
+
+    // 5. The sealed split moved to the archive tier: re-encoded, zstd docstore, no positions.
+    let audit_dir = temp_dir("corral-bench-audit-");
+    let audit = AuditLog::open(audit_dir.path()).expect("audit log");
+    let retention = Retention::new(
+        channel_dir.path(),
+        RetentionConfig {
+            check_interval: Duration::from_secs(60),
+            tiers: vec![
+                Tier {
+                    name: "hot".into(),
+                    max_age: Duration::ZERO,
+                },
+                Tier {
+                    name: "archive".into(),
+                    max_age: Duration::from_secs(100 * 365 * 86_400),
+                },
+            ],
+            keep: Vec::new(),
+        },
+        store.catalog(),
+        WRITER_MEMORY,
+    );
+    let cpu_before = cpu_seconds();
+    let t = Instant::now();
+    let steps = retention.run(&[], &audit, Timestamp::now()).expect("tier move");
+    let move_wall = t.elapsed().as_secs_f64();
+    let move_cpu = cpu_seconds() - cpu_before;
+    assert_eq!(steps.len(), 1, "one split moved");
+    let archived = store
+        .catalog()
+        .splits()
+        .into_iter()
+        .find(|s| s.tier == "archive")
+        .expect("the archived split");
+    assert_eq!(archived.docs, count as u64, "every record archived");
+    let archive_disk = dir_bytes(&archived.dir);
+    let (hot_per, archive_per, raw_per) = (
+        disk as f64 / count as f64,
+        archive_disk as f64 / count as f64,
+        bytes as f64 / count as f64,
+    );
+    println!(
+        "on disk archive    {count:>8} rec {archive_per:>6.1} B/rec   (hot {hot_per:.1} B/rec: {:.1}× smaller; raw JSON {raw_per:.1} B/rec: {:.1}× smaller)  goal ≥ 3× and ≥ 10×: {}",
+        hot_per / archive_per,
+        raw_per / archive_per,
+        verdict(hot_per / archive_per >= 3.0 && raw_per / archive_per >= 10.0)
+    );
+    println!(
+        "tier move          {count:>8} rec hot → archive in {move_wall:.1} s wall, {move_cpu:.1} s CPU ({:.0} records/s)",
+        count as f64 / move_wall
+    );
+    let archive_latency = lookups(store.catalog(), &sample, |s| s.2);
+    print_lookups(&format!("{} archive", size_label(count)), &archive_latency);
+    drop(retention);
     drop(store);
     drop(channel_dir);
 

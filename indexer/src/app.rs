@@ -12,18 +12,20 @@ use corral_collector::demo::{Fleet, FleetConfig};
 use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink;
+use corral_schema::Timestamp;
 
 use crate::audit::AuditLog;
 use crate::auth::Tokens;
-use crate::cli::{ServeArgs, StandaloneArgs};
+use crate::cli::{RetentionArgs, ServeArgs, StandaloneArgs};
 use crate::config::IndexerConfig;
 use crate::holds::Holds;
 use crate::http::{Access, ApiState};
 use crate::metrics::Metrics;
 use crate::pipeline::Ingest;
 use crate::query::QueryEngine;
+use crate::retention::{Retention, Step};
 use crate::source::{ChannelSource, KafkaOptions, KafkaSource, Source};
-use crate::store::{SplitStore, StoreOptions};
+use crate::store::{Catalog, SplitStore, StoreOptions};
 
 /// Batches waiting between the in-process collector and the indexer.
 const STANDALONE_CHANNEL: usize = 64;
@@ -68,6 +70,77 @@ fn access(config: &IndexerConfig, listen: SocketAddr, insecure_open: bool) -> an
     }
 }
 
+/// Retention over the store's splits, when the config has a `[retention]` section.
+fn retention(root: &Path, config: &IndexerConfig, catalog: &Arc<Catalog>) -> Option<Retention> {
+    let retention = config.retention.clone()?;
+    tracing::info!(
+        tiers = %retention.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(" → "),
+        keep_rules = retention.keep.len(),
+        every_s = retention.check_interval.as_secs(),
+        "retention on"
+    );
+    Some(Retention::new(
+        root,
+        retention,
+        Arc::clone(catalog),
+        config.writer_memory_mb * 1024 * 1024,
+    ))
+}
+
+/// `corral-indexer retention`: one pass over a data dir, or with `--dry-run` what a pass would do.
+pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
+    let config = IndexerConfig::load(&args.config)?;
+    let Some(retention_config) = config.retention.clone() else {
+        anyhow::bail!(
+            "{} has no [retention] section: there is nothing to move or delete",
+            args.config.display()
+        );
+    };
+    let root = crate::verify::store_root(&args.data_dir);
+    if !root.join(crate::store::SPLITS_DIR).exists() {
+        anyhow::bail!(
+            "{} holds no sealed splits (no {}/ directory): is it an indexer data dir?",
+            args.data_dir.display(),
+            crate::store::SPLITS_DIR
+        );
+    }
+    // The audit lock first: it also keeps a running indexer's own retention out of the way.
+    let audit = if args.dry_run {
+        None
+    } else {
+        let audit = AuditLog::open(&args.data_dir)?;
+        crate::retention::recover(&root)?;
+        Some(audit)
+    };
+    let catalog = Arc::new(Catalog::open_sealed(&root)?);
+    let holds = Holds::open(&args.data_dir)?.list();
+    let retention = Retention::new(
+        &root,
+        retention_config,
+        catalog,
+        config.writer_memory_mb * 1024 * 1024,
+    );
+    let now = Timestamp::now();
+    let steps = match &audit {
+        None => retention.plan(&holds, now)?,
+        Some(audit) => retention.run(&holds, audit, now)?,
+    };
+    for step in &steps {
+        println!("{step}");
+    }
+    let count = |kind| steps.iter().filter(|s| s.step == kind).count();
+    println!(
+        "{}{} moved, {} rewritten, {} deleted ({} holds in force){}",
+        if args.dry_run { "dry run: would have " } else { "" },
+        count(Step::Move),
+        count(Step::Rewrite),
+        count(Step::Delete),
+        holds.len(),
+        if args.dry_run { "; nothing was changed" } else { "" }
+    );
+    Ok(())
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -100,6 +173,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         "indexer started"
     );
+    let retention = retention(&args.data_dir, &config, &catalog);
     let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?;
     let stop = Arc::new(AtomicBool::new(false));
     run_with_api(
@@ -112,6 +186,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             holds: Arc::new(Holds::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
+        retention,
         ingest,
         Arc::clone(&stop),
         move || stop.store(true, Ordering::Relaxed),
@@ -150,6 +225,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     }
     let store = open_store(&data_dir.join("index"), &config, host_name())?;
     let catalog = store.catalog();
+    let retention = retention(&data_dir.join("index"), &config, &catalog);
     let metrics = Arc::new(Metrics::new());
     let (channel_sink, receiver) = sink::channel(STANDALONE_CHANNEL);
     let builder = RecordBuilder::new(host_name(), &collector_config, metadata);
@@ -194,6 +270,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     }
     println!("  Ctrl-C stops.");
     let ingest_stop = Arc::new(AtomicBool::new(false));
+    let collector_stop_on_error = Arc::clone(&collector_stop);
     let result = run_with_api(
         args.listen,
         ApiState {
@@ -204,6 +281,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             holds: Arc::new(Holds::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
+        retention,
         ingest,
         Arc::clone(&ingest_stop),
         // The collector drains into the channel and ends; the ingest loop then ends with it.
@@ -215,6 +293,8 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         },
     );
     ingest_stop.store(true, Ordering::Relaxed);
+    // Also when the API could not start (port taken): the collector must stop before the join.
+    collector_stop_on_error.store(true, Ordering::Relaxed);
     let collected = collector_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the collector thread panicked"))?;
@@ -248,6 +328,7 @@ fn logq_command() -> String {
 fn run_with_api<S: Source + 'static>(
     listen: SocketAddr,
     state: ApiState,
+    retention: Option<Retention>,
     ingest: Ingest<S>,
     ingest_stop: Arc<AtomicBool>,
     on_signal: impl FnOnce(),
@@ -266,6 +347,22 @@ fn run_with_api<S: Source + 'static>(
         let _ = ingest_done_tx.send(());
         result
     })?;
+    let retention_stop = Arc::new(AtomicBool::new(false));
+    let retention_thread = match retention {
+        Some(retention) => {
+            let (holds, audit, stop) = (
+                Arc::clone(&state.holds),
+                Arc::clone(&state.audit),
+                Arc::clone(&retention_stop),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("retention".into())
+                    .spawn(move || crate::retention::run_periodically(&retention, &holds, &audit, &stop))?,
+            )
+        }
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(crate::http::serve(listener, state, async {
         let _ = shutdown_rx.await;
@@ -285,6 +382,11 @@ fn run_with_api<S: Source + 'static>(
     let ingest_result = ingest_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
+    retention_stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = retention_thread {
+        // A pass in progress finishes its current step first.
+        let _ = thread.join();
+    }
     on_shutdown();
     let _ = shutdown_tx.send(());
     runtime.block_on(async {

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use corral_schema::Timestamp;
+use fs4::fs_std::FileExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::sha256_hex;
@@ -53,12 +54,16 @@ pub struct Stored {
 struct Head {
     next_seq: u64,
     last_hash: String,
+    /// Time of the last entry: entries never go back in time, so day files stay in chain order.
+    last_at: Option<Timestamp>,
 }
 
 /// The append-only, hash-chained audit log of one indexer.
 pub struct AuditLog {
     dir: PathBuf,
     head: Mutex<Head>,
+    /// Exclusively locked while the log is open: one writer per chain.
+    _lock: File,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -89,32 +94,59 @@ impl AuditLog {
     pub fn open(data_dir: &Path) -> anyhow::Result<AuditLog> {
         let dir = data_dir.join(AUDIT_DIR);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock_path = dir.join(".lock");
+        let lock =
+            File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+        let locked = lock
+            .try_lock_exclusive()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        if !locked {
+            anyhow::bail!(
+                "the audit log in {} is in use by another process (an indexer serving this data dir?); stop it first",
+                dir.display()
+            );
+        }
         let mut head = Head {
             next_seq: 0,
             last_hash: GENESIS.to_owned(),
+            last_at: None,
         };
-        if let Some(last_file) = segments(&dir)?.pop() {
-            let file = File::open(&last_file)?;
+        // The chain continues from the last whole entry of the newest file that has one. A line
+        // torn by a crash mid-write is cut off; empty files are skipped.
+        for file in segments(&dir)?.into_iter().rev() {
+            let text =
+                fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut valid_end = 0;
             let mut last = None;
-            for line in BufReader::new(file).lines() {
-                let line = line?;
-                if !line.trim().is_empty() {
-                    last = Some(line);
+            for line in text.split_inclusive('\n') {
+                let body = line.trim_end_matches('\n');
+                if !line.ends_with('\n') || serde_json::from_str::<Stored>(body).is_err() {
+                    break;
                 }
+                valid_end += line.len();
+                last = Some(body.to_owned());
+            }
+            if valid_end < text.len() {
+                tracing::warn!(file = %file.display(), "cutting a torn last line off the audit log");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&file)?
+                    .set_len(valid_end as u64)?;
             }
             if let Some(line) = last {
-                let stored: Stored = serde_json::from_str(&line).with_context(|| {
-                    format!("the last entry of {} is not an audit entry", last_file.display())
-                })?;
+                let stored: Stored = serde_json::from_str(&line)?;
                 head = Head {
                     next_seq: stored.seq + 1,
                     last_hash: sha256_hex(line.as_bytes()),
+                    last_at: Some(stored.entry.at),
                 };
+                break;
             }
         }
         Ok(AuditLog {
             dir,
             head: Mutex::new(head),
+            _lock: lock,
         })
     }
 
@@ -123,8 +155,12 @@ impl AuditLog {
     }
 
     /// Appends an entry durably; returns its sequence number.
-    pub fn append(&self, entry: Entry) -> anyhow::Result<u64> {
+    pub fn append(&self, mut entry: Entry) -> anyhow::Result<u64> {
         let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        // Callers stamp entries before they take the lock: keep the chain in time order.
+        if let Some(last) = head.last_at {
+            entry.at = entry.at.max(last);
+        }
         let stored = Stored {
             seq: head.next_seq,
             prev: head.last_hash.clone(),
@@ -140,11 +176,18 @@ impl AuditLog {
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        file.write_all(format!("{line}\n").as_bytes())
+        let before = file.metadata()?.len();
+        if let Err(error) = file
+            .write_all(format!("{line}\n").as_bytes())
             .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        {
+            // Leave no fragment for the next entry to be appended to.
+            let _ = file.set_len(before);
+            return Err(error).with_context(|| format!("cannot write {}", path.display()));
+        }
         head.next_seq += 1;
         head.last_hash = sha256_hex(line.as_bytes());
+        head.last_at = Some(stored.entry.at);
         Ok(stored.seq)
     }
 
@@ -200,6 +243,27 @@ impl AuditLog {
         }
         Ok((out, false))
     }
+}
+
+/// Ids of the splits the audit log records as deleted by retention (`retention.delete`).
+pub fn retention_deletions(dir: &Path) -> anyhow::Result<std::collections::HashSet<String>> {
+    let mut deleted = std::collections::HashSet::new();
+    for path in segments(dir)? {
+        for line in BufReader::new(File::open(&path)?).lines() {
+            let line = line?;
+            // Cheap filter first: most entries are queries.
+            if !line.contains("\"retention.delete\"") {
+                continue;
+            }
+            if let Ok(stored) = serde_json::from_str::<Stored>(&line)
+                && stored.entry.action == "retention.delete"
+                && let Some(split) = stored.entry.params.get("split")
+            {
+                deleted.insert(split.clone());
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// Walks the chain of every audit file; `Err` names the file and entry where it breaks.
@@ -289,6 +353,33 @@ mod tests {
         assert_eq!(today.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1]);
         let (first, more) = log.read(None, None, None, 1).unwrap();
         assert_eq!((first.len(), more), (1, true));
+
+        // A torn last line (a crash mid-write) is cut off on open and the chain goes on; an
+        // empty newest file is skipped.
+        drop(log);
+        let newest = dir.path().join(AUDIT_DIR).join("audit-2026-11-23.jsonl");
+        let mut torn = fs::OpenOptions::new().append(true).open(&newest).unwrap();
+        torn.write_all(b"{\"seq\":3,\"prev\":\"ab").unwrap();
+        drop(torn);
+        fs::write(dir.path().join(AUDIT_DIR).join("audit-2026-11-24.jsonl"), b"").unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(
+            log.append(entry("2026-11-23T11:00:00Z", "dave", "search"))
+                .unwrap(),
+            3
+        );
+        assert_eq!(verify_chain(log.dir()).unwrap(), 4);
+        // Entries never go back in time.
+        assert_eq!(
+            log.append(entry("2026-11-23T09:00:00Z", "erin", "search"))
+                .unwrap(),
+            4
+        );
+        let (last, _) = log.read(None, None, Some("erin"), 10).unwrap();
+        assert_eq!(
+            last[0].entry.at,
+            Timestamp::parse("2026-11-23T11:00:00Z").unwrap()
+        );
 
         // Altering an entry breaks the chain at the next one.
         let file = log.dir().join("audit-2026-11-22.jsonl");

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about = None,
-    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data\n  corral-indexer verify --data-dir /var/lib/corral/indexer"
+    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data\n  corral-indexer verify --data-dir /var/lib/corral/indexer\n  corral-indexer retention --data-dir /var/lib/corral/indexer --config indexer.toml --dry-run"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -28,6 +28,24 @@ pub enum Command {
     /// Re-hash every sealed split against its manifest and walk the manifest and audit-log
     /// chains; exit 1 naming each split or audit file that does not match.
     Verify(VerifyArgs),
+    /// Run one retention pass over a data dir (tier moves, rewrites for keep rules and holds,
+    /// deletions, each recorded in the audit log), or show what it would do with --dry-run.
+    /// Refused while an indexer serves the same data dir (it runs its own passes).
+    Retention(RetentionArgs),
+}
+
+/// Options of `retention`.
+#[derive(Debug, clap::Args)]
+pub struct RetentionArgs {
+    /// The indexer's data dir (of `serve` or of `standalone`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Indexer configuration with the `[retention]` section (tiers, keep rules).
+    #[arg(long, value_name = "TOML")]
+    pub config: PathBuf,
+    /// Print what would move, be rewritten and be deleted, and why; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Options of `verify`.
@@ -61,7 +79,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7280")]
     pub listen: SocketAddr,
     /// Indexer configuration (TOML): `[kafka]` consumer properties, `[indexer]` commit and split
-    /// settings, `[auth] tokens_file`.
+    /// settings, `[retention]` tiers and keep rules, `[auth] tokens_file`.
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
     /// Serve the API without tokens on a non-loopback address (refused otherwise).

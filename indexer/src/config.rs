@@ -11,17 +11,31 @@
 //! writer_memory_mb = 128       # tantivy indexing buffer
 //! [auth]
 //! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
+//! [retention]
+//! check_interval = "5m"
+//! [[retention.tiers]]          # in order; a sealed split moves on when its newest record is older than max_age
+//! name = "hot"
+//! max_age = "7d"
+//! [[retention.tiers]]
+//! name = "archive"
+//! max_age = "400d"             # after the last tier: deleted, except what keep rules and holds protect
+//! [[retention.keep]]           # any of service, namespace, level (minimum), q; plus max_age
+//! service = "payments"
+//! max_age = "7y"
 //! ```
-//! Unknown keys are rejected with the key's name. Retention tiers come with their own section
-//! once they are built.
+//! Unknown keys are rejected with the key's name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use corral_schema::Level;
 use corral_schema::duration::parse_duration;
 use serde::Deserialize;
+
+use crate::retention::{KeepRule, RetentionConfig, Tier};
+use crate::store::HOT_TIER;
 
 /// Default for `commit_interval`.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,6 +53,34 @@ struct RawConfig {
     kafka: BTreeMap<String, toml::Value>,
     indexer: Option<RawIndexer>,
     auth: Option<RawAuth>,
+    retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    check_interval: Option<String>,
+    #[serde(default)]
+    tiers: Vec<RawTier>,
+    #[serde(default)]
+    keep: Vec<RawKeep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    name: String,
+    max_age: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeep {
+    service: Option<String>,
+    namespace: Option<String>,
+    level: Option<String>,
+    q: Option<String>,
+    max_age: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +110,8 @@ pub struct IndexerConfig {
     pub writer_memory_mb: usize,
     /// API tokens and roles; without it the API is open (and loopback-only unless forced).
     pub tokens_file: Option<PathBuf>,
+    /// Tiers and keep rules; without a `[retention]` section nothing is ever moved or deleted.
+    pub retention: Option<RetentionConfig>,
 }
 
 impl Default for IndexerConfig {
@@ -79,6 +123,7 @@ impl Default for IndexerConfig {
             split_max_age: DEFAULT_SPLIT_MAX_AGE,
             writer_memory_mb: DEFAULT_WRITER_MEMORY_MB,
             tokens_file: None,
+            retention: None,
         }
     }
 }
@@ -121,6 +166,7 @@ impl IndexerConfig {
             config.writer_memory_mb = mb;
         }
         config.tokens_file = raw.auth.and_then(|auth| auth.tokens_file);
+        config.retention = raw.retention.map(parse_retention).transpose()?;
         for (key, value) in raw.kafka {
             let text = match value {
                 toml::Value::String(text) => text,
@@ -133,6 +179,87 @@ impl IndexerConfig {
         }
         Ok(config)
     }
+}
+
+/// Default for `retention.check_interval`.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
+fn parse_retention(raw: RawRetention) -> anyhow::Result<RetentionConfig> {
+    let check_interval = match raw.check_interval {
+        Some(text) => parse_duration(&text).context("retention.check_interval")?,
+        None => DEFAULT_CHECK_INTERVAL,
+    };
+    if check_interval < Duration::from_secs(1) {
+        bail!("retention.check_interval must be at least 1s");
+    }
+    if raw.tiers.is_empty() {
+        bail!("retention.tiers is empty: give at least the {HOT_TIER:?} tier and its max_age");
+    }
+    let mut tiers: Vec<Tier> = Vec::new();
+    for (n, tier) in raw.tiers.into_iter().enumerate() {
+        let max_age = parse_duration(&tier.max_age)
+            .with_context(|| format!("retention.tiers[{n}] ({}).max_age", tier.name))?;
+        if n == 0 && tier.name != HOT_TIER {
+            bail!(
+                "retention.tiers[0] is {:?}: the first tier must be {HOT_TIER:?}, where splits are sealed",
+                tier.name
+            );
+        }
+        if tier.name.is_empty()
+            || !tier
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!(
+                "retention.tiers[{n}].name = {:?}: use letters, digits, - and _",
+                tier.name
+            );
+        }
+        if tiers.iter().any(|t| t.name == tier.name) {
+            bail!("retention.tiers: {:?} is listed twice", tier.name);
+        }
+        if let Some(before) = tiers.last()
+            && max_age <= before.max_age
+        {
+            bail!(
+                "retention.tiers[{n}] ({}).max_age = {:?} must be longer than {}'s, since a split only moves on",
+                tier.name,
+                tier.max_age,
+                before.name
+            );
+        }
+        tiers.push(Tier {
+            name: tier.name,
+            max_age,
+        });
+    }
+    let mut keep = Vec::new();
+    for (n, rule) in raw.keep.into_iter().enumerate() {
+        let max_age =
+            parse_duration(&rule.max_age).with_context(|| format!("retention.keep[{n}].max_age"))?;
+        let level = match rule.level {
+            Some(name) => Some(Level::ALL.into_iter().find(|l| l.as_str() == name.to_ascii_lowercase()).with_context(
+                || format!("retention.keep[{n}].level = {name:?}: expected one of trace, debug, info, warn, error, fatal"),
+            )?),
+            None => None,
+        };
+        if rule.service.is_none() && rule.namespace.is_none() && level.is_none() && rule.q.is_none() {
+            bail!("retention.keep[{n}] selects nothing: give at least one of service, namespace, level, q");
+        }
+        keep.push(KeepRule {
+            service: rule.service,
+            namespace: rule.namespace,
+            level,
+            q: rule.q,
+            max_age,
+        });
+    }
+    Ok(RetentionConfig {
+        check_interval,
+        tiers,
+        keep,
+    })
 }
 
 #[cfg(test)]
@@ -166,9 +293,56 @@ mod tests {
             config.tokens_file,
             Some(PathBuf::from("/etc/corral/auth/tokens.toml"))
         );
+        assert_eq!(config.retention, None);
         let defaults = IndexerConfig::parse("").unwrap();
         assert_eq!(defaults.commit_interval, DEFAULT_COMMIT_INTERVAL);
         assert_eq!(defaults.split_max_docs, DEFAULT_SPLIT_MAX_DOCS);
+    }
+
+    #[test]
+    fn retention_tiers_and_keep_rules() {
+        let config = IndexerConfig::parse(
+            r#"
+            [retention]
+            check_interval = "90s"
+            [[retention.tiers]]
+            name = "hot"
+            max_age = "36h"
+            [[retention.tiers]]
+            name = "archive"
+            max_age = "1y"
+            [[retention.keep]]
+            service = "payments"
+            level = "WARN"
+            max_age = "7y"
+            "#,
+        )
+        .unwrap();
+        let retention = config.retention.unwrap();
+        assert_eq!(retention.check_interval, Duration::from_secs(90));
+        assert_eq!(
+            retention.tiers,
+            vec![
+                Tier {
+                    name: "hot".into(),
+                    max_age: Duration::from_secs(36 * 3600)
+                },
+                Tier {
+                    name: "archive".into(),
+                    max_age: Duration::from_secs(365 * 86_400)
+                },
+            ]
+        );
+        assert_eq!(
+            retention.keep,
+            vec![KeepRule {
+                service: Some("payments".into()),
+                namespace: None,
+                level: Some(Level::Warn),
+                q: None,
+                max_age: Duration::from_secs(7 * 365 * 86_400),
+            }]
+        );
     }
 
     #[test]
@@ -186,6 +360,23 @@ mod tests {
             ("[kafka]\n\"group.id\" = [1]", "kafka.group.id"),
             ("[indexr]\n", "unknown field `indexr`"),
             ("[auth]\ntoken_file = \"x\"", "unknown field `token_file`"),
+            ("[retention]\n", "retention.tiers is empty"),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"1d\"",
+                "must be longer than hot's",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"9d\"",
+                "\"hot\" is listed twice",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.keep]]\nlevel = \"loud\"\nmax_age = \"1y\"",
+                "retention.keep[0].level = \"loud\"",
+            ),
+            (
+                "[retention]\ncheck_interval = \"10ms\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"",
+                "at least 1s",
+            ),
         ];
         for (text, want) in cases {
             let error = format!("{:#}", IndexerConfig::parse(text).unwrap_err());

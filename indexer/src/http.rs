@@ -138,17 +138,18 @@ impl ApiState {
         tiers: Vec<String>,
         took: Duration,
     ) -> Result<(), ApiError> {
-        self.audit
-            .append(Entry {
-                at: Timestamp::now(),
-                who: caller.name.clone(),
-                role: caller.role.as_str().to_owned(),
-                action: action.to_owned(),
-                params,
-                count,
-                tiers,
-                took_ms: took.as_millis() as u64,
-            })
+        let entry = Entry {
+            at: Timestamp::now(),
+            who: caller.name.clone(),
+            role: caller.role.as_str().to_owned(),
+            action: action.to_owned(),
+            params,
+            count,
+            tiers,
+            took_ms: took.as_millis() as u64,
+        };
+        // The append waits for an fsync: let the runtime move other tasks off this worker.
+        tokio::task::block_in_place(|| self.audit.append(entry))
             .map(|_| ())
             .map_err(|e| ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -512,6 +513,8 @@ async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: By
         serde_json::to_string(&hold.selector).expect("serializes"),
     );
     if let Err(e) = state.record_params(&caller, "hold.create", params, 1, Vec::new(), started.elapsed()) {
+        // A hold nobody can see placed in the audit log must not exist.
+        let _ = state.holds.release(&hold.id);
         return e.into_response();
     }
     (

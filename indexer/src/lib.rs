@@ -3,7 +3,8 @@
 //! Data flows through the modules in this order: a [`source`] (Kafka, or the in-process
 //! collector) → [`ingest`] decodes and drops duplicates → [`pipeline`] adds records to the
 //! active split of the [`store`] and commits it with the source checkpoint → [`manifest`] seals
-//! splits with hash-chained manifests → [`query`] searches every split → [`http`] serves the
+//! splits with hash-chained manifests → [`retention`] moves them through tiers, keeping what
+//! keep rules and holds protect → [`query`] searches every split → [`http`] serves the
 //! API. [`app`] wires `serve` and `standalone`.
 
 pub mod app;
@@ -18,6 +19,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
+pub mod retention;
 pub mod source;
 pub mod store;
 pub mod verify;

@@ -10,6 +10,7 @@ fn main() {
     let result = match &args.command {
         Command::Serve(serve) => corral_indexer::app::serve(serve),
         Command::Standalone(standalone) => corral_indexer::app::standalone(standalone),
+        Command::Retention(retention) => corral_indexer::app::retention_pass(retention),
         Command::Verify(verify) => match corral_indexer::verify::verify(&verify.data_dir) {
             Ok(report) => {
                 for problem in &report.problems {

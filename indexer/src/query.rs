@@ -12,7 +12,7 @@ use std::sync::Arc;
 use corral_schema::api::{GroupBy, Order, resolve_time_bound};
 use corral_schema::fields as f;
 use corral_schema::{Level, Timestamp};
-use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::collector::{Collector, Count, DocSetCollector, SegmentCollector, TopDocs};
 use tantivy::columnar::StrColumn;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
@@ -38,6 +38,8 @@ pub struct Filters {
     pub corr: Option<String>,
     pub q: Option<String>,
     pub service: Option<String>,
+    /// Kubernetes namespace (retention keep rules; not a search parameter).
+    pub namespace: Option<String>,
     pub version: Option<String>,
     pub instance: Option<String>,
     pub level: Option<Level>,
@@ -242,6 +244,9 @@ impl QueryEngine {
         if let Some(service) = &filters.service {
             clauses.push((Occur::Must, term(fields.service, service)));
         }
+        if let Some(namespace) = &filters.namespace {
+            clauses.push((Occur::Must, term(fields.namespace, namespace)));
+        }
         if let Some(version) = &filters.version {
             clauses.push((Occur::Must, term(fields.version, version)));
         }
@@ -292,6 +297,29 @@ impl QueryEngine {
         })
     }
 
+    /// The documents of `view` that match any of `selections` (retention keep rules, holds).
+    pub fn select(
+        &self,
+        view: &SplitView,
+        selections: &[Filters],
+    ) -> Result<HashSet<DocAddress>, anyhow::Error> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for filters in selections {
+            clauses.push((Occur::Should, self.build(view, filters, None)?));
+        }
+        if clauses.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let searcher = view.reader.searcher();
+        Ok(searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?)
+    }
+
+    /// Number of documents of `view` matching `filters`.
+    pub fn count_in(&self, view: &SplitView, filters: &Filters) -> Result<u64, anyhow::Error> {
+        let query = self.build(view, filters, None)?;
+        Ok(view.reader.searcher().search(&query, &Count)? as u64)
+    }
+
     /// The splits a time range can touch, newest first.
     fn splits_for(&self, filters: &Filters) -> Vec<Arc<SplitView>> {
         self.catalog
@@ -335,13 +363,15 @@ impl QueryEngine {
                 &query,
                 &TopDocs::with_limit(filters.limit + 1).order_by_fast_field::<DateTime>(f::TS, order),
             )?;
+            // A split with more matches than the limit means more exist, duplicates or not.
+            outcome.truncated |= top.len() > filters.limit;
             for (ts, address) in top {
                 hits.push(load_hit(&searcher, view, address, ts)?);
             }
         }
         sort_hits(&mut hits, filters.order);
         dedup_hits(&mut hits);
-        outcome.truncated = hits.len() > filters.limit;
+        outcome.truncated |= hits.len() > filters.limit;
         hits.truncate(filters.limit);
         outcome.hits = hits;
         Ok(outcome)

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -88,9 +88,49 @@ pub struct Catalog {
     splits: RwLock<Vec<Arc<SplitView>>>,
     committed_seq: watch::Sender<u64>,
     schema: Schema,
+    /// Held while sealed split directories and manifests change (a seal, a retention step), so
+    /// one never reads what the other is halfway through.
+    layout: Mutex<()>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new()
+    }
 }
 
 impl Catalog {
+    /// An empty catalog of splits with the current schema; for tools that open sealed splits
+    /// without a store.
+    pub fn new() -> Catalog {
+        Catalog {
+            splits: RwLock::new(Vec::new()),
+            committed_seq: watch::channel(0).0,
+            schema: build_schema(true).0,
+            layout: Mutex::new(()),
+        }
+    }
+
+    /// Opens every sealed split under `data_dir` into a new catalog.
+    pub fn open_sealed(data_dir: &Path) -> anyhow::Result<Catalog> {
+        let catalog = Catalog::new();
+        for dir in sealed_split_dirs(data_dir)? {
+            catalog.replace(open_sealed(&dir)?);
+        }
+        Ok(catalog)
+    }
+
+    pub(crate) fn lock_layout(&self) -> MutexGuard<'_, ()> {
+        self.layout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.splits
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.id != id);
+    }
+
     /// Returns the splits at this moment, newest first.
     pub fn splits(&self) -> Vec<Arc<SplitView>> {
         self.splits.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -111,7 +151,7 @@ impl Catalog {
         &self.schema
     }
 
-    fn replace(&self, view: SplitView) {
+    pub(crate) fn replace(&self, view: SplitView) {
         let mut splits = self.splits.write().unwrap_or_else(|e| e.into_inner());
         splits.retain(|s| s.id != view.id);
         splits.push(Arc::new(view));
@@ -166,12 +206,7 @@ impl SplitStore {
             .with_context(|| format!("cannot create {}", active_root.display()))?;
         fs::create_dir_all(data_dir.join(SPLITS_DIR).join(HOT_TIER))?;
         let (schema, fields) = build_schema(true);
-        let (committed_seq, _) = watch::channel(0);
-        let catalog = Arc::new(Catalog {
-            splits: RwLock::new(Vec::new()),
-            committed_seq,
-            schema: schema.clone(),
-        });
+        let catalog = Arc::new(Catalog::new());
         let mut store = SplitStore {
             data_dir: data_dir.to_owned(),
             options,
@@ -196,6 +231,7 @@ impl SplitStore {
                 fs::remove_dir_all(&dir)?;
             }
         }
+        crate::retention::recover(data_dir)?;
         repair_chain_head(data_dir)?;
         for dir in sealed_split_dirs(data_dir)? {
             match open_sealed(&dir) {
@@ -563,7 +599,13 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         writer.wait_merging_threads()?;
     }
     drop(index);
-    let prev = newest_sealed_manifest(&context.data_dir)?;
+    let _layout = context.catalog.lock_layout();
+    // The link goes to the chain head, even when retention has since rewritten or deleted
+    // that split (verify follows rewrites and accepts audited deletions).
+    let prev = match read_chain_head(&context.data_dir)? {
+        Some(head) => Some((head.id, head.manifest_sha256)),
+        None => newest_sealed_manifest(&context.data_dir)?,
+    };
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         id: id.clone(),
@@ -713,7 +755,7 @@ fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Opens a sealed split for searching.
-fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
+pub(crate) fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
     let manifest = Manifest::read(dir)?;
     let index =
         Index::open(MmapDirectory::open(dir)?).with_context(|| format!("cannot open {}", dir.display()))?;
@@ -748,7 +790,7 @@ pub fn sealed_split_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;

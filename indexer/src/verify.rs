@@ -2,11 +2,12 @@
 //! manifest, walks the manifest chain of each indexer up to the chain head, and walks the audit
 //! log's chain. Every problem names the split or audit file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::audit::{AUDIT_DIR, verify_chain};
-use crate::manifest::{Manifest, hash_split_files, manifest_hash};
+use crate::audit::{AUDIT_DIR, retention_deletions, verify_chain};
+use crate::manifest::{Manifest, hash_split_files, manifest_hash, sha256_hex};
+use crate::retention::PREV_MANIFEST_PREFIX;
 use crate::store::{ACTIVE_DIR, SPLITS_DIR, read_chain_head, sealed_split_dirs};
 
 /// What `verify` found.
@@ -18,6 +19,15 @@ pub struct Report {
     pub audit_entries: u64,
     /// One line per problem, naming the split or audit file.
     pub problems: Vec<String>,
+}
+
+/// A sealed split as verify sees it.
+struct Split {
+    manifest: Manifest,
+    /// Hashes of its current manifest and of every earlier one (retention re-encodings).
+    versions: HashSet<String>,
+    /// `(prev_id, prev)` of its first version: the link to the split sealed before it.
+    link: (Option<String>, Option<String>),
 }
 
 /// Where the split store of a data dir is: the data dir itself (`serve`) or its `index/`
@@ -35,7 +45,7 @@ pub fn store_root(data_dir: &Path) -> PathBuf {
 pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
     let root = store_root(data_dir);
     let mut report = Report::default();
-    let mut manifests: Vec<(Manifest, String)> = Vec::new();
+    let mut manifests: Vec<Split> = Vec::new();
     for dir in sealed_split_dirs(&root)? {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
         let manifest = match Manifest::read(&dir) {
@@ -66,77 +76,110 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
                 .push(format!("split {name}: file {file} is not in the manifest"));
         }
         let hash = manifest_hash(&dir)?;
-        manifests.push((manifest, hash));
+        // A split retention re-encoded points at its earlier manifest, kept beside it; the
+        // chain link to the split sealed before is in the first one.
+        let mut versions = HashSet::from([hash.clone()]);
+        let mut link = (manifest.prev_id.clone(), manifest.prev.clone());
+        let mut steps = 0;
+        while let (Some(prev_id), Some(prev)) = (&link.0, &link.1)
+            && *prev_id == manifest.id
+            && steps < 1000
+        {
+            steps += 1;
+            let path = dir.join(format!("{PREV_MANIFEST_PREFIX}{prev}.json"));
+            let earlier = match std::fs::read(&path) {
+                Ok(bytes) if sha256_hex(&bytes) == *prev => serde_json::from_slice::<Manifest>(&bytes).ok(),
+                _ => None,
+            };
+            let Some(earlier) = earlier else {
+                report.problems.push(format!(
+                    "split {name}: its earlier manifest {prev} (before retention re-encoded it) is missing or altered"
+                ));
+                break;
+            };
+            versions.insert(prev.clone());
+            link = (earlier.prev_id, earlier.prev);
+        }
+        manifests.push(Split {
+            manifest,
+            versions,
+            link,
+        });
     }
+    let audit_dir = data_dir.join(AUDIT_DIR);
+    let deleted = retention_deletions(&audit_dir).unwrap_or_default();
 
-    // The chain of each indexer: every manifest points at the one sealed before it.
-    let by_id: HashMap<&str, &str> = manifests
+    // The chain of each indexer: every split points at the one sealed before it (at any of its
+    // versions); a split that is gone must be one the audit log records retention deleting.
+    let by_id: HashMap<&str, &HashSet<String>> = manifests
         .iter()
-        .map(|(m, h)| (m.id.as_str(), h.as_str()))
+        .map(|s| (s.manifest.id.as_str(), &s.versions))
         .collect();
-    let mut per_indexer: BTreeMap<&str, Vec<&Manifest>> = BTreeMap::new();
-    for (manifest, _) in &manifests {
+    let mut per_indexer: BTreeMap<&str, Vec<&Split>> = BTreeMap::new();
+    for split in &manifests {
         per_indexer
-            .entry(manifest.indexer.as_str())
+            .entry(split.manifest.indexer.as_str())
             .or_default()
-            .push(manifest);
+            .push(split);
     }
     for chain in per_indexer.values_mut() {
-        chain.sort_by(|a, b| a.id.cmp(&b.id));
-        for (n, manifest) in chain.iter().enumerate() {
-            match (&manifest.prev_id, &manifest.prev) {
+        chain.sort_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
+        for (n, split) in chain.iter().enumerate() {
+            let id = &split.manifest.id;
+            match &split.link {
                 (None, _) if n == 0 => {}
                 (None, _) => report.problems.push(format!(
-                    "split {}: its manifest starts a new chain, but split {} was sealed before it",
-                    manifest.id,
-                    chain[n - 1].id
+                    "split {id}: its manifest starts a new chain, but split {} was sealed before it",
+                    chain[n - 1].manifest.id
                 )),
                 (Some(prev_id), prev) => match by_id.get(prev_id.as_str()) {
+                    None if deleted.contains(prev_id) => {}
                     None => report.problems.push(format!(
-                        "split {prev_id} was removed: split {} points at it and it is gone",
-                        manifest.id
+                        "split {prev_id} was removed: split {id} points at it, it is gone, and the audit log records no retention deletion of it"
                     )),
-                    Some(hash) if prev.as_deref() != Some(*hash) => report.problems.push(format!(
-                        "split {}: chain link broken: split {prev_id}'s manifest is not the one it points at",
-                        manifest.id
-                    )),
+                    Some(versions) if !prev.as_ref().is_some_and(|p| versions.contains(p)) => {
+                        report.problems.push(format!(
+                            "split {id}: chain link broken: split {prev_id}'s manifest is not the one it points at"
+                        ));
+                    }
                     Some(_) => {}
                 },
             }
         }
     }
-    // The newest sealed split is the chain head: nothing later points at it.
-    let newest = manifests.iter().max_by(|a, b| a.0.id.cmp(&b.0.id));
+    // The chain head names the newest sealed split.
+    let newest = manifests.iter().max_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
     match (read_chain_head(&root)?, newest) {
-        (Some(head), Some((manifest, hash))) => {
-            if head.id != manifest.id && !by_id.contains_key(head.id.as_str()) {
-                report.problems.push(format!(
-                    "split {} was removed: the chain head names it as the newest",
-                    head.id
-                ));
-            } else if head.id == manifest.id && &head.manifest_sha256 != hash {
+        (Some(head), _) if deleted.contains(&head.id) && !by_id.contains_key(head.id.as_str()) => {}
+        (Some(head), Some(_)) => match by_id.get(head.id.as_str()) {
+            None => report.problems.push(format!(
+                "split {} was removed: the chain head names it as the newest",
+                head.id
+            )),
+            Some(versions) if !versions.contains(&head.manifest_sha256) => {
                 report.problems.push(format!(
                     "split {}: its manifest differs from the one the chain head recorded",
                     head.id
                 ));
             }
-        }
+            Some(_) => {}
+        },
         (Some(head), None) => {
             report.problems.push(format!(
                 "split {} was removed: the chain head names it and no sealed split is left",
                 head.id
             ));
         }
-        (None, Some((manifest, _))) => {
+        (None, Some(newest)) => {
             report.problems.push(format!(
                 "the chain head file is missing, yet split {} is sealed",
-                manifest.id
+                newest.manifest.id
             ));
         }
         (None, None) => {}
     }
 
-    match verify_chain(&data_dir.join(AUDIT_DIR)) {
+    match verify_chain(&audit_dir) {
         Ok(entries) => report.audit_entries = entries,
         Err(error) => report.problems.push(format!("audit log: {error:#}")),
     }

@@ -511,3 +511,135 @@ fn bad_messages_are_indexed_and_never_stall_their_partition() {
     assert!(metrics.contains("corral_indexer_records_indexed_total 8"));
     indexer.terminate(Duration::from_secs(30));
 }
+
+/// GET with a bearer token; the JSON body.
+fn get_as(port: u16, path: &str, token: &str) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let (status, body) = http::get_with(port, path, &[("Authorization", auth.as_str())]);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them() {
+    const READER: &str = "reader-token-aaaaaaaaaaaaaaaa";
+    const AUDITOR: &str = "auditor-token-bbbbbbbbbbbbbbbb";
+    let broker = Broker::start();
+    let topic = "retention";
+    broker.create_topic(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("indexer");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nname = \"rita\"\ntoken = \"{READER}\"\nrole = \"reader\"\n\
+             [[token]]\nname = \"audrey\"\ntoken = \"{AUDITOR}\"\nrole = \"auditor\"\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    // Records from 30 days ago: past the hot tier's 7 days, well inside the archive's 400.
+    let month_ago = Timestamp::now().saturating_add_nanos(-30 * 86_400_000_000_000);
+    let producer = producer(&broker);
+    let send = |record: &Record| {
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .key(record.kafka_key())
+                    .payload(&serde_json::to_vec(record).unwrap()),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    };
+    for n in 0..200 {
+        let mut record = envelope(n);
+        record.ts = month_ago.saturating_add_nanos(n as i64);
+        send(&record);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    // Splits are sealed once a second, so the old records are sealed on their own.
+    let indexer = start_indexer_with(
+        &broker,
+        topic,
+        &data_dir,
+        port,
+        "split_max_age = \"1s\"\n",
+        &format!(
+            "[retention]\ncheck_interval = \"1s\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"400d\"\n[auth]\ntokens_file = \"{}\"\n",
+            tokens.display()
+        ),
+    );
+
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the indexer never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The indexer's own retention passes move what it sealed to the archive tier.
+    let started = Instant::now();
+    loop {
+        let audit = get_as(port, "/api/v1/audit?who=retention", AUDITOR);
+        let moved: u64 = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "retention.move")
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum();
+        if moved == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "retention moved {moved} of 200 old records: {audit}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Fresh records stay hot.
+    for n in 1000..1010 {
+        let mut record = envelope(n);
+        record.ts = Timestamp::now();
+        send(&record);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let started = Instant::now();
+    while get_as(port, "/api/v1/stats?by=service", AUDITOR)["total"].as_u64() != Some(210) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the fresh records were not indexed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // An auditor finds an archived request; a reader does not, and is told why.
+    let audited = get_as(port, "/api/v1/search?corr=req-7", AUDITOR);
+    assert_eq!(audited["count"], 5, "{audited}");
+    assert!(
+        audited["tiers"].as_array().unwrap().contains(&"archive".into()),
+        "{audited}"
+    );
+    let read = get_as(port, "/api/v1/search?corr=req-7", READER);
+    assert_eq!(read["count"], 0, "{read}");
+    assert!(read["notice"].as_str().unwrap().contains("hot"), "{read}");
+    let fresh = get_as(port, "/api/v1/search?corr=req-201", READER);
+    assert_eq!(fresh["count"], 5, "{fresh}");
+    indexer.terminate(Duration::from_secs(30));
+
+    let output = std::process::Command::new(BIN)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

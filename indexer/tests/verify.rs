@@ -206,10 +206,9 @@ fn a_removed_audit_entry_is_named() {
     let stderr = tampered(|dir, _| {
         let file = fs::read_dir(dir.join("audit"))
             .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .unwrap();
         let text = fs::read_to_string(&file).unwrap();
         let kept: Vec<&str> = text
             .lines()

@@ -157,15 +157,15 @@ fn rendered_configs_are_accepted_by_the_binaries() {
 fn a_config_the_binary_rejects_is_reported() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("indexer.toml");
-    // What the base config would look like with retention uncommented before the indexer knows it.
+    // A retention tier whose max_age is not a duration corral reads.
     fs::write(
         &config,
-        "[indexer]\ncommit_interval = \"1s\"\n[retention]\ncheck_interval = \"5m\"\n",
+        "[indexer]\ncommit_interval = \"1s\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7 days\"\n",
     )
     .expect("write");
     let error = reaches_the_broker_stage("corral-indexer", &["serve", "--listen=127.0.0.1:0"], &config)
-        .expect_err("an unknown section must stop the indexer before it connects");
-    assert!(error.contains("retention"), "{error}");
+        .expect_err("a bad retention config must stop the indexer before it connects");
+    assert!(error.contains("retention.tiers[0] (hot).max_age"), "{error}");
 }
 
 /// Breaks a copy of deploy/ by replacing `find` (which must occur) in `file`, and asserts that

@@ -1,0 +1,580 @@
+//! Retention (DESIGN §4.2): sealed splits move through the configured tiers as their newest
+//! record ages, and after the last tier they are deleted — or rewritten with only the records a
+//! keep rule or a legal hold protects.
+//!
+//! Moving or rewriting a split re-encodes it into a staging directory, `retention/<id>/`, with
+//! the target tier's encoding (the hot tier: lz4 docstore, positions; later tiers: zstd docstore,
+//! no positions, one segment) and a new manifest whose `prev` is the hash of the old manifest,
+//! kept beside it as `prev-manifest-<sha256>.json` so the chain can still be walked. Then, in
+//! order: the audit entry; the old directory set aside as `retention/<id>.replaced`; the new one
+//! renamed into `splits/<tier>/<id>`; the old one removed. A crash leaves a state
+//! [`recover`] resolves on the next start: a finished staging directory whose old split is still
+//! in place is dropped (the step is redone by the next pass), one whose old split was already set
+//! aside is moved into place. Either the old or the new split is searchable, never both.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use corral_schema::index_schema::build_schema;
+use corral_schema::{Level, Record, Timestamp};
+use serde::Serialize;
+use tantivy::indexer::NoMergePolicy;
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{DocAddress, Index, IndexSettings, IndexWriter, TantivyDocument};
+
+use crate::audit::{AuditLog, Entry};
+use crate::holds::Hold;
+use crate::manifest::{MANIFEST_FILE, Manifest, hash_split_files, sha256_hex, sync_dir};
+use crate::query::{Filters, QueryEngine};
+use crate::store::{Catalog, HOT_TIER, SPLITS_DIR, SplitView, open_sealed, sealed_split_dirs, subdirs};
+
+/// Staging directory of retention steps, under the data dir.
+pub const STAGING_DIR: &str = "retention";
+/// Prefix of the earlier manifests a re-encoded split keeps.
+pub const PREV_MANIFEST_PREFIX: &str = "prev-manifest-";
+/// zstd level of the docstore of tiers after `hot`.
+pub const ARCHIVE_ZSTD_LEVEL: i32 = 15;
+/// Docstore block size of tiers after `hot`: bigger blocks compress repetitive logs better.
+pub const ARCHIVE_BLOCK_SIZE: usize = 256 * 1024;
+const REPLACED_SUFFIX: &str = ".replaced";
+/// Who retention actions are recorded as in the audit log.
+pub const RETENTION_ACTOR: &str = "retention";
+
+/// The `[retention]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig {
+    pub check_interval: Duration,
+    /// In order; the first is `hot`.
+    pub tiers: Vec<Tier>,
+    pub keep: Vec<KeepRule>,
+}
+
+/// A tier: a sealed split stays in it while its newest record is younger than `max_age`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub name: String,
+    pub max_age: Duration,
+}
+
+/// Records matching this are kept `max_age` (from their `ts`), whatever their tier says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepRule {
+    pub service: Option<String>,
+    pub namespace: Option<String>,
+    /// Minimum level.
+    pub level: Option<Level>,
+    pub q: Option<String>,
+    pub max_age: Duration,
+}
+
+impl KeepRule {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(service) = &self.service {
+            parts.push(format!("service={service}"));
+        }
+        if let Some(namespace) = &self.namespace {
+            parts.push(format!("namespace={namespace}"));
+        }
+        if let Some(level) = self.level {
+            parts.push(format!("level>={}", level.as_str()));
+        }
+        if let Some(q) = &self.q {
+            parts.push(format!("q={q:?}"));
+        }
+        format!("{} for {}", parts.join(" "), format_age(self.max_age))
+    }
+
+    fn filters(&self, now: Timestamp) -> Filters {
+        Filters {
+            service: self.service.clone(),
+            namespace: self.namespace.clone(),
+            level: self.level,
+            q: self.q.clone(),
+            since: Some(before(now, self.max_age)),
+            ..Filters::default()
+        }
+    }
+}
+
+fn hold_filters(hold: &Hold) -> Filters {
+    Filters {
+        corr: hold.selector.corr.clone(),
+        service: hold.selector.service.clone(),
+        q: hold.selector.q.clone(),
+        since: hold.selector.since,
+        until: hold.selector.until,
+        ..Filters::default()
+    }
+}
+
+fn before(now: Timestamp, age: Duration) -> Timestamp {
+    now.saturating_add_nanos(-i64::try_from(age.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn format_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    for (unit, size) in [("y", 365 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs >= size && secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// What a pass does to one split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Re-encoded into a later tier, every record kept.
+    Move,
+    /// Re-encoded with only the records keep rules and holds protect.
+    Rewrite,
+    /// Removed: nothing in it is protected.
+    Delete,
+}
+
+impl Step {
+    fn action(self) -> &'static str {
+        match self {
+            Step::Move => "retention.move",
+            Step::Rewrite => "retention.rewrite",
+            Step::Delete => "retention.delete",
+        }
+    }
+}
+
+/// One planned step and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub step: Step,
+    pub split: String,
+    pub from: String,
+    /// Tier after the step (`None` for a deletion).
+    pub to: Option<String>,
+    /// Records in the split now, and after the step.
+    pub docs: u64,
+    pub kept: u64,
+    pub why: String,
+}
+
+impl std::fmt::Display for Planned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.step {
+            Step::Move => write!(
+                f,
+                "move    split {} {} → {} ({} records): {}",
+                self.split,
+                self.from,
+                self.to.as_deref().unwrap_or("?"),
+                self.docs,
+                self.why
+            ),
+            Step::Rewrite => write!(
+                f,
+                "rewrite split {} {} → {} (keep {} of {} records): {}",
+                self.split,
+                self.from,
+                self.to.as_deref().unwrap_or("?"),
+                self.kept,
+                self.docs,
+                self.why
+            ),
+            Step::Delete => write!(
+                f,
+                "delete  split {} in {} ({} records): {}",
+                self.split, self.from, self.docs, self.why
+            ),
+        }
+    }
+}
+
+/// Runs retention over the sealed splits of one store.
+pub struct Retention {
+    root: PathBuf,
+    config: RetentionConfig,
+    engine: QueryEngine,
+    writer_memory_bytes: usize,
+}
+
+impl std::fmt::Debug for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retention").field("root", &self.root).finish()
+    }
+}
+
+impl Retention {
+    /// Retention over the store under `root` whose splits `catalog` holds.
+    pub fn new(
+        root: &Path,
+        config: RetentionConfig,
+        catalog: Arc<Catalog>,
+        writer_memory_bytes: usize,
+    ) -> Retention {
+        Retention {
+            root: root.to_owned(),
+            config,
+            engine: QueryEngine::new(catalog),
+            writer_memory_bytes,
+        }
+    }
+
+    /// What a pass at `now` would do, split by split, oldest first.
+    pub fn plan(&self, holds: &[Hold], now: Timestamp) -> anyhow::Result<Vec<Planned>> {
+        let mut planned = Vec::new();
+        let mut views = self.engine.catalog().splits();
+        views.retain(|v| !v.active);
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        for view in views {
+            if let Some(step) = self.plan_split(&view, holds, now)? {
+                planned.push(step);
+            }
+        }
+        Ok(planned)
+    }
+
+    fn plan_split(
+        &self,
+        view: &SplitView,
+        holds: &[Hold],
+        now: Timestamp,
+    ) -> anyhow::Result<Option<Planned>> {
+        let tiers = &self.config.tiers;
+        let Some(current) = tiers.iter().position(|t| t.name == view.tier) else {
+            tracing::warn!(split = %view.id, tier = %view.tier, "split is in a tier the retention config does not list; left alone");
+            return Ok(None);
+        };
+        let last = tiers.len() - 1;
+        let newest = view.max_ts;
+        let target = newest.and_then(|max| tiers.iter().position(|t| max > before(now, t.max_age)));
+        let planned = |step, to: Option<usize>, kept, why| Planned {
+            step,
+            split: view.id.clone(),
+            from: view.tier.clone(),
+            to: to.map(|t| tiers[t].name.clone()),
+            docs: view.docs,
+            kept,
+            why,
+        };
+        let newest_text = newest.map_or_else(|| "none (empty split)".to_owned(), |t| t.to_string());
+        match target {
+            Some(t) if t > current => {
+                let why = format!(
+                    "newest record {newest_text} is older than {}'s max_age {}",
+                    tiers[t - 1].name,
+                    format_age(tiers[t - 1].max_age)
+                );
+                Ok(Some(planned(Step::Move, Some(t), view.docs, why)))
+            }
+            Some(_) => Ok(None),
+            None => {
+                let expired = format!(
+                    "newest record {newest_text} is older than the last tier's ({}) max_age {}",
+                    tiers[last].name,
+                    format_age(tiers[last].max_age)
+                );
+                let (kept, reasons) = self.protected(view, holds, now)?;
+                let kept_count = kept.len() as u64;
+                if kept_count == 0 {
+                    let why = format!("{expired}; no keep rule or hold matches any of its records");
+                    Ok(Some(planned(Step::Delete, None, 0, why)))
+                } else if kept_count >= view.docs {
+                    if current == last {
+                        Ok(None)
+                    } else {
+                        let why = format!("{expired}, but every record is kept: {reasons}");
+                        Ok(Some(planned(Step::Move, Some(last), view.docs, why)))
+                    }
+                } else {
+                    let why = format!("{expired}; kept: {reasons}");
+                    Ok(Some(planned(Step::Rewrite, Some(last), kept_count, why)))
+                }
+            }
+        }
+    }
+
+    /// The records of `view` keep rules and holds protect at `now`, and a summary of why.
+    fn protected(
+        &self,
+        view: &SplitView,
+        holds: &[Hold],
+        now: Timestamp,
+    ) -> anyhow::Result<(HashSet<DocAddress>, String)> {
+        let mut selections = Vec::new();
+        let mut reasons = Vec::new();
+        for (n, rule) in self.config.keep.iter().enumerate() {
+            let filters = rule.filters(now);
+            let count = self.engine.count_in(view, &filters)?;
+            if count > 0 {
+                reasons.push(format!("{count} by keep rule #{} ({})", n + 1, rule.describe()));
+            }
+            selections.push(filters);
+        }
+        for hold in holds {
+            let filters = hold_filters(hold);
+            let count = self.engine.count_in(view, &filters)?;
+            if count > 0 {
+                reasons.push(format!("{count} by hold {} ({})", hold.id, hold.reason));
+            }
+            selections.push(filters);
+        }
+        Ok((self.engine.select(view, &selections)?, reasons.join(", ")))
+    }
+
+    /// Runs one pass: plans at `now`, then carries every step out, recording each in `audit`.
+    /// Returns the steps taken.
+    pub fn run(&self, holds: &[Hold], audit: &AuditLog, now: Timestamp) -> anyhow::Result<Vec<Planned>> {
+        let planned = self.plan(holds, now)?;
+        for step in &planned {
+            let started = Instant::now();
+            self.apply(step, holds, audit, now)
+                .with_context(|| format!("retention step failed: {step}"))?;
+            tracing::info!(split = %step.split, step = ?step.step, took_ms = started.elapsed().as_millis() as u64, "{step}");
+        }
+        Ok(planned)
+    }
+
+    fn apply(&self, step: &Planned, holds: &[Hold], audit: &AuditLog, now: Timestamp) -> anyhow::Result<()> {
+        let catalog = self.engine.catalog();
+        let view = catalog
+            .splits()
+            .into_iter()
+            .find(|v| v.id == step.split)
+            .with_context(|| format!("split {} is gone", step.split))?;
+        let staging_root = self.root.join(STAGING_DIR);
+        fs::create_dir_all(&staging_root)?;
+        let old_hash = sha256_hex(&fs::read(view.dir.join(MANIFEST_FILE))?);
+        let mut params = std::collections::BTreeMap::from([
+            ("split".to_owned(), step.split.clone()),
+            ("from".to_owned(), step.from.clone()),
+            ("docs".to_owned(), step.docs.to_string()),
+            ("kept".to_owned(), step.kept.to_string()),
+            ("removed".to_owned(), (step.docs - step.kept).to_string()),
+            ("manifest_sha256".to_owned(), old_hash),
+            ("why".to_owned(), step.why.clone()),
+        ]);
+        let started = Instant::now();
+        let mut staged = None;
+        if let Some(to) = &step.to {
+            let staging = staging_root.join(&step.split);
+            if staging.exists() {
+                fs::remove_dir_all(&staging)?;
+            }
+            let keep = match step.step {
+                Step::Rewrite => Some(self.protected(&view, holds, now)?.0),
+                _ => None,
+            };
+            let new_hash = reencode(&view, keep.as_ref(), to, &staging, self.writer_memory_bytes)?;
+            sync_dir(&staging_root)?;
+            crash_point("staged");
+            params.insert("to".to_owned(), to.clone());
+            params.insert("new_manifest_sha256".to_owned(), new_hash);
+            staged = Some((staging, self.root.join(SPLITS_DIR).join(to).join(&step.split)));
+        }
+        audit.append(Entry {
+            at: Timestamp::now(),
+            who: RETENTION_ACTOR.to_owned(),
+            role: "system".to_owned(),
+            action: step.step.action().to_owned(),
+            params,
+            // Records moved, or removed.
+            count: match step.step {
+                Step::Move => step.docs,
+                Step::Rewrite | Step::Delete => step.docs - step.kept,
+            },
+            tiers: vec![step.from.clone()],
+            took_ms: started.elapsed().as_millis() as u64,
+        })?;
+        crash_point("audited");
+        let aside = staging_root.join(format!("{}{REPLACED_SUFFIX}", step.split));
+        {
+            let _layout = catalog.lock_layout();
+            fs::rename(&view.dir, &aside)
+                .with_context(|| format!("cannot move {} aside", view.dir.display()))?;
+            sync_dir(&staging_root)?;
+            if let Some(parent) = view.dir.parent() {
+                sync_dir(parent)?;
+            }
+            crash_point("set-aside");
+            match &staged {
+                Some((staging, target)) => {
+                    let tier_dir = target.parent().expect("a tier directory");
+                    fs::create_dir_all(tier_dir)?;
+                    fs::rename(staging, target).with_context(|| {
+                        format!("cannot move {} to {}", staging.display(), target.display())
+                    })?;
+                    sync_dir(tier_dir)?;
+                    sync_dir(&staging_root)?;
+                    catalog.replace(open_sealed(target)?);
+                }
+                None => catalog.remove(&step.split),
+            }
+        }
+        crash_point("placed");
+        fs::remove_dir_all(&aside).with_context(|| format!("cannot remove {}", aside.display()))?;
+        Ok(())
+    }
+}
+
+/// Aborts the process at a named point when `CORRAL_RETENTION_CRASH_AT` names it: how the tests
+/// kill a retention step between its stages.
+fn crash_point(name: &str) {
+    if std::env::var("CORRAL_RETENTION_CRASH_AT").is_ok_and(|at| at == name) {
+        eprintln!("corral-indexer: crashing at retention stage {name:?} (CORRAL_RETENTION_CRASH_AT)");
+        std::process::abort();
+    }
+}
+
+/// Re-encodes the records of `view` (only those in `keep`, if given) into a new split in
+/// `dest` for `tier`, with a manifest chained to the old one; returns the new manifest's hash.
+fn reencode(
+    view: &SplitView,
+    keep: Option<&HashSet<DocAddress>>,
+    tier: &str,
+    dest: &Path,
+    writer_memory_bytes: usize,
+) -> anyhow::Result<String> {
+    let hot = tier == HOT_TIER;
+    fs::create_dir_all(dest)?;
+    let (schema, fields) = build_schema(hot);
+    let settings = if hot {
+        IndexSettings {
+            docstore_compression: Compressor::Lz4,
+            ..IndexSettings::default()
+        }
+    } else {
+        IndexSettings {
+            docstore_compression: Compressor::Zstd(ZstdCompressor {
+                compression_level: Some(ARCHIVE_ZSTD_LEVEL),
+            }),
+            docstore_blocksize: ARCHIVE_BLOCK_SIZE,
+            ..IndexSettings::default()
+        }
+    };
+    let index = Index::builder()
+        .schema(schema)
+        .settings(settings)
+        .create_in_dir(dest)
+        .with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut writer: IndexWriter<TantivyDocument> = index.writer_with_num_threads(1, writer_memory_bytes)?;
+    writer.set_merge_policy(Box::new(NoMergePolicy));
+    let searcher = view.reader.searcher();
+    let (mut docs, mut min_ts, mut max_ts) = (0u64, None::<Timestamp>, None::<Timestamp>);
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let store = segment.get_store_reader(64)?;
+        let seqs = segment.fast_fields().u64(corral_schema::fields::SEQ)?;
+        for doc_id in segment.doc_ids_alive() {
+            if keep.is_some_and(|keep| !keep.contains(&DocAddress::new(ord as u32, doc_id))) {
+                continue;
+            }
+            let doc: TantivyDocument = store.get(doc_id)?;
+            let source = doc
+                .get_first(view.fields.source)
+                .and_then(|v| tantivy::schema::Value::as_str(&v))
+                .with_context(|| format!("split {}: a document without _source", view.id))?
+                .to_owned();
+            let record: Record = serde_json::from_str(&source)
+                .with_context(|| format!("split {}: a stored record does not parse", view.id))?;
+            let seq = seqs.first(doc_id).unwrap_or(0);
+            min_ts = Some(min_ts.map_or(record.ts, |t| t.min(record.ts)));
+            max_ts = Some(max_ts.map_or(record.ts, |t| t.max(record.ts)));
+            docs += 1;
+            writer.add_document(fields.document(record, source, seq))?;
+        }
+    }
+    writer.commit()?;
+    let segments = index.searchable_segment_ids()?;
+    if segments.len() > 1 {
+        writer.merge(&segments).wait()?;
+    }
+    writer.garbage_collect_files().wait()?;
+    writer.wait_merging_threads()?;
+
+    let old_bytes = fs::read(view.dir.join(MANIFEST_FILE))?;
+    let old_hash = sha256_hex(&old_bytes);
+    let old = Manifest::read(&view.dir)?;
+    // The earlier manifests come along, so verify can walk from this one to the chain link.
+    for entry in fs::read_dir(&view.dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(PREV_MANIFEST_PREFIX) {
+            fs::copy(entry.path(), dest.join(&name))?;
+        }
+    }
+    fs::write(
+        dest.join(format!("{PREV_MANIFEST_PREFIX}{old_hash}.json")),
+        &old_bytes,
+    )?;
+    let manifest = Manifest {
+        tier: tier.to_owned(),
+        min_ts,
+        max_ts,
+        docs,
+        files: hash_split_files(dest)?,
+        prev: Some(old_hash),
+        prev_id: Some(old.id.clone()),
+        ..old
+    };
+    manifest.write(dest)
+}
+
+/// Finishes or undoes retention steps a crash interrupted (see the module docs).
+pub fn recover(root: &Path) -> anyhow::Result<()> {
+    let staging_root = root.join(STAGING_DIR);
+    if !staging_root.exists() {
+        return Ok(());
+    }
+    let sealed = sealed_split_dirs(root)?;
+    for dir in subdirs(&staging_root)? {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if name.ends_with(REPLACED_SUFFIX) {
+            continue;
+        }
+        let finished = dir.join(MANIFEST_FILE).exists();
+        let old_in_place = sealed.iter().any(|d| d.file_name().is_some_and(|n| *n == *name));
+        if finished && !old_in_place {
+            let manifest = Manifest::read(&dir)?;
+            let tier_dir = root.join(SPLITS_DIR).join(&manifest.tier);
+            fs::create_dir_all(&tier_dir)?;
+            fs::rename(&dir, tier_dir.join(&manifest.id))?;
+            sync_dir(&tier_dir)?;
+            tracing::warn!(split = %manifest.id, tier = %manifest.tier, "finished a retention step a crash interrupted");
+        } else {
+            tracing::warn!(split = %name, "undoing a retention step a crash interrupted; the next pass redoes it");
+            fs::remove_dir_all(&dir)?;
+        }
+    }
+    for dir in subdirs(&staging_root)? {
+        fs::remove_dir_all(&dir)?;
+    }
+    sync_dir(&staging_root)?;
+    Ok(())
+}
+
+/// Runs a pass every `check_interval` until `stop`; a failed pass is logged and retried at the
+/// next interval.
+pub fn run_periodically(
+    retention: &Retention,
+    holds: &crate::holds::Holds,
+    audit: &AuditLog,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut next = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if Instant::now() >= next {
+            if let Err(error) = retention.run(&holds.list(), audit, Timestamp::now()) {
+                tracing::error!(error = %format!("{error:#}"), "retention pass failed");
+            }
+            next = Instant::now() + retention.config.check_interval;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

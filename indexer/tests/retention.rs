@@ -1,0 +1,433 @@
+//! Retention as an operator and an auditor meet it, with records carrying old timestamps (no
+//! waiting days): `corral-indexer retention` moves splits to the archive tier, rewrites expired
+//! ones down to what keep rules and holds protect, deletes the rest, records each step in the
+//! audit log, and `verify` still passes; a crash between any two steps of a move leaves the
+//! split searchable exactly once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use corral_indexer::audit::{AUDIT_DIR, AuditLog, Stored};
+use corral_indexer::holds::{Holds, NewHold, Selector};
+use corral_indexer::manifest::{Checkpoint, Manifest};
+use corral_indexer::query::{Filters, QueryEngine};
+use corral_indexer::store::{SplitStore, StoreOptions, all_ids, sealed_split_dirs};
+use corral_schema::{Level, Record, Stream, Timestamp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
+const DAY_NS: i64 = 86_400_000_000_000;
+
+const CONFIG: &str = r#"
+[retention]
+check_interval = "1m"
+[[retention.tiers]]
+name = "hot"
+max_age = "7d"
+[[retention.tiers]]
+name = "archive"
+max_age = "400d"
+[[retention.keep]]
+service = "payments"
+max_age = "7y"
+"#;
+
+fn record(n: u64, service: &str, corr: &str, days_ago: i64) -> Record {
+    Record {
+        v: 1,
+        id: format!("{n:032x}"),
+        ts: Timestamp::now().saturating_add_nanos(-days_ago * DAY_NS + n as i64),
+        observed_ts: Timestamp::now(),
+        service: service.into(),
+        version: "1.0.0".into(),
+        instance: format!("{service}-0/app"),
+        node: "node-1".into(),
+        namespace: "shop".into(),
+        pod: format!("{service}-0"),
+        container: "app".into(),
+        stream: Stream::Stdout,
+        level: Some(Level::Info),
+        corr: Some(corr.into()),
+        msg: format!("{service} handled request {corr}"),
+        fields: serde_json::json!({"http": {"status": 200}, "user": {"id": n % 7}})
+            .as_object()
+            .unwrap()
+            .clone(),
+        flags: vec![],
+    }
+}
+
+fn open(dir: &Path) -> SplitStore {
+    SplitStore::open(
+        dir,
+        StoreOptions {
+            split_max_docs: 1_000_000,
+            split_max_age: Duration::from_secs(3600),
+            writer_memory_bytes: 16 * 1024 * 1024,
+            indexer_name: "indexer-0".into(),
+        },
+    )
+    .unwrap()
+}
+
+/// Seals one split holding `records`.
+fn seal(store: &mut SplitStore, records: Vec<Record>, offset: &mut i64) {
+    for record in records {
+        let source = serde_json::to_string(&record).unwrap();
+        store.add(record, source).unwrap();
+        *offset += 1;
+    }
+    store.commit(&Checkpoint::from([(0, *offset)])).unwrap();
+    store.seal().unwrap();
+}
+
+/// Three sealed splits: 40 records 500 days old (10 payments, 30 gateway of which 5 are
+/// request `case-7`), 30 records 30 days old, 20 records an hour old.
+fn data_dir(root: &Path) -> PathBuf {
+    let dir = root.join("data");
+    let mut store = open(&dir);
+    let mut offset = 0;
+    let old = (0..40)
+        .map(|n| match n {
+            0..10 => record(n, "payments", &format!("req-{n}"), 500),
+            10..15 => record(n, "gateway", "case-7", 500),
+            _ => record(n, "gateway", &format!("req-{n}"), 500),
+        })
+        .collect();
+    seal(&mut store, old, &mut offset);
+    let month = (100..130)
+        .map(|n| record(n, "orders", &format!("month-{}", n % 3), 30))
+        .collect();
+    seal(&mut store, month, &mut offset);
+    let fresh = (200..220).map(|n| record(n, "orders", "fresh", 0)).collect();
+    seal(&mut store, fresh, &mut offset);
+    drop(store);
+    std::fs::write(root.join("indexer.toml"), CONFIG).unwrap();
+    dir
+}
+
+fn retention(root: &Path, extra: &[&str], crash_at: Option<&str>) -> Output {
+    let mut command = Command::new(BIN);
+    command
+        .arg("retention")
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--config")
+        .arg(root.join("indexer.toml"))
+        .args(extra)
+        .env("CORRAL_LOG", "warn");
+    if let Some(stage) = crash_at {
+        command.env("CORRAL_RETENTION_CRASH_AT", stage);
+    }
+    command.output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "retention failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn verify(dir: &Path) -> (bool, String) {
+    let output = Command::new(BIN)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// Tier of each sealed split, by id, and the records in each.
+fn tiers(dir: &Path) -> BTreeMap<String, (String, u64)> {
+    sealed_split_dirs(dir)
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let m = Manifest::read(&d).unwrap();
+            (m.id, (m.tier, m.docs))
+        })
+        .collect()
+}
+
+fn corr(engine: &QueryEngine, corr: &str, tiers: Option<&[&str]>) -> Vec<String> {
+    engine
+        .search(&Filters {
+            corr: Some(corr.into()),
+            limit: 1000,
+            tiers: tiers.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+            ..Filters::default()
+        })
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| serde_json::from_str::<Record>(&h.source).unwrap().service)
+        .collect()
+}
+
+fn retention_entries(dir: &Path) -> Vec<Stored> {
+    let log = AuditLog::open(dir).unwrap();
+    let (entries, _) = log.read(None, None, Some("retention"), 1000).unwrap();
+    entries
+}
+
+#[test]
+fn splits_move_to_archive_expire_and_keep_what_rules_and_holds_protect() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_dir(root.path());
+    let ids: Vec<String> = tiers(&dir).keys().cloned().collect();
+    let (old, month, fresh) = (&ids[0], &ids[1], &ids[2]);
+    // A legal hold on request case-7.
+    let holds = Holds::open(&dir).unwrap();
+    let hold = holds
+        .create(
+            NewHold {
+                selector: Selector {
+                    corr: Some("case-7".into()),
+                    ..Selector::default()
+                },
+                reason: "case 2026-114".into(),
+            },
+            "legal",
+        )
+        .unwrap();
+    drop(holds);
+
+    // The dry run says what and why, and changes nothing.
+    let before = tiers(&dir);
+    let plan = stdout(&retention(root.path(), &["--dry-run"], None));
+    assert!(
+        plan.contains(&format!(
+            "rewrite split {old} hot → archive (keep 15 of 40 records)"
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("10 by keep rule #1 (service=payments for 7y)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("5 by hold {} (case 2026-114)", hold.id)),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "move    split {month} hot → archive (30 records): newest record"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains("older than hot's max_age 7d"), "{plan}");
+    assert!(!plan.contains(fresh.as_str()), "{plan}");
+    assert!(
+        plan.contains(
+            "dry run: would have 1 moved, 1 rewritten, 0 deleted (1 holds in force); nothing was changed"
+        ),
+        "{plan}"
+    );
+    assert_eq!(tiers(&dir), before);
+
+    // The pass.
+    let done = stdout(&retention(root.path(), &[], None));
+    assert!(done.contains("1 moved, 1 rewritten, 0 deleted"), "{done}");
+    assert_eq!(
+        tiers(&dir),
+        BTreeMap::from([
+            (old.clone(), ("archive".to_owned(), 15)),
+            (month.clone(), ("archive".to_owned(), 30)),
+            (fresh.clone(), ("hot".to_owned(), 20)),
+        ])
+    );
+    let (ok, report) = verify(&dir);
+    assert!(ok, "{report}");
+    {
+        let store = open(&dir);
+        let engine = QueryEngine::new(store.catalog());
+        // An auditor finds archived records by corr; a reader (hot only) does not.
+        assert_eq!(corr(&engine, "month-1", None).len(), 10);
+        assert_eq!(corr(&engine, "month-1", Some(&["hot"])).len(), 0);
+        assert_eq!(corr(&engine, "case-7", None), vec!["gateway"; 5]);
+        assert_eq!(corr(&engine, "req-3", None), vec!["payments"]);
+        assert_eq!(corr(&engine, "req-20", None), Vec::<String>::new());
+        assert_eq!(corr(&engine, "fresh", Some(&["hot"])).len(), 20);
+        // Field and text queries work on archived splits.
+        let q = |q: &str| {
+            engine
+                .count(&Filters {
+                    q: Some(q.into()),
+                    ..Filters::default()
+                })
+                .unwrap()
+        };
+        assert_eq!(q("fields.http.status:200"), 65);
+        assert_eq!(q("handled"), 65);
+    }
+    let entries = retention_entries(&dir);
+    let actions: Vec<(&str, &str, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.entry.action.as_str(),
+                e.entry.params["split"].as_str(),
+                e.entry.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("retention.rewrite", old.as_str(), 25),
+            ("retention.move", month.as_str(), 30)
+        ]
+    );
+    assert_eq!(entries[0].entry.params["kept"], "15");
+    assert_eq!(entries[0].entry.params["to"], "archive");
+
+    // A second pass has nothing to do: what is left of the old split is all protected.
+    let again = stdout(&retention(root.path(), &[], None));
+    assert!(again.contains("0 moved, 0 rewritten, 0 deleted"), "{again}");
+
+    // The hold released: its records go, the payments records stay.
+    Holds::open(&dir).unwrap().release(&hold.id).unwrap();
+    let released = stdout(&retention(root.path(), &[], None));
+    assert!(
+        released.contains(&format!(
+            "rewrite split {old} archive → archive (keep 10 of 15 records)"
+        )),
+        "{released}"
+    );
+    // Without the keep rule the rest of the split is deleted.
+    std::fs::write(
+        root.path().join("indexer.toml"),
+        CONFIG.split("[[retention.keep]]").next().unwrap(),
+    )
+    .unwrap();
+    let deleted = stdout(&retention(root.path(), &[], None));
+    assert!(
+        deleted.contains(&format!("delete  split {old} in archive (10 records)")),
+        "{deleted}"
+    );
+    assert_eq!(tiers(&dir).len(), 2);
+    let (ok, report) = verify(&dir);
+    assert!(ok, "an audited deletion is not tampering: {report}");
+    let entries = retention_entries(&dir);
+    assert_eq!(entries.last().unwrap().entry.action, "retention.delete");
+    assert_eq!(entries.last().unwrap().entry.count, 10);
+    {
+        let store = open(&dir);
+        let engine = QueryEngine::new(store.catalog());
+        assert_eq!(corr(&engine, "req-3", None), Vec::<String>::new());
+        assert_eq!(engine.count(&Filters::default()).unwrap(), 50);
+    }
+
+    // Removing a split by hand is not retention: verify names it.
+    std::fs::remove_dir_all(dir.join("splits/archive").join(month)).unwrap();
+    let (ok, report) = verify(&dir);
+    assert!(!ok);
+    assert!(report.contains(&format!("split {month} was removed")), "{report}");
+}
+
+#[test]
+fn a_crash_between_any_two_steps_of_a_move_leaves_every_record_searchable_once() {
+    for (stage, moved) in [
+        ("staged", false),
+        ("audited", false),
+        ("set-aside", true),
+        ("placed", true),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = data_dir(root.path());
+        std::fs::write(root.path().join("indexer.toml"), CONFIG.replace("400d", "1000d")).unwrap();
+        // The oldest split is the first step of the pass: the one the crash interrupts.
+        let first = tiers(&dir).keys().next().unwrap().clone();
+        let output = retention(root.path(), &[], Some(stage));
+        assert!(!output.status.success(), "{stage}: the pass was to crash");
+
+        // The next start finishes or undoes the step.
+        let store = open(&dir);
+        let engine = QueryEngine::new(store.catalog());
+        assert_eq!(
+            engine.count(&Filters::default()).unwrap(),
+            90,
+            "{stage}: every record searchable"
+        );
+        let ids = all_ids(&dir).unwrap();
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        for id in &ids {
+            *seen.entry(id.as_str()).or_default() += 1;
+        }
+        assert_eq!(
+            (ids.len(), seen.len()),
+            (90, 90),
+            "{stage}: no record twice on disk"
+        );
+        let tier = &tiers(&dir)[&first].0;
+        assert_eq!(tier, if moved { "archive" } else { "hot" }, "{stage}");
+        drop(engine);
+        drop(store);
+        assert!(
+            !dir.join("retention").exists() || std::fs::read_dir(dir.join("retention")).unwrap().count() == 0,
+            "{stage}: staging cleaned up"
+        );
+        let (ok, report) = verify(&dir);
+        assert!(ok, "{stage}: {report}");
+
+        // The next pass completes the work.
+        let done = stdout(&retention(root.path(), &[], None));
+        let expected = if moved { "1 moved" } else { "2 moved" };
+        assert!(done.contains(expected), "{stage}: {done}");
+        let all: Vec<String> = tiers(&dir).values().map(|(t, _)| t.clone()).collect();
+        assert_eq!(all, vec!["archive", "archive", "hot"], "{stage}");
+        let (ok, report) = verify(&dir);
+        assert!(ok, "{stage}: {report}");
+        assert!(root.path().join("data").join(AUDIT_DIR).exists());
+    }
+}
+
+#[test]
+fn the_pass_is_refused_while_an_indexer_holds_the_data_dir_and_bad_configs_are_named() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_dir(root.path());
+    let held = AuditLog::open(&dir).unwrap();
+    let output = retention(root.path(), &[], None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    drop(held);
+
+    for (config, want) in [
+        (
+            "[indexer]\ncommit_interval = \"1s\"\n",
+            "has no [retention] section",
+        ),
+        (
+            "[retention]\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"7d\"\n",
+            "the first tier must be \"hot\"",
+        ),
+        (
+            "[retention]\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7 days\"\n",
+            "retention.tiers[0] (hot).max_age",
+        ),
+        (
+            "[retention]\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.keep]]\nmax_age = \"1y\"\n",
+            "retention.keep[0] selects nothing",
+        ),
+        ("[retention]\nkeep_for = \"1y\"\n", "unknown field `keep_for`"),
+    ] {
+        std::fs::write(root.path().join("indexer.toml"), config).unwrap();
+        let output = retention(root.path(), &["--dry-run"], None);
+        assert!(!output.status.success(), "{config}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(want), "{config:?}: {stderr}");
+    }
+}
