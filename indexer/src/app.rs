@@ -1,6 +1,7 @@
 //! The two ways to run the indexer: `serve` (Kafka → splits → API) and `standalone` (collector
 //! in-process → splits → API, optionally with the demo fleet).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -251,24 +252,34 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         config.commit_interval,
     )?;
     let url = format!("http://{}", args.listen);
-    println!("corral standalone: collecting {}", globs.join(" "));
-    println!("  data:   {}", data_dir.display());
-    println!("  API:    {url}/api/v1/search?since=15m");
+    let mut banner = vec![
+        format!("corral standalone: collecting {}", globs.join(" ")),
+        format!("  data:   {}", data_dir.display()),
+        format!("  API:    {url}/api/v1/search?since=15m"),
+    ];
     if let Some(fleet) = &fleet {
         let corr = fleet.showcase_corr();
-        println!(
-            "  demo:   a simulated fleet writes to {}",
-            data_dir.join("demo-logs").display()
-        );
-        println!();
-        println!("  One request across every service, in time order:");
-        println!("    {} --corr {corr} --endpoint {url}", logq_command());
-        println!("    curl -s '{url}/api/v1/search?corr={corr}'");
-        println!();
-        println!("  Canary error rate by version:");
-        println!("    curl -s '{url}/api/v1/stats?by=version&service=payments'");
+        banner.extend([
+            format!(
+                "  demo:   a simulated fleet writes to {}",
+                data_dir.join("demo-logs").display()
+            ),
+            String::new(),
+            "  One request across every service, in time order:".to_owned(),
+            format!("    {} --corr {corr} --endpoint {url}", logq_command()),
+            format!("    curl -s '{url}/api/v1/search?corr={corr}'"),
+            String::new(),
+            "  Canary error rate by version:".to_owned(),
+            format!("    curl -s '{url}/api/v1/stats?by=version&service=payments'"),
+        ]);
     }
-    println!("  Ctrl-C stops.");
+    banner.push("  Ctrl-C stops.\n".to_owned());
+    // Whoever reads the banner may stop reading (`| head`): the server runs on regardless.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.join("\n").as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     let ingest_stop = Arc::new(AtomicBool::new(false));
     let collector_stop_on_error = Arc::clone(&collector_stop);
     let result = run_with_api(
