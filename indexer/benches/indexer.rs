@@ -17,7 +17,7 @@
 //! MB = 10^6 bytes of envelope JSON; "per core" = per CPU-second of this process (user +
 //! system, every thread), so the figures do not depend on how many cores the machine has.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -211,6 +211,8 @@ fn main() {
         .expect("a sealed split");
     assert_eq!(sealed.docs, count as u64, "every record in the sealed split");
     let disk = dir_bytes(&sealed.dir);
+    // Measured now: the archive move below replaces the hot split.
+    let sealed_kinds = bytes_by_kind(&sealed.dir);
     println!(
         "on disk            {:>8} rec {:>6.1} B/rec in the sealed split   (raw JSON {:.1} B/rec, ratio {:.2}; seal = merge of {segments} segments + manifest: {:.1} s)",
         sealed.docs,
@@ -266,6 +268,14 @@ fn main() {
         hot_per / archive_per,
         raw_per / archive_per,
         verdict(hot_per / archive_per >= 3.0 && raw_per / archive_per >= 10.0)
+    );
+    println!(
+        "  by kind, B/rec    hot:     {}",
+        kinds_per_record(&sealed_kinds, count)
+    );
+    println!(
+        "  by kind, B/rec    archive: {}",
+        kinds_per_record(&bytes_by_kind(&archived.dir), count)
     );
     println!(
         "tier move          {count:>8} rec hot → archive in {move_wall:.1} s wall, {move_cpu:.1} s CPU ({:.0} records/s)",
@@ -1094,6 +1104,29 @@ fn dir_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Bytes of a split's files by kind: tantivy's file extension (`store` docstore, `idx`
+/// postings, `pos` positions, `term` dictionary, `fast` columns, `fieldnorm`), else `other`.
+fn bytes_by_kind(dir: &Path) -> BTreeMap<String, u64> {
+    let mut kinds = BTreeMap::new();
+    for entry in fs::read_dir(dir).expect("list split dir").flatten() {
+        let path = entry.path();
+        let kind = match path.extension().and_then(|e| e.to_str()) {
+            Some(ext @ ("store" | "idx" | "pos" | "term" | "fast" | "fieldnorm")) => ext.to_owned(),
+            _ => "other".to_owned(),
+        };
+        *kinds.entry(kind).or_default() += entry.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    kinds
+}
+
+fn kinds_per_record(kinds: &BTreeMap<String, u64>, count: usize) -> String {
+    kinds
+        .iter()
+        .map(|(kind, bytes)| format!("{kind} {:.1}", *bytes as f64 / count as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// User + system CPU seconds of this process, every thread.

@@ -278,8 +278,17 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
         outcome.splits,
         tiers
     );
-    if caller.role == Role::Reader {
-        let _ = write!(body, ",\"notice\":{}", serde_json::Value::from(READER_NOTICE));
+    let notices: Vec<String> = (caller.role == Role::Reader)
+        .then(|| READER_NOTICE.to_owned())
+        .into_iter()
+        .chain(QueryEngine::unsearched_notice(&outcome.unsearched))
+        .collect();
+    if !notices.is_empty() {
+        let _ = write!(
+            body,
+            ",\"notice\":{}",
+            serde_json::Value::from(notices.join("; "))
+        );
     }
     body.push('}');
     json(body)
@@ -310,7 +319,7 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
         .get_or_create(&label(Endpoint::Stats))
         .observe(took.as_secs_f64());
     match outcome {
-        Ok(Ok((groups, total))) => {
+        Ok(Ok((groups, total, unsearched))) => {
             if let Err(e) = state.record(&caller, "stats", query.as_deref(), total, tiers, took) {
                 return e.into_response();
             }
@@ -319,6 +328,7 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
                     groups,
                     total,
                     took_ms: took.as_millis() as u64,
+                    notice: QueryEngine::unsearched_notice(&unsearched),
                 })
                 .expect("serializes"),
             )

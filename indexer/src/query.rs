@@ -14,7 +14,9 @@ use corral_schema::fields as f;
 use corral_schema::{Level, Timestamp};
 use tantivy::collector::{Collector, Count, DocSetCollector, SegmentCollector, TopDocs};
 use tantivy::columnar::StrColumn;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery,
+};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DateTime, DocAddress, DocId, Score, SegmentReader, TantivyDocument, Term};
@@ -182,6 +184,8 @@ pub struct SearchOutcome {
     pub truncated: bool,
     pub splits: usize,
     pub tiers: Vec<String>,
+    /// Splits that could not answer the query, by tier ([`QueryEngine::unsearched_notice`]).
+    pub unsearched: BTreeMap<String, usize>,
 }
 
 /// Runs queries against the splits of a [`Catalog`].
@@ -297,6 +301,45 @@ impl QueryEngine {
         })
     }
 
+    /// The query for `view`, or `None` when the split cannot answer it: a phrase (or a word the
+    /// tokenizer splits, like `order-42`) needs term positions, which tiers after hot do not keep.
+    fn query_for(
+        &self,
+        view: &SplitView,
+        filters: &Filters,
+        seq: Option<(u64, u64)>,
+    ) -> Result<Option<Box<dyn Query>>, ParamError> {
+        let query = self.build(view, filters, seq)?;
+        Ok((!needs_positions(query.as_ref()) || has_positions(view)).then_some(query))
+    }
+
+    /// `query` as `view` can answer it, matching at least what it would: each phrase becomes all
+    /// of its words. For what retention must keep, where keeping too much is safe and too little
+    /// is not.
+    fn answerable_or_wider(&self, view: &SplitView, query: Box<dyn Query>) -> Box<dyn Query> {
+        if has_positions(view) {
+            query
+        } else {
+            widen_without_positions(query)
+        }
+    }
+
+    /// What a response says about splits that could not answer (see [`Self::query_for`]).
+    pub fn unsearched_notice(unsearched: &BTreeMap<String, usize>) -> Option<String> {
+        if unsearched.is_empty() {
+            return None;
+        }
+        let tiers: Vec<String> = unsearched
+            .iter()
+            .map(|(tier, n)| format!("{n} split(s) of tier {tier}"))
+            .collect();
+        Some(format!(
+            "{} not searched: phrase queries (and words the tokenizer splits, like order-42) need term \
+             positions, which tiers after hot do not keep; search single words to include them",
+            tiers.join(", ")
+        ))
+    }
+
     /// The documents of `view` that match any of `selections` (retention keep rules, holds).
     pub fn select(
         &self,
@@ -305,7 +348,8 @@ impl QueryEngine {
     ) -> Result<HashSet<DocAddress>, anyhow::Error> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for filters in selections {
-            clauses.push((Occur::Should, self.build(view, filters, None)?));
+            let query = self.build(view, filters, None)?;
+            clauses.push((Occur::Should, self.answerable_or_wider(view, query)));
         }
         if clauses.is_empty() {
             return Ok(HashSet::new());
@@ -316,7 +360,7 @@ impl QueryEngine {
 
     /// Number of documents of `view` matching `filters`.
     pub fn count_in(&self, view: &SplitView, filters: &Filters) -> Result<u64, anyhow::Error> {
-        let query = self.build(view, filters, None)?;
+        let query = self.answerable_or_wider(view, self.build(view, filters, None)?);
         Ok(view.reader.searcher().search(&query, &Count)? as u64)
     }
 
@@ -357,7 +401,10 @@ impl QueryEngine {
             if !outcome.tiers.contains(&view.tier) {
                 outcome.tiers.push(view.tier.clone());
             }
-            let query = self.build(view, filters, None)?;
+            let Some(query) = self.query_for(view, filters, None)? else {
+                *outcome.unsearched.entry(view.tier.clone()).or_default() += 1;
+                continue;
+            };
             let searcher = view.reader.searcher();
             let top = searcher.search(
                 &query,
@@ -378,11 +425,16 @@ impl QueryEngine {
     }
 
     /// Counts matching records per group of `filters.by`, with counts per level.
-    pub fn stats(&self, filters: &Filters) -> anyhow::Result<(Vec<corral_schema::api::StatsGroup>, u64)> {
+    /// Also returns the splits that could not answer, by tier.
+    pub fn stats(&self, filters: &Filters) -> anyhow::Result<StatsOutcome> {
         let by = filters.by.unwrap_or(GroupBy::Service);
         let mut counts: HashMap<(String, String), u64> = HashMap::new();
+        let mut unsearched: BTreeMap<String, usize> = BTreeMap::new();
         for view in self.splits_for(filters) {
-            let query = self.build(&view, filters, None)?;
+            let Some(query) = self.query_for(&view, filters, None)? else {
+                *unsearched.entry(view.tier.clone()).or_default() += 1;
+                continue;
+            };
             let searcher = view.reader.searcher();
             let fruit = searcher.search(
                 &query,
@@ -410,7 +462,7 @@ impl QueryEngine {
         }
         let mut groups: Vec<_> = groups.into_values().collect();
         groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        Ok((groups, total))
+        Ok((groups, total, unsearched))
     }
 
     /// Records with ingest sequence numbers in `from..to` matching `filters`, in ingest order,
@@ -435,7 +487,9 @@ impl QueryEngine {
             {
                 continue;
             }
-            let query = self.build(&view, filters, Some((from, to)))?;
+            let Some(query) = self.query_for(&view, filters, Some((from, to)))? else {
+                continue;
+            };
             let searcher = view.reader.searcher();
             let top = searcher.search(
                 &query,
@@ -455,8 +509,9 @@ impl QueryEngine {
     pub fn count(&self, filters: &Filters) -> anyhow::Result<usize> {
         let mut total = 0;
         for view in self.splits_for(filters) {
-            let query = self.build(&view, filters, None)?;
-            total += view.reader.searcher().search(&query, &Count)?;
+            if let Some(query) = self.query_for(&view, filters, None)? {
+                total += view.reader.searcher().search(&query, &Count)?;
+            }
         }
         Ok(total)
     }
@@ -501,6 +556,61 @@ fn sort_hits(hits: &mut [Hit], order: Order) {
 pub fn dedup_hits(hits: &mut Vec<Hit>) {
     let mut seen = HashSet::with_capacity(hits.len());
     hits.retain(|hit| seen.insert(hit.id.clone()));
+}
+
+/// The result of [`QueryEngine::stats`]: groups, total, and the splits that could not answer.
+pub type StatsOutcome = (Vec<corral_schema::api::StatsGroup>, u64, BTreeMap<String, usize>);
+
+/// True when `query` needs term positions (a phrase).
+fn needs_positions(query: &dyn Query) -> bool {
+    let mut needs = false;
+    query.query_terms(&mut |_, positions| needs |= positions);
+    needs
+}
+
+/// True when the split keeps term positions on `msg` (and `fields`): the hot tier.
+fn has_positions(view: &SplitView) -> bool {
+    view.reader
+        .searcher()
+        .schema()
+        .get_field_entry(view.fields.msg)
+        .field_type()
+        .get_index_record_option()
+        .is_some_and(|option| option.has_positions())
+}
+
+/// `query` without positions, matching a superset of it: a phrase becomes all of its words, an
+/// excluded phrase excludes nothing, and anything else needing positions matches everything.
+fn widen_without_positions(query: Box<dyn Query>) -> Box<dyn Query> {
+    if !needs_positions(query.as_ref()) {
+        return query;
+    }
+    if let Some(phrase) = query.downcast_ref::<PhraseQuery>() {
+        let words = phrase
+            .phrase_terms()
+            .into_iter()
+            .map(|term| {
+                let word: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                (Occur::Must, word)
+            })
+            .collect();
+        return Box::new(BooleanQuery::new(words));
+    }
+    if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
+        let clauses = boolean
+            .clauses()
+            .iter()
+            .map(|(occur, clause)| match occur {
+                Occur::MustNot if needs_positions(clause.as_ref()) => {
+                    let nothing: Box<dyn Query> = Box::new(EmptyQuery);
+                    (Occur::MustNot, nothing)
+                }
+                _ => (*occur, widen_without_positions(clause.box_clone())),
+            })
+            .collect();
+        return Box::new(BooleanQuery::new(clauses));
+    }
+    Box::new(AllQuery)
 }
 
 /// Counts documents per (group value, level) from fast fields.

@@ -285,7 +285,8 @@ impl SplitStore {
     /// active one first, at most `limit`, for warming the duplicate filter after a restart.
     pub fn recent_ids(&self, limit: usize) -> anyhow::Result<Vec<u128>> {
         let mut keys = Vec::new();
-        for view in self.catalog.splits() {
+        // Later tiers keep no id columns, and hold nothing recent.
+        for view in self.catalog.splits().into_iter().filter(|v| v.tier == HOT_TIER) {
             let searcher = view.reader.searcher();
             for segment in searcher.segment_readers() {
                 let fast = segment.fast_fields();

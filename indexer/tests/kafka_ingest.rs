@@ -628,6 +628,17 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
     assert!(read["notice"].as_str().unwrap().contains("hot"), "{read}");
     let fresh = get_as(port, "/api/v1/search?corr=req-201", READER);
     assert_eq!(fresh["count"], 5, "{fresh}");
+    // A phrase cannot search the archive (no positions): the hot records answer, and the
+    // response says what was left out.
+    let phrase = get_as(port, "/api/v1/search?q=%22record%201005%22", AUDITOR);
+    assert_eq!(phrase["count"], 1, "{phrase}");
+    assert!(
+        phrase["notice"]
+            .as_str()
+            .unwrap()
+            .contains("of tier archive not searched: phrase queries"),
+        "{phrase}"
+    );
     indexer.terminate(Duration::from_secs(30));
 
     let output = std::process::Command::new(BIN)

@@ -7,13 +7,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_indexer::audit::{AUDIT_DIR, AuditLog, Stored};
+use corral_indexer::config::IndexerConfig;
 use corral_indexer::holds::{Holds, NewHold, Selector};
 use corral_indexer::manifest::{Checkpoint, Manifest};
 use corral_indexer::query::{Filters, QueryEngine};
-use corral_indexer::store::{SplitStore, StoreOptions, all_ids, sealed_split_dirs};
+use corral_indexer::retention::Retention;
+use corral_indexer::store::{Catalog, SplitStore, StoreOptions, all_ids, sealed_split_dirs};
 use corral_schema::{Level, Record, Stream, Timestamp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
@@ -430,4 +433,92 @@ fn the_pass_is_refused_while_an_indexer_holds_the_data_dir_and_bad_configs_are_n
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(want), "{config:?}: {stderr}");
     }
+}
+
+/// Tiers after hot keep no term positions: a phrase search tells the caller which splits it could
+/// not search instead of failing, and a hold whose query is a phrase still protects its records
+/// there (answered as all of the phrase's words: keeping too much, never too little).
+#[test]
+fn phrases_on_the_archive_are_reported_and_phrase_holds_still_protect() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_dir(root.path());
+    let config = IndexerConfig::parse(CONFIG).unwrap().retention.unwrap();
+    let catalog = Arc::new(Catalog::open_sealed(&dir).unwrap());
+    let retention = Retention::new(&dir, config, Arc::clone(&catalog), 16 * 1024 * 1024);
+    let audit = AuditLog::open(&dir).unwrap();
+    let now = Timestamp::now();
+    // The month-old split moves to archive; the old one is cut down to its payments records.
+    retention.run(&[], &audit, now).unwrap();
+    let tiers_now: Vec<(String, u64)> = tiers(&dir).into_values().collect();
+    assert_eq!(
+        tiers_now,
+        vec![
+            ("archive".to_owned(), 10),
+            ("archive".to_owned(), 30),
+            ("hot".to_owned(), 20)
+        ]
+    );
+
+    let engine = QueryEngine::new(Arc::clone(&catalog));
+    let search = |q: &str| {
+        engine
+            .search(&Filters {
+                q: Some(q.into()),
+                limit: 1000,
+                ..Filters::default()
+            })
+            .unwrap()
+    };
+    let phrase = search("\"handled request\"");
+    assert_eq!(phrase.hits.len(), 20, "only the hot split answers a phrase");
+    assert_eq!(phrase.unsearched, BTreeMap::from([("archive".to_owned(), 2)]));
+    let notice = QueryEngine::unsearched_notice(&phrase.unsearched).unwrap();
+    assert!(
+        notice.starts_with("2 split(s) of tier archive not searched"),
+        "{notice}"
+    );
+    // A word the tokenizer splits is a phrase too.
+    assert_eq!(search("month-1").unsearched.len(), 1);
+    let word = search("handled");
+    assert_eq!(word.hits.len(), 60, "single words search every tier");
+    assert!(word.unsearched.is_empty());
+    let (_, total, unsearched) = engine
+        .stats(&Filters {
+            q: Some("\"handled request\"".into()),
+            ..Filters::default()
+        })
+        .unwrap();
+    assert_eq!((total, unsearched.len()), (20, 1));
+
+    // 400 days on, the month-old split expires; a phrase hold keeps its records, which are
+    // answered on the archive split as all of the phrase's words.
+    let holds = Holds::open(&dir).unwrap();
+    holds
+        .create(
+            NewHold {
+                selector: Selector {
+                    q: Some("\"orders handled\"".into()),
+                    ..Selector::default()
+                },
+                reason: "case 2027-3".into(),
+            },
+            "alice",
+        )
+        .unwrap();
+    let later = now.saturating_add_nanos(400 * DAY_NS);
+    let steps = retention.run(&holds.list(), &audit, later).unwrap();
+    let month_after: Vec<u64> = tiers(&dir)
+        .into_values()
+        .filter(|(tier, _)| tier == "archive")
+        .map(|(_, docs)| docs)
+        .collect();
+    // The month's split stays whole (the hold keeps every record of it); the fresh one, held
+    // too, moved on to archive.
+    assert_eq!(month_after, vec![10, 30, 20], "{steps:?}");
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(
+        steps[0].why.contains("every record is kept: 20 by hold"),
+        "{steps:?}"
+    );
+    assert_eq!(search("orders").hits.len(), 50, "the month's 30 and the fresh 20");
 }

@@ -197,7 +197,7 @@ fn queries_filter_order_limit_and_count() {
     assert!(error.starts_with("parameter q: cannot parse"), "{error}");
 
     // Stats by version, with counts per level.
-    let (groups, total) = engine
+    let (groups, total, _) = engine
         .stats(&filters("by=version&service=payments", Endpoint::Stats))
         .unwrap();
     assert_eq!(total, 100);
@@ -225,7 +225,7 @@ fn queries_filter_order_limit_and_count() {
             ("2.4.0".to_string(), canary, canary_errors)
         ]
     );
-    let (by_level, _) = engine.stats(&filters("by=level", Endpoint::Stats)).unwrap();
+    let (by_level, _, _) = engine.stats(&filters("by=level", Endpoint::Stats)).unwrap();
     let errors = by_level.iter().find(|g| g.key == "error").unwrap();
     assert_eq!(errors.count, (0..300).filter(|n| n % 7 == 0).count() as u64);
 

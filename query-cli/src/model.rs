@@ -82,8 +82,14 @@ pub fn sum_stats(responses: Vec<StatsResponse>) -> StatsResponse {
     let mut groups: BTreeMap<String, StatsGroup> = BTreeMap::new();
     let mut total = 0;
     let mut took_ms = 0;
+    let mut notices: Vec<String> = Vec::new();
     for response in responses {
         total += response.total;
+        if let Some(notice) = response.notice
+            && !notices.contains(&notice)
+        {
+            notices.push(notice);
+        }
         took_ms = took_ms.max(response.took_ms);
         for group in response.groups {
             let entry = groups.entry(group.key.clone()).or_insert_with(|| StatsGroup {
@@ -103,6 +109,7 @@ pub fn sum_stats(responses: Vec<StatsResponse>) -> StatsResponse {
         groups,
         total,
         took_ms,
+        notice: (!notices.is_empty()).then(|| notices.join("; ")),
     }
 }
 
@@ -191,6 +198,7 @@ pub(crate) mod tests {
         let response = |groups: Vec<(&str, u64, u64)>| StatsResponse {
             total: groups.iter().map(|g| g.1).sum(),
             took_ms: 3,
+            notice: None,
             groups: groups
                 .into_iter()
                 .map(|(key, count, errors)| StatsGroup {

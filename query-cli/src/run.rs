@@ -69,6 +69,9 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 return Ok(ERROR);
             }
             let stats = sum_stats(fan.answers);
+            if let Some(notice) = &stats.notice {
+                eprintln!("logq: {notice}");
+            }
             print_stats(&stats, &by_name, output)?;
             Ok(if stats.total > 0 { MATCHED } else { NO_MATCH })
         }

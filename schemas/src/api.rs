@@ -78,6 +78,10 @@ pub struct SearchResponse {
     pub splits: usize,
     /// Tiers searched, newest first.
     pub tiers: Vec<String>,
+    /// Set when not everything was searched: a reader's tier limit, or splits that cannot answer
+    /// a phrase query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// What a stats query groups by.
@@ -134,6 +138,9 @@ pub struct StatsResponse {
     pub groups: Vec<StatsGroup>,
     pub total: u64,
     pub took_ms: u64,
+    /// Set when splits could not answer the query (a phrase on a tier without positions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// Body of every 4xx/5xx response.

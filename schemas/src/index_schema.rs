@@ -7,14 +7,16 @@
 //!   by are also fast fields;
 //! - `ts`: fast date with nanosecond precision (time ranges and ordering read the column);
 //! - `msg`: full text with positions (phrase queries);
+//! - later tiers than hot: no positions, frequencies, field norms or id columns
+//!   ([`build_schema`]);
 //! - `fields`: JSON, full text, dotted keys expanded (`fields.user.id:42` finds
 //!   `{"user":{"id":42}}` and `{"user.id":42}` alike);
 //! - `_source`: the whole envelope as stored JSON; hits are returned from it verbatim;
 //! - `_seq`: the indexer's ingest sequence number (fast), which `tail` follows.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED,
-    STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    OwnedValue, STORED, STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -43,32 +45,43 @@ pub struct IndexFields {
     pub seq: Field,
 }
 
-/// Builds the split schema. `msg_positions` keeps term positions on `msg` and `fields` (the hot
-/// tier, for phrase queries); the archive tier drops them to save space.
-pub fn build_schema(msg_positions: bool) -> (Schema, IndexFields) {
+/// Builds the split schema. `hot` is the hot tier's: term positions on `msg` and `fields` for
+/// phrase queries, term frequencies and field norms. Later tiers (`hot` false) keep none of
+/// them, nor the id columns (only the duplicate filter reads those, from the newest splits):
+/// results are ordered by time, never scored, so the same term queries answer from smaller
+/// splits.
+pub fn build_schema(hot: bool) -> (Schema, IndexFields) {
     let mut builder = Schema::builder();
-    let keyword = STRING;
-    let grouped = STRING | FAST;
-    let record_option = if msg_positions {
-        IndexRecordOption::WithFreqsAndPositions
+    let (keyword, record_option) = if hot {
+        (STRING, IndexRecordOption::WithFreqsAndPositions)
     } else {
-        IndexRecordOption::WithFreqs
-    };
-    let text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer("default")
-            .set_index_option(record_option),
-    );
-    let json = JsonObjectOptions::from(TEXT)
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("default")
-                .set_index_option(record_option),
+        (
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            ),
+            IndexRecordOption::Basic,
         )
+    };
+    let grouped = keyword.clone() | FAST;
+    let text_indexing = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(record_option)
+        .set_fieldnorms(hot);
+    let text = TextOptions::default().set_indexing_options(text_indexing.clone());
+    let json = JsonObjectOptions::from(TEXT)
+        .set_indexing_options(text_indexing)
         .set_expand_dots_enabled();
+    let id = if hot {
+        NumericOptions::default().set_fast()
+    } else {
+        NumericOptions::default()
+    };
     let fields = IndexFields {
-        id_hi: builder.add_u64_field(f::ID_HI, FAST),
-        id_lo: builder.add_u64_field(f::ID_LO, FAST),
+        id_hi: builder.add_u64_field(f::ID_HI, id.clone()),
+        id_lo: builder.add_u64_field(f::ID_LO, id),
         ts: builder.add_date_field(
             f::TS,
             // Fast only: time ranges and ordering read the column; an inverted index of

@@ -543,6 +543,7 @@ mod tests {
                 ],
                 total: 1200,
                 took_ms: 4,
+                notice: None,
             },
             errors: vec![],
         });
