@@ -233,10 +233,12 @@ fn main() {
                 Tier {
                     name: "hot".into(),
                     max_age: Duration::ZERO,
+                    zstd_level: None,
                 },
                 Tier {
                     name: "archive".into(),
                     max_age: Duration::from_secs(100 * 365 * 86_400),
+                    zstd_level: None,
                 },
             ],
             keep: Vec::new(),

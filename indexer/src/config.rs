@@ -71,6 +71,7 @@ struct RawRetention {
 struct RawTier {
     name: String,
     max_age: String,
+    zstd_level: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,9 +230,21 @@ fn parse_retention(raw: RawRetention) -> anyhow::Result<RetentionConfig> {
                 before.name
             );
         }
+        let zstd_level = match tier.zstd_level {
+            None => None,
+            Some(_) if n == 0 => bail!(
+                "retention.tiers[0] (hot).zstd_level: the hot tier's docstore is lz4 (fast to write); the level applies to later tiers"
+            ),
+            Some(level @ 1..=22) => Some(level as i32),
+            Some(level) => bail!(
+                "retention.tiers[{n}] ({}).zstd_level = {level}: zstd levels are 1 to 22",
+                tier.name
+            ),
+        };
         tiers.push(Tier {
             name: tier.name,
             max_age,
+            zstd_level,
         });
     }
     let mut keep = Vec::new();
@@ -311,6 +324,7 @@ mod tests {
             [[retention.tiers]]
             name = "archive"
             max_age = "1y"
+            zstd_level = 11
             [[retention.keep]]
             service = "payments"
             level = "WARN"
@@ -325,11 +339,13 @@ mod tests {
             vec![
                 Tier {
                     name: "hot".into(),
-                    max_age: Duration::from_secs(36 * 3600)
+                    max_age: Duration::from_secs(36 * 3600),
+                    zstd_level: None,
                 },
                 Tier {
                     name: "archive".into(),
-                    max_age: Duration::from_secs(365 * 86_400)
+                    max_age: Duration::from_secs(365 * 86_400),
+                    zstd_level: Some(11),
                 },
             ]
         );
@@ -372,6 +388,14 @@ mod tests {
             (
                 "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.keep]]\nlevel = \"loud\"\nmax_age = \"1y\"",
                 "retention.keep[0].level = \"loud\"",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\nzstd_level = 3",
+                "the hot tier's docstore is lz4",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"cold\"\nmax_age = \"9d\"\nzstd_level = 30",
+                "retention.tiers[1] (cold).zstd_level = 30: zstd levels are 1 to 22",
             ),
             (
                 "[retention]\ncheck_interval = \"10ms\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"",

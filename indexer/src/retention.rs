@@ -36,7 +36,9 @@ use crate::store::{Catalog, HOT_TIER, SPLITS_DIR, SplitView, open_sealed, sealed
 pub const STAGING_DIR: &str = "retention";
 /// Prefix of the earlier manifests a re-encoded split keeps.
 pub const PREV_MANIFEST_PREFIX: &str = "prev-manifest-";
-/// zstd level of the docstore of tiers after `hot`.
+/// zstd level of the docstore of tiers after `hot`, unless the tier sets `zstd_level`. On the
+/// bench's records: level 7 stores 78 B/rec at 34 µs/rec of CPU for the move, 11 75 B at
+/// 43 µs, 15 67 B at 158 µs, 19 63 B at 536 µs.
 pub const ARCHIVE_ZSTD_LEVEL: i32 = 15;
 /// Docstore block size of tiers after `hot`: bigger blocks compress repetitive logs better.
 pub const ARCHIVE_BLOCK_SIZE: usize = 256 * 1024;
@@ -58,6 +60,9 @@ pub struct RetentionConfig {
 pub struct Tier {
     pub name: String,
     pub max_age: Duration,
+    /// zstd level of the docstore of splits moved into this tier (not `hot`, which is lz4);
+    /// [`ARCHIVE_ZSTD_LEVEL`] when not set.
+    pub zstd_level: Option<i32>,
 }
 
 /// Records matching this are kept `max_age` (from their `ts`), whatever their tier says.
@@ -368,7 +373,20 @@ impl Retention {
                 Step::Rewrite => Some(self.protected(&view, holds, now)?.0),
                 _ => None,
             };
-            let new_hash = reencode(&view, keep.as_ref(), to, &staging, self.writer_memory_bytes)?;
+            let level = self
+                .config
+                .tiers
+                .iter()
+                .find(|t| &t.name == to)
+                .and_then(|t| t.zstd_level)
+                .unwrap_or(ARCHIVE_ZSTD_LEVEL);
+            let new_hash = reencode(
+                &view,
+                keep.as_ref(),
+                (to, level),
+                &staging,
+                self.writer_memory_bytes,
+            )?;
             sync_dir(&staging_root)?;
             crash_point("staged");
             params.insert("to".to_owned(), to.clone());
@@ -434,7 +452,7 @@ fn crash_point(name: &str) {
 fn reencode(
     view: &SplitView,
     keep: Option<&HashSet<DocAddress>>,
-    tier: &str,
+    (tier, zstd_level): (&str, i32),
     dest: &Path,
     writer_memory_bytes: usize,
 ) -> anyhow::Result<String> {
@@ -449,7 +467,7 @@ fn reencode(
     } else {
         IndexSettings {
             docstore_compression: Compressor::Zstd(ZstdCompressor {
-                compression_level: Some(ARCHIVE_ZSTD_LEVEL),
+                compression_level: Some(zstd_level),
             }),
             docstore_blocksize: ARCHIVE_BLOCK_SIZE,
             ..IndexSettings::default()
