@@ -281,30 +281,40 @@ impl SplitStore {
         active.pending.docs - active.committed.docs
     }
 
-    /// Id keys ([`corral_schema::record::id_key`]) of the records of the newest splits, the
-    /// active one first, at most `limit`, for warming the duplicate filter after a restart.
+    /// Id keys ([`corral_schema::record::id_key`]) of the newest `limit` records by ingest
+    /// sequence, oldest first, for warming the duplicate filter after a restart (it then forgets
+    /// the oldest first). Reads the hot splits newest first and stops at the first that holds
+    /// nothing that recent.
     pub fn recent_ids(&self, limit: usize) -> anyhow::Result<Vec<u128>> {
-        let mut keys = Vec::new();
+        let from = self.active().committed.next_seq.saturating_sub(limit as u64);
+        let mut keyed: Vec<(u64, u128)> = Vec::new();
         // Later tiers keep no id columns, and hold nothing recent.
         for view in self.catalog.splits().into_iter().filter(|v| v.tier == HOT_TIER) {
+            let before = keyed.len();
             let searcher = view.reader.searcher();
             for segment in searcher.segment_readers() {
                 let fast = segment.fast_fields();
-                let (hi, lo) = (
+                let (hi, lo, seq) = (
                     fast.u64(corral_schema::fields::ID_HI)?,
                     fast.u64(corral_schema::fields::ID_LO)?,
+                    fast.u64(corral_schema::fields::SEQ)?,
                 );
                 for doc in segment.doc_ids_alive() {
-                    if keys.len() >= limit {
-                        return Ok(keys);
-                    }
-                    if let (Some(hi), Some(lo)) = (hi.first(doc), lo.first(doc)) {
-                        keys.push((u128::from(hi) << 64) | u128::from(lo));
+                    if let (Some(seq), Some(hi), Some(lo)) = (seq.first(doc), hi.first(doc), lo.first(doc))
+                        && seq >= from
+                    {
+                        keyed.push((seq, (u128::from(hi) << 64) | u128::from(lo)));
                     }
                 }
             }
+            // Sequence numbers grow from split to split: older splits hold nothing newer.
+            if view.docs > 0 && keyed.len() == before {
+                break;
+            }
         }
-        Ok(keys)
+        keyed.sort_unstable_by_key(|(seq, _)| *seq);
+        let skip = keyed.len().saturating_sub(limit);
+        Ok(keyed.into_iter().skip(skip).map(|(_, key)| key).collect())
     }
 
     /// Adds a record to the active split; `source` is its envelope JSON, stored verbatim.

@@ -117,6 +117,29 @@ fn commits_carry_the_checkpoint_and_survive_a_restart() {
 }
 
 #[test]
+fn the_duplicate_filter_warms_with_the_newest_ids_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SplitStore::open(dir.path(), options(1_000_000)).unwrap();
+    fill(&mut store);
+    store.commit(&Checkpoint::from([(0, 300)])).unwrap();
+    store.seal().unwrap();
+    for n in 1000..1050 {
+        add(
+            &mut store,
+            record(n, "orders", "2.0.0", Level::Info, "new", "after the seal"),
+        );
+    }
+    store.commit(&Checkpoint::from([(0, 350)])).unwrap();
+    drop(store);
+
+    let store = SplitStore::open(dir.path(), options(1_000_000)).unwrap();
+    // Ids are hex numbers, so a record's key is its number.
+    let newest: Vec<u128> = (250..300).chain(1000..1050).collect();
+    assert_eq!(store.recent_ids(100).unwrap(), newest);
+    assert_eq!(store.recent_ids(20).unwrap(), (1030..1050).collect::<Vec<u128>>());
+}
+
+#[test]
 fn queries_filter_order_limit_and_count() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SplitStore::open(dir.path(), options(1_000_000)).unwrap();
