@@ -30,6 +30,9 @@ impl std::fmt::Display for EndpointError {
 pub struct FanOut<T> {
     pub answers: Vec<T>,
     pub errors: Vec<EndpointError>,
+    /// What endpoints said was not searched (a reader's tier limit, archive splits that cannot
+    /// answer a phrase): worth showing, not a failure.
+    pub notices: Vec<EndpointError>,
 }
 
 /// What a tail stream delivers.
@@ -102,12 +105,13 @@ impl Client {
         &self,
         path: &str,
         params: &Params,
-        parse: impl Fn(&[u8]) -> Result<T, String>,
+        parse: impl Fn(&[u8]) -> Result<(T, Option<String>), String>,
     ) -> FanOut<T> {
         let answers = join_all(self.endpoints.iter().map(|e| self.get(e, path, params))).await;
         let mut out = FanOut {
             answers: Vec::new(),
             errors: Vec::new(),
+            notices: Vec::new(),
         };
         for (endpoint, answer) in self.endpoints.iter().zip(answers) {
             match answer.and_then(|body| {
@@ -116,7 +120,13 @@ impl Client {
                     message,
                 })
             }) {
-                Ok(value) => out.answers.push(value),
+                Ok((value, notice)) => {
+                    out.answers.push(value);
+                    out.notices.extend(notice.map(|message| EndpointError {
+                        endpoint: endpoint.clone(),
+                        message,
+                    }));
+                }
                 Err(error) => out.errors.push(error),
             }
         }
@@ -127,7 +137,10 @@ impl Client {
     pub async fn search(&self, params: &Params) -> FanOut<(Vec<Hit>, bool)> {
         self.fan_out(SEARCH_PATH, params, |body| {
             serde_json::from_slice::<RawSearch>(body)
-                .and_then(RawSearch::into_hits)
+                .and_then(|search| {
+                    let notice = search.notice.clone();
+                    Ok((search.into_hits()?, notice))
+                })
                 .map_err(|e| format!("unexpected search response: {e}"))
         })
         .await
@@ -136,7 +149,9 @@ impl Client {
     /// Stats from every endpoint.
     pub async fn stats(&self, params: &Params) -> FanOut<StatsResponse> {
         self.fan_out(STATS_PATH, params, |body| {
+            // The notice stays in the response: `sum_stats` combines them.
             serde_json::from_slice::<StatsResponse>(body)
+                .map(|stats| (stats, None))
                 .map_err(|e| format!("unexpected stats response: {e}"))
         })
         .await

@@ -33,6 +33,8 @@ pub struct RawSearch {
     pub truncated: bool,
     #[serde(default)]
     pub tiers: Vec<String>,
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 impl RawSearch {

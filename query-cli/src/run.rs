@@ -142,6 +142,7 @@ async fn search(
     });
     let fan = client.search(params).await;
     report(&fan.errors);
+    report(&fan.notices);
     if fan.answers.is_empty() {
         return Ok(ERROR);
     }

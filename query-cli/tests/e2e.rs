@@ -388,3 +388,75 @@ fn the_tui_shows_the_request_its_json_and_restores_the_terminal() {
     );
     assert!(!screen.contains("waterfall"), "{screen}");
 }
+
+/// What an endpoint did not search (here: a reader's tier limit) is printed on stderr beside the
+/// results, so nobody mistakes a partial answer for the whole history.
+#[test]
+fn a_search_prints_what_the_endpoint_did_not_search() {
+    const READER: &str = "reader-token-cccccccccccccccc";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    write_pod(
+        &logs,
+        "gateway-7d9f8b6c4-x2k9p",
+        &[cri(1, r#"{"level":"info","msg":"GET /checkout","corr":"req-1"}"#)],
+    );
+    let tokens = dir.path().join("tokens.toml");
+    fs::write(
+        &tokens,
+        format!("[[token]]\nname = \"rita\"\ntoken = \"{READER}\"\nrole = \"reader\"\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("indexer.toml");
+    fs::write(
+        &config,
+        format!("[auth]\ntokens_file = {:?}\n", tokens.display().to_string()),
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let child = Command::new(workspace_binary("corral-indexer"))
+        .arg("standalone")
+        .args(["--logs", &format!("{}/*/*/*.log", logs.display())])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config)
+        .env("CORRAL_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start corral-indexer");
+    let _indexer = ChildGuard(child);
+    let auth = format!("Bearer {READER}");
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let (_, body) = http::get_with(port, "/api/v1/stats?by=service", &[("Authorization", &auth)]);
+            if serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["total"] == 1) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the record was never indexed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let output = logq(&[
+        "search",
+        "checkout",
+        "-o",
+        "jsonl",
+        "--token",
+        READER,
+        "--endpoint",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 1);
+    assert_eq!(
+        stderr(&output),
+        format!("logq: {url}: role reader searches the hot tier only: older tiers were not searched\n")
+    );
+}

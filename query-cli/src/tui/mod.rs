@@ -402,11 +402,13 @@ pub fn run(
             runtime.spawn(async move {
                 let fan = client.search(&params).await;
                 let (hits, truncated) = merge(fan.answers, Order::Asc, limit);
+                // The status line shows what was not searched beside what failed.
+                let errors = fan.errors.into_iter().chain(fan.notices).collect();
                 let _ = tx
                     .send(Event::Results {
                         hits,
                         truncated,
-                        errors: fan.errors,
+                        errors,
                     })
                     .await;
             });
