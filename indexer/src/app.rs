@@ -395,7 +395,7 @@ fn run_with_api<S: Source + 'static>(
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
     retention_stop.store(true, Ordering::Relaxed);
     if let Some(thread) = retention_thread {
-        // A pass in progress finishes its current step first.
+        // A pass in progress stops after the step it is on.
         let _ = thread.join();
     }
     on_shutdown();

@@ -388,23 +388,22 @@ impl QueryEngine {
     /// Runs a search: hits ordered by `ts` then `id`, deduplicated by `id`, at most `limit`.
     pub fn search(&self, filters: &Filters) -> anyhow::Result<SearchOutcome> {
         let splits = self.splits_for(filters);
-        let mut outcome = SearchOutcome {
-            splits: splits.len(),
-            ..SearchOutcome::default()
-        };
+        let mut outcome = SearchOutcome::default();
         let order = match filters.order {
             Order::Asc => tantivy::Order::Asc,
             Order::Desc => tantivy::Order::Desc,
         };
         let mut hits = Vec::new();
         for view in &splits {
-            if !outcome.tiers.contains(&view.tier) {
-                outcome.tiers.push(view.tier.clone());
-            }
             let Some(query) = self.query_for(view, filters, None)? else {
                 *outcome.unsearched.entry(view.tier.clone()).or_default() += 1;
                 continue;
             };
+            // Only what was searched is reported (and audited) as searched.
+            outcome.splits += 1;
+            if !outcome.tiers.contains(&view.tier) {
+                outcome.tiers.push(view.tier.clone());
+            }
             let searcher = view.reader.searcher();
             let top = searcher.search(
                 &query,

@@ -4,8 +4,9 @@
 //!
 //! Moving or rewriting a split re-encodes it into a staging directory, `retention/<id>/`, with
 //! the target tier's encoding (the hot tier: lz4 docstore, positions; later tiers: zstd docstore,
-//! no positions, one segment) and a new manifest whose `prev` is the hash of the old manifest,
-//! kept beside it as `prev-manifest-<sha256>.json` so the chain can still be walked. Then, in
+//! one segment and `build_schema(false)`: no positions, frequencies, norms or id columns) and a
+//! new manifest whose `prev` is the hash of the old manifest, kept beside it as
+//! `prev-manifest-<sha256>.json` so the chain can still be walked. Then, in
 //! order: the audit entry; the old directory set aside as `retention/<id>.replaced`; the new one
 //! renamed into `splits/<tier>/<id>`; the old one removed. A crash leaves a state
 //! [`recover`] resolves on the next start: a finished staging directory whose old split is still
@@ -16,6 +17,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -333,8 +335,23 @@ impl Retention {
     /// Runs one pass: plans at `now`, then carries every step out, recording each in `audit`.
     /// Returns the steps taken.
     pub fn run(&self, holds: &[Hold], audit: &AuditLog, now: Timestamp) -> anyhow::Result<Vec<Planned>> {
-        let planned = self.plan(holds, now)?;
-        for step in &planned {
+        self.run_until(holds, audit, now, &AtomicBool::new(false))
+    }
+
+    /// [`Self::run`], stopping before the next step once `stop` is set; returns the steps taken.
+    fn run_until(
+        &self,
+        holds: &[Hold],
+        audit: &AuditLog,
+        now: Timestamp,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<Vec<Planned>> {
+        let mut planned = self.plan(holds, now)?;
+        for (n, step) in planned.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                planned.truncate(n);
+                break;
+            }
             let started = Instant::now();
             self.apply(step, holds, audit, now)
                 .with_context(|| format!("retention step failed: {step}"))?;
@@ -577,22 +594,120 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a pass every `check_interval` until `stop`; a failed pass is logged and retried at the
-/// next interval.
+/// Runs a pass every `check_interval` until `stop`, which ends a pass before its next step (the
+/// step in progress finishes: a tier move of a big split can take minutes; a kill meanwhile is
+/// undone by [`recover`] on the next start). A failed pass is logged and retried at the next
+/// interval.
 pub fn run_periodically(
     retention: &Retention,
     holds: &crate::holds::Holds,
     audit: &AuditLog,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &AtomicBool,
 ) {
     let mut next = Instant::now();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next {
-            if let Err(error) = retention.run(&holds.list(), audit, Timestamp::now()) {
+            if let Err(error) = retention.run_until(&holds.list(), audit, Timestamp::now(), stop) {
                 tracing::error!(error = %format!("{error:#}"), "retention pass failed");
             }
             next = Instant::now() + retention.config.check_interval;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Checkpoint;
+    use crate::store::{SplitStore, StoreOptions};
+    use corral_schema::Stream;
+
+    /// Two sealed splits of month-old records, due to move to archive.
+    fn store(dir: &Path) -> SplitStore {
+        let mut store = SplitStore::open(
+            dir,
+            StoreOptions {
+                split_max_docs: 1_000_000,
+                split_max_age: Duration::from_secs(3600),
+                writer_memory_bytes: 16 * 1024 * 1024,
+                indexer_name: "indexer-0".into(),
+            },
+        )
+        .unwrap();
+        let month_ago = Timestamp::now().saturating_add_nanos(-30 * 86_400_000_000_000);
+        for split in 0..2u64 {
+            for n in split * 10..split * 10 + 10 {
+                let record = Record {
+                    v: 1,
+                    id: format!("{n:032x}"),
+                    ts: month_ago.saturating_add_nanos(n as i64),
+                    observed_ts: month_ago,
+                    service: "orders".into(),
+                    version: "1.0.0".into(),
+                    instance: "orders-0/app".into(),
+                    node: "node-1".into(),
+                    namespace: "shop".into(),
+                    pod: "orders-0".into(),
+                    container: "app".into(),
+                    stream: Stream::Stdout,
+                    level: Some(Level::Info),
+                    corr: None,
+                    msg: format!("record {n}"),
+                    fields: serde_json::Map::new(),
+                    flags: vec![],
+                };
+                let source = serde_json::to_string(&record).unwrap();
+                store.add(record, source).unwrap();
+            }
+            store
+                .commit(&Checkpoint::from([(0, split as i64 * 10 + 10)]))
+                .unwrap();
+            store.seal().unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn a_stopped_pass_takes_no_further_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let config = RetentionConfig {
+            check_interval: Duration::from_secs(60),
+            tiers: vec![
+                Tier {
+                    name: HOT_TIER.into(),
+                    max_age: Duration::from_secs(7 * 86_400),
+                    zstd_level: None,
+                },
+                Tier {
+                    name: "archive".into(),
+                    max_age: Duration::from_secs(400 * 86_400),
+                    zstd_level: Some(3),
+                },
+            ],
+            keep: Vec::new(),
+        };
+        let retention = Retention::new(dir.path(), config, store.catalog(), 16 * 1024 * 1024);
+        let audit = AuditLog::open(dir.path()).unwrap();
+        let tiers = || {
+            let mut tiers: Vec<String> = store
+                .catalog()
+                .splits()
+                .iter()
+                .filter(|s| !s.active)
+                .map(|s| s.tier.clone())
+                .collect();
+            tiers.sort();
+            tiers
+        };
+        let stopped = retention
+            .run_until(&[], &audit, Timestamp::now(), &AtomicBool::new(true))
+            .unwrap();
+        assert!(stopped.is_empty(), "{stopped:?}");
+        assert_eq!(tiers(), ["hot", "hot"]);
+        let done = retention.run(&[], &audit, Timestamp::now()).unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(tiers(), ["archive", "archive"]);
     }
 }

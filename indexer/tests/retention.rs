@@ -472,6 +472,7 @@ fn phrases_on_the_archive_are_reported_and_phrase_holds_still_protect() {
     let phrase = search("\"handled request\"");
     assert_eq!(phrase.hits.len(), 20, "only the hot split answers a phrase");
     assert_eq!(phrase.unsearched, BTreeMap::from([("archive".to_owned(), 2)]));
+    assert_eq!((phrase.splits, phrase.tiers.clone()), (1, vec!["hot".to_owned()]));
     let notice = QueryEngine::unsearched_notice(&phrase.unsearched).unwrap();
     assert!(
         notice.starts_with("2 split(s) of tier archive not searched"),
@@ -482,6 +483,7 @@ fn phrases_on_the_archive_are_reported_and_phrase_holds_still_protect() {
     let word = search("handled");
     assert_eq!(word.hits.len(), 60, "single words search every tier");
     assert!(word.unsearched.is_empty());
+    assert_eq!(word.splits, 3);
     let (_, total, unsearched) = engine
         .stats(&Filters {
             q: Some("\"handled request\"".into()),
