@@ -27,6 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -34,8 +35,9 @@ use corral_schema::Level;
 use corral_schema::duration::parse_duration;
 use serde::Deserialize;
 
+use crate::query::QueryEngine;
 use crate::retention::{KeepRule, RetentionConfig, Tier};
-use crate::store::HOT_TIER;
+use crate::store::{Catalog, HOT_TIER};
 
 /// Default for `commit_interval`.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -260,6 +262,12 @@ fn parse_retention(raw: RawRetention) -> anyhow::Result<RetentionConfig> {
         if rule.service.is_none() && rule.namespace.is_none() && level.is_none() && rule.q.is_none() {
             bail!("retention.keep[{n}] selects nothing: give at least one of service, namespace, level, q");
         }
+        // A rule that cannot be evaluated would fail every retention pass: refuse it now.
+        if let Some(q) = &rule.q {
+            QueryEngine::new(Arc::new(Catalog::new()))
+                .check_query(q)
+                .map_err(|e| anyhow::anyhow!("retention.keep[{n}].{}", e.0))?;
+        }
         keep.push(KeepRule {
             service: rule.service,
             namespace: rule.namespace,
@@ -388,6 +396,10 @@ mod tests {
             (
                 "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.keep]]\nlevel = \"loud\"\nmax_age = \"1y\"",
                 "retention.keep[0].level = \"loud\"",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.keep]]\nq = \"(\"\nmax_age = \"1y\"",
+                "retention.keep[0].q: cannot parse \"(\"",
             ),
             (
                 "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\nzstd_level = 3",
