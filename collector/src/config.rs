@@ -7,6 +7,7 @@
 //! max_in_flight_bytes = 67108864 # unacknowledged bytes before reading pauses (backpressure)
 //! default_namespace = "edge"    # for files outside the kubelet layout (else "unknown")
 //! default_pod = "nginx"
+//! max_future_skew = "15m"       # a line stamped further after it was read is indexed at observed_ts
 //! [keys]                        # JSON keys holding ts / level / msg / corr, first present wins
 //! corr = ["corr", "request_id", "trace_id"]
 //! [kafka.producer]              # librdkafka properties, passed through
@@ -42,6 +43,7 @@ struct RawConfig {
     max_in_flight_bytes: Option<usize>,
     default_namespace: Option<String>,
     default_pod: Option<String>,
+    max_future_skew: Option<String>,
     /// Lists left out keep their defaults.
     keys: Option<KeyConfig>,
     kafka: Option<RawKafka>,
@@ -66,6 +68,9 @@ pub struct CollectorConfig {
     pub max_in_flight_bytes: usize,
     pub default_namespace: Option<String>,
     pub default_pod: Option<String>,
+    /// A line whose own timestamp is further than this after the moment it was read (or before
+    /// 1970-01-02) gets `ts` = `observed_ts`, flag `ts_adjusted` and `original_ts`.
+    pub max_future_skew: Duration,
     pub keys: KeyConfig,
     /// librdkafka producer properties from `[kafka.producer]`, overriding corral's defaults.
     pub kafka_producer: BTreeMap<String, String>,
@@ -80,6 +85,7 @@ impl Default for CollectorConfig {
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             default_namespace: None,
             default_pod: None,
+            max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
             keys: KeyConfig::default(),
             kafka_producer: BTreeMap::new(),
         }
@@ -121,6 +127,9 @@ impl CollectorConfig {
         }
         config.default_namespace = raw.default_namespace;
         config.default_pod = raw.default_pod;
+        if let Some(skew) = raw.max_future_skew {
+            config.max_future_skew = parse_duration(&skew).context("max_future_skew")?;
+        }
         if let Some(keys) = raw.keys {
             config.keys = keys;
         }

@@ -33,6 +33,7 @@ pub struct RecordBuilder {
     metadata: Arc<dyn MetadataProvider>,
     default_namespace: Option<String>,
     default_pod: Option<String>,
+    max_future_skew: std::time::Duration,
     sources: HashMap<Arc<Path>, Source>,
     scratch: Vec<u8>,
 }
@@ -46,6 +47,7 @@ impl RecordBuilder {
             metadata,
             default_namespace: config.default_namespace.clone(),
             default_pod: config.default_pod.clone(),
+            max_future_skew: config.max_future_skew,
             sources: HashMap::new(),
             scratch: Vec::new(),
         }
@@ -98,6 +100,7 @@ impl RecordBuilder {
             msg: String::new(),
             fields: serde_json::Map::new(),
             flags,
+            original_ts: None,
         };
         match app {
             Some(app) => {
@@ -114,6 +117,7 @@ impl RecordBuilder {
                 record.add_flag(Flag::Unparsed);
             }
         }
+        record.adjust_implausible_ts(observed, self.max_future_skew);
         record
     }
 
@@ -333,6 +337,7 @@ impl<S: Sink> Collector<S> {
                 let kind = match flag {
                     Flag::Unparsed => "unparsed",
                     Flag::InvalidUtf8 => "invalid_utf8",
+                    Flag::TsAdjusted => "ts_adjusted",
                     Flag::Truncated => {
                         self.metrics.truncations.inc();
                         continue;

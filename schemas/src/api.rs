@@ -18,6 +18,44 @@ pub const TAIL_PATH: &str = "/api/v1/tail";
 pub const STATS_PATH: &str = "/api/v1/stats";
 /// Default for [`SearchParams::limit`].
 pub const DEFAULT_LIMIT: usize = 1000;
+/// Default of the indexer's `max_limit`: the most hits one search answers; more are paged
+/// with [`Cursor`]s.
+pub const DEFAULT_MAX_LIMIT: usize = 10_000;
+
+/// Where a page of search hits ended: the last hit's (`ts`, `id`). Passed back as the `after`
+/// parameter, the next page starts strictly after it in the search's order.
+///
+/// Written `<ts as Unix nanoseconds>:<id>` (`1795428900123456789:0a1b…`): exact, and opaque
+/// enough that clients pass it back rather than build it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub ts: i64,
+    pub id: String,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.ts, self.id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("expected <ts nanoseconds>:<id> as a search response's after gave it; got {s:?}");
+        let (ts, id) = s.split_once(':').ok_or_else(bad)?;
+        let ts = ts.parse::<i64>().map_err(|_| bad())?;
+        if id.is_empty() {
+            return Err(bad());
+        }
+        Ok(Cursor {
+            ts,
+            id: id.to_owned(),
+        })
+    }
+}
 
 /// Filters shared by search, tail and stats, as query-string parameters.
 ///
@@ -82,6 +120,10 @@ pub struct SearchResponse {
     /// a phrase query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// Set when `truncated`: the [`Cursor`] of the last hit, to pass back as `after` for the
+    /// next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// What a stats query groups by.
@@ -228,6 +270,23 @@ mod tests {
         for (input, want) in cases {
             let got = resolve_time_bound(input, now).ok().map(|ts| ts.to_string());
             assert_eq!(got.as_deref(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let cursor = Cursor {
+            ts: 1_795_428_900_123_456_789,
+            id: "0a1b".into(),
+        };
+        assert_eq!(cursor.to_string(), "1795428900123456789:0a1b");
+        assert_eq!("1795428900123456789:0a1b".parse::<Cursor>(), Ok(cursor));
+        for bad in ["", "12", "x:0a1b", "12:"] {
+            assert!(
+                bad.parse::<Cursor>()
+                    .unwrap_err()
+                    .contains("expected <ts nanoseconds>:<id>")
+            );
         }
     }
 

@@ -39,7 +39,11 @@ pub const FIELDS: &str = "fields";
 /// Processing flags; omitted when empty.
 pub const FLAGS: &str = "flags";
 
-/// All envelope field names, in the order records serialize them.
+/// With flag `ts_adjusted` only: the line's own (implausible) timestamp.
+pub const ORIGINAL_TS: &str = "original_ts";
+
+/// All envelope field names, in the order records serialize them (without the optional
+/// [`ORIGINAL_TS`]).
 pub const ALL: [&str; 17] = [
     V,
     ID,

@@ -22,7 +22,7 @@ pub mod timestamp;
 
 pub use level::{Level, LevelScale};
 pub use record::{Flag, Record, Stream};
-pub use timestamp::Timestamp;
+pub use timestamp::{DEFAULT_MAX_FUTURE_SKEW, Timestamp};
 
 /// The JSON Schema (draft 2020-12) of the record envelope v1, as published in
 /// `schemas/record.v1.schema.json`.

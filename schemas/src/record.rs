@@ -43,6 +43,10 @@ pub struct Record {
     /// What happened to the line on its way in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    /// With flag `ts_adjusted`: the line's own timestamp, which was implausible
+    /// ([`Timestamp::is_implausible_for`]) and replaced by `observed_ts` in `ts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_ts: Option<Timestamp>,
 }
 
 impl Record {
@@ -55,6 +59,23 @@ impl Record {
     /// Returns true when the record carries `flag`.
     pub fn has_flag(&self, flag: Flag) -> bool {
         self.flags.contains(&flag)
+    }
+
+    /// Moves an implausible `ts` (see [`Timestamp::is_implausible_for`]) to `original_ts`,
+    /// indexes the record at `reference` instead and flags it `ts_adjusted`. Returns true when it
+    /// did.
+    pub fn adjust_implausible_ts(
+        &mut self,
+        reference: Timestamp,
+        max_future_skew: std::time::Duration,
+    ) -> bool {
+        if !self.ts.is_implausible_for(reference, max_future_skew) {
+            return false;
+        }
+        self.original_ts.get_or_insert(self.ts);
+        self.ts = reference;
+        self.add_flag(Flag::TsAdjusted);
+        true
     }
 
     /// Adds `flag` unless the record already has it.
@@ -98,6 +119,7 @@ impl Default for Record {
             msg: String::new(),
             fields: Map::new(),
             flags: Vec::new(),
+            original_ts: None,
         }
     }
 }
@@ -135,6 +157,9 @@ pub enum Flag {
     /// The indexer received something that was not a valid envelope (not JSON, missing or
     /// mistyped fields); it kept what it could and put the raw payload in `msg`.
     InvalidEnvelope,
+    /// The line's own timestamp was implausible (far in the future, or before 1970-01-02):
+    /// `ts` is `observed_ts` and the original is in `original_ts`.
+    TsAdjusted,
 }
 
 impl Flag {
@@ -146,6 +171,7 @@ impl Flag {
             Flag::InvalidUtf8 => "invalid_utf8",
             Flag::PartialMerged => "partial_merged",
             Flag::InvalidEnvelope => "invalid_envelope",
+            Flag::TsAdjusted => "ts_adjusted",
         }
     }
 }

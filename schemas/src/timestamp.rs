@@ -28,9 +28,29 @@ pub struct Timestamp {
     nanos: i64,
 }
 
+/// Default of `max_future_skew` (collector and indexer): how far after the moment a line was
+/// read its own timestamp may lie before it is taken for a wrong clock.
+pub const DEFAULT_MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp { nanos: 0 };
+
+    /// The earliest event time taken as it is, 1970-01-02T00:00:00Z: anything before it comes
+    /// from a clock that was never set (or a zero value printed as a time).
+    pub const EARLIEST_PLAUSIBLE: Timestamp = Timestamp {
+        nanos: 86_400 * NANOS_PER_SEC,
+    };
+
+    /// Returns true when `self` cannot be the event time of a line read at `observed`: more than
+    /// `max_future_skew` after it, or before [`Timestamp::EARLIEST_PLAUSIBLE`]. Such a record is
+    /// indexed at `observed` and flagged `ts_adjusted` (DESIGN §2): one line stamped in the year
+    /// 2200 would otherwise keep its whole split out of every retention pass and inside every
+    /// `since=` query.
+    pub fn is_implausible_for(self, observed: Timestamp, max_future_skew: std::time::Duration) -> bool {
+        let skew = i64::try_from(max_future_skew.as_nanos()).unwrap_or(i64::MAX);
+        self < Timestamp::EARLIEST_PLAUSIBLE || self > observed.saturating_add_nanos(skew)
+    }
 
     /// Builds a timestamp from nanoseconds since the Unix epoch.
     pub const fn from_unix_nanos(nanos: i64) -> Timestamp {
@@ -363,6 +383,26 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn far_future_and_unset_clocks_are_implausible() {
+        let observed = Timestamp::parse("2026-11-23T10:00:00Z").unwrap();
+        let skew = DEFAULT_MAX_FUTURE_SKEW;
+        let cases = [
+            ("2026-11-23T10:00:00Z", false),
+            ("2026-11-23T10:14:59Z", false),
+            ("2026-11-23T10:15:01Z", true),
+            ("2200-01-01T00:00:00Z", true),
+            ("2020-01-01T00:00:00Z", false),
+            ("1970-01-02T00:00:00Z", false),
+            ("1970-01-01T23:59:59Z", true),
+            ("1970-01-01T00:00:00Z", true),
+        ];
+        for (ts, want) in cases {
+            let ts = Timestamp::parse(ts).unwrap();
+            assert_eq!(ts.is_implausible_for(observed, skew), want, "{ts}");
+        }
+    }
 
     /// 2026-11-23T10:15:00Z
     const BASE: i64 = 1_795_428_900;

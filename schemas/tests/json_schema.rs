@@ -70,6 +70,31 @@ fn serialized_records_validate() {
     }
 }
 
+/// Producers other than corral write RFC 3339 with fewer digits and offsets; the schema says
+/// what the indexer accepts (tests/…/kafka_ingest.rs feeds the same forms to the real indexer).
+#[test]
+fn timestamps_of_other_producers_validate() {
+    let validator = validator();
+    let good = serde_json::to_value(&records()[0]).unwrap();
+    for ts in [
+        "2026-11-23T10:15:00Z",
+        "2026-11-23T10:15:00.5Z",
+        "2026-11-23T12:15:00+02:00",
+        "2026-11-23T05:15:00.123-05:00",
+        "2026-11-23t10:15:00.123456789z",
+    ] {
+        let mut value = good.clone();
+        value[fields::TS] = json!(ts);
+        value[fields::OBSERVED_TS] = json!(ts);
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{ts}: {errors:?}");
+    }
+    let mut adjusted = good.clone();
+    adjusted[fields::FLAGS] = json!(["ts_adjusted"]);
+    adjusted[fields::ORIGINAL_TS] = json!("2200-01-01T00:00:00.000000000Z");
+    assert!(validator.is_valid(&adjusted), "{adjusted}");
+}
+
 #[test]
 fn broken_records_are_rejected() {
     let validator = validator();
@@ -101,7 +126,14 @@ fn broken_records_are_rejected() {
         json!("not-a-hex-id-not-a-hex-id-000000"),
     );
     edit("id short", fields::ID, json!("abc"));
-    edit("ts without nanos", fields::TS, json!("2026-11-23T10:15:00Z"));
+    edit("ts without a zone", fields::TS, json!("2026-11-23T10:15:00"));
+    edit(
+        "ts with ten fraction digits",
+        fields::TS,
+        json!("2026-11-23T10:15:00.1234567891Z"),
+    );
+    edit("ts epoch", fields::TS, json!("1795428900"));
+    edit("original_ts not a time", fields::ORIGINAL_TS, json!("2200"));
     edit("service empty", fields::SERVICE, json!(""));
     edit("stream", fields::STREAM, json!("stdin"));
     edit("flags empty", fields::FLAGS, json!([]));
