@@ -34,6 +34,7 @@ demo:
 bench: test-deps
 	$(CARGO) bench -p corral-collector --bench collector
 	$(CARGO) bench -p corral-indexer --bench indexer
+	$(CARGO) bench -p corral-indexer --bench wide_search
 	$(CARGO) bench -p logq --bench logq
 
 lint:

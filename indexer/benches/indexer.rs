@@ -462,6 +462,7 @@ fn generate(count: usize) -> Vec<Record> {
             msg,
             fields,
             flags: Vec::new(),
+            original_ts: None,
         });
     }
     records
@@ -612,6 +613,10 @@ impl Source for VecSource {
     }
 
     fn committed(&mut self, _checkpoint: &Checkpoint) {}
+
+    fn rewind(&mut self, _checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        anyhow::bail!("the bench's source cannot be rewound")
+    }
 }
 
 fn store_options() -> StoreOptions {

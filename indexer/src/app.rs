@@ -20,7 +20,7 @@ use crate::auth::Tokens;
 use crate::cli::{RetentionArgs, ServeArgs, StandaloneArgs};
 use crate::config::IndexerConfig;
 use crate::holds::Holds;
-use crate::http::{Access, ApiState};
+use crate::http::{Access, ApiState, TailPolicy};
 use crate::metrics::Metrics;
 use crate::pipeline::Ingest;
 use crate::query::QueryEngine;
@@ -175,17 +175,20 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "indexer started"
     );
     let retention = retention(&args.data_dir, &config, &catalog);
-    let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?;
+    let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?
+        .with_max_future_skew(config.max_future_skew)
+        .with_min_free_bytes(config.min_free_bytes);
     let stop = Arc::new(AtomicBool::new(false));
     run_with_api(
         args.listen,
         ApiState {
-            engine: Arc::new(QueryEngine::new(catalog)),
+            engine: Arc::new(QueryEngine::with_limits(catalog, config.limits)),
             metrics,
             access,
             audit: Arc::new(AuditLog::open(&args.data_dir)?),
             holds: Arc::new(Holds::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
+            tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
         },
         retention,
         ingest,
@@ -250,7 +253,9 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         ChannelSource::new(receiver),
         Arc::clone(&metrics),
         config.commit_interval,
-    )?;
+    )?
+    .with_max_future_skew(config.max_future_skew)
+    .with_min_free_bytes(config.min_free_bytes);
     let url = format!("http://{}", args.listen);
     let mut banner = vec![
         format!("corral standalone: collecting {}", globs.join(" ")),
@@ -285,12 +290,13 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     let result = run_with_api(
         args.listen,
         ApiState {
-            engine: Arc::new(QueryEngine::new(catalog)),
+            engine: Arc::new(QueryEngine::with_limits(catalog, config.limits)),
             metrics,
             access,
             audit: Arc::new(AuditLog::open(&data_dir)?),
             holds: Arc::new(Holds::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
+            tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
         },
         retention,
         ingest,

@@ -40,6 +40,18 @@ pub struct Entry {
     /// Tiers searched.
     pub tiers: Vec<String>,
     pub took_ms: u64,
+    /// Set when the call was refused (400, 401, 403, 429): nothing was searched or changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+/// Why a call was refused, as its audit entry records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The error message answered (never the presented token).
+    pub reason: String,
 }
 
 /// An entry as stored: its place in the chain, then the entry.
@@ -307,6 +319,7 @@ mod tests {
             count: 3,
             tiers: vec!["hot".into()],
             took_ms: 1,
+            refused: None,
         }
     }
 

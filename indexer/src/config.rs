@@ -9,6 +9,13 @@
 //! split_max_docs = 5000000     # seal the active split at this many docs …
 //! split_max_age = "1h"         # … or when it is this old
 //! writer_memory_mb = 128       # tantivy indexing buffer
+//! max_query_bytes = 8192       # longest q (searches, holds, keep rules)
+//! max_query_depth = 32         # deepest nesting of parentheses and NOT/+/- in a q
+//! max_limit = 10000            # most hits one search answers; more are paged with `after`
+//! max_tails = 64               # concurrent /api/v1/tail streams; more get 429
+//! tail_buffer_bytes = 4194304  # a tail whose client stops reading is closed past this
+//! max_future_skew = "15m"      # a ts this far after observed_ts is indexed at observed_ts
+//! min_free_bytes = 268435456   # below this much free space on the data dir, ingest pauses
 //! [auth]
 //! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
 //! [retention]
@@ -35,7 +42,7 @@ use corral_schema::Level;
 use corral_schema::duration::parse_duration;
 use serde::Deserialize;
 
-use crate::query::QueryEngine;
+use crate::query::{QueryEngine, QueryLimits};
 use crate::retention::{KeepRule, RetentionConfig, Tier};
 use crate::store::{Catalog, HOT_TIER};
 
@@ -47,6 +54,10 @@ pub const DEFAULT_SPLIT_MAX_DOCS: u64 = 5_000_000;
 pub const DEFAULT_SPLIT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Default for `writer_memory_mb`.
 pub const DEFAULT_WRITER_MEMORY_MB: usize = 128;
+/// Default for `max_tails`.
+pub const DEFAULT_MAX_TAILS: usize = 64;
+/// Default for `tail_buffer_bytes`.
+pub const DEFAULT_TAIL_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +110,13 @@ struct RawIndexer {
     split_max_docs: Option<u64>,
     split_max_age: Option<String>,
     writer_memory_mb: Option<usize>,
+    max_query_bytes: Option<usize>,
+    max_query_depth: Option<usize>,
+    max_limit: Option<usize>,
+    max_tails: Option<usize>,
+    tail_buffer_bytes: Option<usize>,
+    max_future_skew: Option<String>,
+    min_free_bytes: Option<u64>,
 }
 
 /// Validated indexer configuration.
@@ -111,6 +129,16 @@ pub struct IndexerConfig {
     pub split_max_age: Duration,
     /// tantivy's indexing memory budget in MiB.
     pub writer_memory_mb: usize,
+    /// Query length, nesting and page size bounds.
+    pub limits: QueryLimits,
+    /// Concurrent tail streams served; more are refused with 429.
+    pub max_tails: usize,
+    /// Bytes a tail may have waiting for its client before it is closed.
+    pub tail_buffer_bytes: usize,
+    /// How far after `observed_ts` a record's `ts` may be before it is indexed at `observed_ts`.
+    pub max_future_skew: Duration,
+    /// Free space the data dir's filesystem keeps; below it ingest pauses until space returns.
+    pub min_free_bytes: u64,
     /// API tokens and roles; without it the API is open (and loopback-only unless forced).
     pub tokens_file: Option<PathBuf>,
     /// Tiers and keep rules; without a `[retention]` section nothing is ever moved or deleted.
@@ -125,6 +153,11 @@ impl Default for IndexerConfig {
             split_max_docs: DEFAULT_SPLIT_MAX_DOCS,
             split_max_age: DEFAULT_SPLIT_MAX_AGE,
             writer_memory_mb: DEFAULT_WRITER_MEMORY_MB,
+            limits: QueryLimits::default(),
+            max_tails: DEFAULT_MAX_TAILS,
+            tail_buffer_bytes: DEFAULT_TAIL_BUFFER_BYTES,
+            max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
+            min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
             tokens_file: None,
             retention: None,
         }
@@ -168,8 +201,40 @@ impl IndexerConfig {
             }
             config.writer_memory_mb = mb;
         }
+        let bounded = |key: &str, value: Option<usize>, range: std::ops::RangeInclusive<usize>| match value {
+            Some(n) if !range.contains(&n) => Err(anyhow::anyhow!(
+                "indexer.{key} = {n} is out of range: use {} to {}",
+                range.start(),
+                range.end()
+            )),
+            other => Ok(other),
+        };
+        if let Some(n) = bounded("max_query_bytes", indexer.max_query_bytes, 64..=1 << 20)? {
+            config.limits.max_query_bytes = n;
+        }
+        if let Some(n) = bounded("max_query_depth", indexer.max_query_depth, 1..=256)? {
+            config.limits.max_query_depth = n;
+        }
+        if let Some(n) = bounded("max_limit", indexer.max_limit, 1..=1_000_000)? {
+            config.limits.max_limit = n;
+        }
+        if let Some(n) = bounded("max_tails", indexer.max_tails, 1..=100_000)? {
+            config.max_tails = n;
+        }
+        if let Some(n) = bounded("tail_buffer_bytes", indexer.tail_buffer_bytes, 4096..=1 << 30)? {
+            config.tail_buffer_bytes = n;
+        }
+        if let Some(min_free) = indexer.min_free_bytes {
+            config.min_free_bytes = min_free;
+        }
+        if let Some(skew) = indexer.max_future_skew {
+            config.max_future_skew = parse_duration(&skew).context("indexer.max_future_skew")?;
+        }
         config.tokens_file = raw.auth.and_then(|auth| auth.tokens_file);
-        config.retention = raw.retention.map(parse_retention).transpose()?;
+        config.retention = raw
+            .retention
+            .map(|retention| parse_retention(retention, config.limits))
+            .transpose()?;
         for (key, value) in raw.kafka {
             let text = match value {
                 toml::Value::String(text) => text,
@@ -187,7 +252,7 @@ impl IndexerConfig {
 /// Default for `retention.check_interval`.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
-fn parse_retention(raw: RawRetention) -> anyhow::Result<RetentionConfig> {
+fn parse_retention(raw: RawRetention, limits: QueryLimits) -> anyhow::Result<RetentionConfig> {
     let check_interval = match raw.check_interval {
         Some(text) => parse_duration(&text).context("retention.check_interval")?,
         None => DEFAULT_CHECK_INTERVAL,
@@ -264,7 +329,7 @@ fn parse_retention(raw: RawRetention) -> anyhow::Result<RetentionConfig> {
         }
         // A rule that cannot be evaluated would fail every retention pass: refuse it now.
         if let Some(q) = &rule.q {
-            QueryEngine::new(Arc::new(Catalog::new()))
+            QueryEngine::with_limits(Arc::new(Catalog::new()), limits)
                 .check_query(q)
                 .map_err(|e| anyhow::anyhow!("retention.keep[{n}].{}", e.0))?;
         }
@@ -299,6 +364,12 @@ mod tests {
             split_max_docs = 1000
             split_max_age = "15m"
             writer_memory_mb = 64
+            max_query_bytes = 1024
+            max_query_depth = 8
+            max_limit = 500
+            max_tails = 2
+            tail_buffer_bytes = 65536
+            max_future_skew = "1h"
             [auth]
             tokens_file = "/etc/corral/auth/tokens.toml"
             "#,
@@ -310,6 +381,17 @@ mod tests {
         assert_eq!(config.split_max_docs, 1000);
         assert_eq!(config.split_max_age, Duration::from_secs(900));
         assert_eq!(config.writer_memory_mb, 64);
+        assert_eq!(
+            config.limits,
+            QueryLimits {
+                max_query_bytes: 1024,
+                max_query_depth: 8,
+                max_limit: 500
+            }
+        );
+        assert_eq!(config.max_tails, 2);
+        assert_eq!(config.tail_buffer_bytes, 65536);
+        assert_eq!(config.max_future_skew, Duration::from_secs(3600));
         assert_eq!(
             config.tokens_file,
             Some(PathBuf::from("/etc/corral/auth/tokens.toml"))
@@ -381,6 +463,22 @@ mod tests {
             ("[indexer]\nsplit_max_docs = 0", "split_max_docs"),
             ("[indexer]\nsplit_max_docs = \"many\"", "invalid type"),
             ("[indexer]\nwriter_memory_mb = 1", "out of range"),
+            (
+                "[indexer]\nmax_limit = 0",
+                "indexer.max_limit = 0 is out of range",
+            ),
+            (
+                "[indexer]\nmax_query_depth = 1000",
+                "indexer.max_query_depth = 1000 is out of range",
+            ),
+            (
+                "[indexer]\nmax_future_skew = \"later\"",
+                "indexer.max_future_skew",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.keep]]\nq = \"((((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))))\"\nmax_age = \"1y\"",
+                "retention.keep[0].q nests 34 levels deep",
+            ),
             ("[kafka]\n\"group.id\" = [1]", "kafka.group.id"),
             ("[indexr]\n", "unknown field `indexr`"),
             ("[auth]\ntoken_file = \"x\"", "unknown field `token_file`"),

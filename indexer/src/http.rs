@@ -1,13 +1,22 @@
 //! The HTTP API (DESIGN §4.3): search, tail and stats over the splits, plus `/metrics`,
 //! `/healthz` and `/readyz`.
 //!
-//! Every `/api/v1/*` handler asks [`Access::authorize`] who is calling (bearer tokens and roles,
-//! or an open API without a tokens file), and every call is appended to the [`AuditLog`] before
-//! it is answered. A `reader` searches the hot tier only and is told so.
+//! Every `/api/v1/*` handler asks [`ApiState::authorize`] who is calling (bearer tokens and
+//! roles, or an open API without a tokens file), and every call is appended to the [`AuditLog`]
+//! before it is answered — refused ones too (400, 401, 403, 429: who or `anonymous`, why, the
+//! parameters; never the presented token), counted in `corral_indexer_refused_total`. A
+//! `reader` searches the hot tier only and is told so.
+//!
+//! Work per request is bounded: `q` by length and nesting ([`crate::query::QueryLimits`]), a
+//! search by `max_limit` (more is paged with `after`), tails by [`TailPolicy`]: at most
+//! `max_tails` at once, each closed when `tail_buffer_bytes` wait for a client that stopped
+//! reading, and kept alive with an empty line every [`TAIL_KEEPALIVE`] so clients can tell a
+//! quiet stream from a dead one.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,15 +29,17 @@ use corral_schema::Timestamp;
 use corral_schema::api::{ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH};
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditLog, Entry};
+use crate::audit::{AuditLog, Entry, Refusal};
 use crate::auth::{Caller, Role, Tokens};
 use crate::holds::{Holds, NewHold};
-use crate::metrics::{EndpointLabel, Metrics};
+use crate::metrics::{EndpointLabel, Metrics, RefusedLabel};
 use crate::query::{Endpoint, Filters, QueryEngine};
 use crate::store::HOT_TIER;
 
 /// Records sent per tail round at most.
 const TAIL_BATCH: usize = 10_000;
+/// A tail with nothing to send writes an empty line this often.
+pub const TAIL_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// Path of the audit-log endpoint.
 pub const AUDIT_PATH: &str = "/api/v1/audit";
@@ -50,6 +61,68 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Why [`Access::check`] refused a caller: the answer, and who it was when the token was known.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub error: ApiError,
+    pub caller: Option<Caller>,
+}
+
+/// Bounds on tail streams (`[indexer] max_tails`, `tail_buffer_bytes`), and the count of open ones.
+#[derive(Debug, Clone)]
+pub struct TailPolicy {
+    pub max_tails: usize,
+    pub buffer_bytes: usize,
+    open: Arc<AtomicUsize>,
+}
+
+impl TailPolicy {
+    pub fn new(max_tails: usize, buffer_bytes: usize) -> TailPolicy {
+        TailPolicy {
+            max_tails,
+            buffer_bytes,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A place for one more tail, or `None` when `max_tails` are open.
+    fn try_open(&self, metrics: &Arc<Metrics>) -> Option<TailPermit> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_tails).then_some(n + 1)
+            })
+            .ok()?;
+        metrics.tails_open.inc();
+        Some(TailPermit {
+            open: Arc::clone(&self.open),
+            metrics: Arc::clone(metrics),
+        })
+    }
+}
+
+impl Default for TailPolicy {
+    fn default() -> Self {
+        TailPolicy::new(
+            crate::config::DEFAULT_MAX_TAILS,
+            crate::config::DEFAULT_TAIL_BUFFER_BYTES,
+        )
+    }
+}
+
+/// Held by a tail while it is served; frees its place when dropped.
+#[derive(Debug)]
+struct TailPermit {
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for TailPermit {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.tails_open.dec();
+    }
+}
+
 /// Decides who may call the API.
 #[derive(Debug, Clone, Default)]
 pub enum Access {
@@ -65,12 +138,20 @@ impl Access {
     /// Returns the caller if it may act as `needed`: 401 without a known token, 403 when its
     /// role is below `needed`.
     pub fn authorize(&self, headers: &HeaderMap, needed: Role, what: &str) -> Result<Caller, ApiError> {
+        self.check(headers, needed, what).map_err(|denied| denied.error)
+    }
+
+    /// As [`Access::authorize`], saying who was refused when the token was known.
+    pub fn check(&self, headers: &HeaderMap, needed: Role, what: &str) -> Result<Caller, Denied> {
         let Access::Tokens(tokens) = self else {
             return Ok(Caller::anonymous());
         };
-        let unauthorized = |message: &str| ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: message.to_owned(),
+        let unauthorized = |message: &str| Denied {
+            error: ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                message: message.to_owned(),
+            },
+            caller: None,
         };
         let header = headers
             .get(header::AUTHORIZATION)
@@ -85,14 +166,17 @@ impl Access {
             .caller(token)
             .ok_or_else(|| unauthorized("unknown token"))?;
         if caller.role < needed {
-            return Err(ApiError {
-                status: StatusCode::FORBIDDEN,
-                message: format!(
-                    "{} (role {}) may not {what}: it needs role {} or above",
-                    caller.name,
-                    caller.role.as_str(),
-                    needed.as_str()
-                ),
+            return Err(Denied {
+                error: ApiError {
+                    status: StatusCode::FORBIDDEN,
+                    message: format!(
+                        "{} (role {}) may not {what}: it needs role {} or above",
+                        caller.name,
+                        caller.role.as_str(),
+                        needed.as_str()
+                    ),
+                },
+                caller: Some(caller.clone()),
             });
         }
         Ok(caller.clone())
@@ -109,9 +193,68 @@ pub struct ApiState {
     pub holds: Arc<Holds>,
     /// Set once ingest runs (store opened, source connected).
     pub ready: Arc<AtomicBool>,
+    pub tails: TailPolicy,
+}
+
+/// The parameters of a query string, as the audit log records them.
+fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 impl ApiState {
+    /// Returns the caller if it may act as `needed`; else the refusal, audited and counted.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        needed: Role,
+        what: &str,
+        action: &'static str,
+        params: impl FnOnce() -> BTreeMap<String, String>,
+    ) -> Result<Caller, Box<Response>> {
+        self.access
+            .check(headers, needed, what)
+            .map_err(|denied| Box::new(self.refuse(denied.caller.as_ref(), action, params(), denied.error)))
+    }
+
+    /// Answers a refused call: audited first (who, or `anonymous`; the status and why; the
+    /// parameters), counted in `refused`, then sent. A refusal whose entry cannot be written is
+    /// still refused, and the failure logged.
+    fn refuse(
+        &self,
+        caller: Option<&Caller>,
+        action: &'static str,
+        params: BTreeMap<String, String>,
+        error: ApiError,
+    ) -> Response {
+        self.metrics
+            .refused
+            .get_or_create(&RefusedLabel {
+                endpoint: action,
+                status: error.status.as_u16(),
+            })
+            .inc();
+        let entry = Entry {
+            at: Timestamp::now(),
+            who: caller.map_or_else(|| "anonymous".to_owned(), |c| c.name.clone()),
+            role: caller.map_or("none", |c| c.role.as_str()).to_owned(),
+            action: action.to_owned(),
+            params,
+            count: 0,
+            tiers: Vec::new(),
+            took_ms: 0,
+            refused: Some(Refusal {
+                status: error.status.as_u16(),
+                reason: error.message.clone(),
+            }),
+        };
+        if let Err(e) = tokio::task::block_in_place(|| self.audit.append(entry)) {
+            tracing::error!(error = %format!("{e:#}"), action, "cannot audit a refused call");
+        }
+        error.into_response()
+    }
+
     /// Appends an audit entry for a call; an entry that cannot be written fails the call.
     fn record(
         &self,
@@ -122,10 +265,7 @@ impl ApiState {
         tiers: Vec<String>,
         took: Duration,
     ) -> Result<(), ApiError> {
-        let params = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        self.record_params(caller, action, params, count, tiers, took)
+        self.record_params(caller, action, query_params(query), count, tiers, took)
     }
 
     /// Appends an audit entry with parameters given as a map (holds: id, reason, selector).
@@ -147,6 +287,7 @@ impl ApiState {
             count,
             tiers,
             took_ms: took.as_millis() as u64,
+            refused: None,
         };
         // The append waits for an fsync: let the runtime move other tasks off this worker.
         tokio::task::block_in_place(|| self.audit.append(entry))
@@ -198,29 +339,48 @@ fn json(body: String) -> Response {
 
 fn label(endpoint: Endpoint) -> EndpointLabel {
     EndpointLabel {
-        endpoint: match endpoint {
-            Endpoint::Search => "search",
-            Endpoint::Tail => "tail",
-            Endpoint::Stats => "stats",
-        },
+        endpoint: action(endpoint),
     }
 }
 
-/// Authorizes, parses the filters, counts the call; `Err` is the response to send.
+/// The audit action (and metric label) of an endpoint.
+fn action(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Search => "search",
+        Endpoint::Tail => "tail",
+        Endpoint::Stats => "stats",
+    }
+}
+
+/// Authorizes, parses and bounds the filters, counts the call; `Err` is the response to send.
 fn prepare(
     state: &ApiState,
     headers: &HeaderMap,
     query: Option<&str>,
     endpoint: Endpoint,
-) -> Result<(Caller, Filters), ApiError> {
+) -> Result<(Caller, Filters), Box<Response>> {
     state.metrics.queries.get_or_create(&label(endpoint)).inc();
-    let caller = state.access.authorize(headers, Role::Reader, "query logs")?;
-    let mut filters = Filters::parse(query.unwrap_or(""), endpoint, Timestamp::now()).map_err(|e| {
-        state.metrics.query_errors.get_or_create(&label(endpoint)).inc();
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: e.0,
+    let caller = state.authorize(headers, Role::Reader, "query logs", action(endpoint), || {
+        query_params(query)
+    })?;
+    let parsed = Filters::parse(query.unwrap_or(""), endpoint, Timestamp::now()).and_then(|mut filters| {
+        // The default page is never more than the cap; a `limit` asked for is checked.
+        if !form_urlencoded::parse(query.unwrap_or("").as_bytes()).any(|(key, _)| key == "limit") {
+            filters.limit = filters.limit.min(state.engine.limits().max_limit);
         }
+        state.engine.validate(&filters).map(|()| filters)
+    });
+    let mut filters = parsed.map_err(|e| {
+        state.metrics.query_errors.get_or_create(&label(endpoint)).inc();
+        Box::new(state.refuse(
+            Some(&caller),
+            action(endpoint),
+            query_params(query),
+            ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: e.0,
+            },
+        ))
     })?;
     if caller.role == Role::Reader {
         filters.tiers = Some(vec![HOT_TIER.to_owned()]);
@@ -232,7 +392,7 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
     let started = Instant::now();
     let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Search) {
         Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
+        Err(response) => return *response,
     };
     let engine = Arc::clone(&state.engine);
     let outcome = tokio::task::spawn_blocking(move || engine.search(&filters)).await;
@@ -244,7 +404,7 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
         .observe(took.as_secs_f64());
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &e),
+        Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), &e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")),
     };
     let count = outcome.hits.len() as u64;
@@ -278,6 +438,9 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
         outcome.splits,
         tiers
     );
+    if let Some(after) = &outcome.after {
+        let _ = write!(body, ",\"after\":{}", serde_json::Value::from(after.to_string()));
+    }
     let notices: Vec<String> = (caller.role == Role::Reader)
         .then(|| READER_NOTICE.to_owned())
         .into_iter()
@@ -294,11 +457,26 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
     json(body)
 }
 
-fn query_failed(state: &ApiState, endpoint: Endpoint, e: &anyhow::Error) -> Response {
+fn query_failed(
+    state: &ApiState,
+    endpoint: Endpoint,
+    caller: &Caller,
+    query: Option<&str>,
+    e: &anyhow::Error,
+) -> Response {
     state.metrics.query_errors.get_or_create(&label(endpoint)).inc();
-    // A query that cannot be built is the caller's mistake; anything else is ours.
+    // A query that cannot be built or that the engine refuses to run is the caller's mistake;
+    // anything else is ours.
     match e.downcast_ref::<crate::query::ParamError>() {
-        Some(param) => error(StatusCode::BAD_REQUEST, param.0.clone()),
+        Some(param) => state.refuse(
+            Some(caller),
+            action(endpoint),
+            query_params(query),
+            ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: param.0.clone(),
+            },
+        ),
         None => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }
@@ -307,7 +485,7 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
     let started = Instant::now();
     let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Stats) {
         Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
+        Err(response) => return *response,
     };
     let tiers = filters.tiers.clone().unwrap_or_default();
     let engine = Arc::clone(&state.engine);
@@ -333,17 +511,32 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
                 .expect("serializes"),
             )
         }
-        Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &e),
+        Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), &e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stats failed: {e}")),
     }
 }
 
-/// Streams matching records as they become searchable, one JSON envelope per line.
+/// Streams matching records as they become searchable, one JSON envelope per line, and an
+/// empty line every [`TAIL_KEEPALIVE`] while there is nothing to send.
 async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
     let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Tail) {
         Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
+        Err(response) => return *response,
+    };
+    let Some(permit) = state.tails.try_open(&state.metrics) else {
+        return state.refuse(
+            Some(&caller),
+            "tail",
+            query_params(query.as_deref()),
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "too many tails: {} are open (indexer.max_tails); close one or try again later",
+                    state.tails.max_tails
+                ),
+            },
+        );
     };
     let tiers = filters.tiers.clone().unwrap_or_default();
     // Check the query once up front so a bad `q` is a 400, not a silent empty stream.
@@ -356,17 +549,33 @@ async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query)
     };
     match check {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return query_failed(&state, Endpoint::Tail, &e),
+        Ok(Err(e)) => return query_failed(&state, Endpoint::Tail, &caller, query.as_deref(), &e),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("tail failed: {e}")),
     }
     // A tail is recorded when it starts; what it streams is not known yet.
     if let Err(e) = state.record(&caller, "tail", query.as_deref(), 0, tiers, started.elapsed()) {
         return e.into_response();
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    tokio::spawn(follow(engine, filters, committed, tx));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, std::io::Error>(bytes), rx))
+    // Bytes handed to the response body and not yet taken by it: bounded by
+    // `tail_buffer_bytes` (the body is polled only as fast as the client reads).
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAIL_CHANNEL);
+    tokio::spawn(follow(
+        engine,
+        filters,
+        committed,
+        TailSender {
+            tx,
+            queued: Arc::clone(&queued),
+            limit: state.tails.buffer_bytes,
+            metrics: Arc::clone(&state.metrics),
+            _permit: permit,
+        },
+    ));
+    let stream = futures_util::stream::unfold((rx, queued), |(mut rx, queued)| async move {
+        let bytes = rx.recv().await?;
+        queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        Some((Ok::<_, std::io::Error>(bytes), (rx, queued)))
     });
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(
@@ -376,14 +585,45 @@ async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query)
     response
 }
 
-/// Sends every record committed from sequence number `from` on that matches, until the client
-/// goes away.
-async fn follow(
-    engine: Arc<QueryEngine>,
-    filters: Filters,
-    mut from: u64,
+/// Chunks a tail may have in its channel; their bytes are bounded by `tail_buffer_bytes`.
+const TAIL_CHANNEL: usize = 256;
+
+/// The sending end of one tail: refuses to queue past its byte limit.
+struct TailSender {
     tx: tokio::sync::mpsc::Sender<Bytes>,
-) {
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    metrics: Arc<Metrics>,
+    _permit: TailPermit,
+}
+
+impl TailSender {
+    /// Queues `bytes` for the client; false when the tail must end: the client went away, or
+    /// stopped reading and the buffer is full (then the tail is closed and counted).
+    fn send(&self, bytes: Bytes) -> bool {
+        let len = bytes.len();
+        let fits = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued + len <= self.limit).then_some(queued + len)
+            })
+            .is_ok();
+        let sent = fits && self.tx.try_send(bytes).is_ok();
+        if !sent && !self.tx.is_closed() {
+            self.metrics.tails_closed_slow.inc();
+            tracing::warn!(
+                buffered = self.queued.load(Ordering::Acquire),
+                limit = self.limit,
+                "closing a tail whose client stopped reading (indexer.tail_buffer_bytes)"
+            );
+        }
+        sent
+    }
+}
+
+/// Sends every record committed from sequence number `from` on that matches, until the client
+/// goes away or stops reading.
+async fn follow(engine: Arc<QueryEngine>, filters: Filters, mut from: u64, tx: TailSender) {
     let mut commits = engine.catalog().subscribe();
     let filters = Arc::new(filters);
     loop {
@@ -406,7 +646,7 @@ async fn follow(
                 lines.push('\n');
                 last = seq;
             }
-            if !lines.is_empty() && tx.send(Bytes::from(lines)).await.is_err() {
+            if !lines.is_empty() && !tx.send(Bytes::from(lines)) {
                 return;
             }
             from = if complete { to } else { last + 1 };
@@ -416,8 +656,12 @@ async fn follow(
         }
         tokio::select! {
             changed = commits.changed() => if changed.is_err() { return },
-            () = tx.closed() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = tx.tx.closed() => return,
+            () = tokio::time::sleep(TAIL_KEEPALIVE) => {
+                if !tx.send(Bytes::from_static(b"\n")) {
+                    return;
+                }
+            }
         }
     }
 }
@@ -425,17 +669,26 @@ async fn follow(
 /// The audit log between `since` and `until`, of `who`, for auditors.
 async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let caller = match state
-        .access
-        .authorize(&headers, Role::Auditor, "read the audit log")
-    {
+    let caller = match state.authorize(&headers, Role::Auditor, "read the audit log", "audit", || {
+        query_params(query.as_deref())
+    }) {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(response) => return *response,
     };
     let now = Timestamp::now();
     let (mut since, mut until, mut who, mut limit) = (None, None, None, 10_000);
     for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
+        let bad = |message: String| {
+            state.refuse(
+                Some(&caller),
+                "audit",
+                query_params(query.as_deref()),
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    message,
+                },
+            )
+        };
         match key.as_ref() {
             "since" | "until" => match corral_schema::api::resolve_time_bound(&value, now) {
                 Ok(ts) if key == "since" => since = Some(ts),
@@ -492,18 +745,37 @@ async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
 /// Places a legal hold (admin).
 async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let caller = match state.access.authorize(&headers, Role::Admin, "place legal holds") {
+    let caller = match state.authorize(&headers, Role::Admin, "place legal holds", "hold.create", || {
+        BTreeMap::from([(
+            "body".to_owned(),
+            String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
+        )])
+    }) {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(response) => return *response,
+    };
+    let bad = |message: String| {
+        state.refuse(
+            Some(&caller),
+            "hold.create",
+            BTreeMap::from([(
+                "body".to_owned(),
+                String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
+            )]),
+            ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message,
+            },
+        )
     };
     let new = match NewHold::parse(&body) {
         Ok(new) => new,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(message) => return bad(message),
     };
     if let Some(q) = &new.selector.q
         && let Err(e) = state.engine.check_query(q)
     {
-        return error(StatusCode::BAD_REQUEST, format!("invalid hold: selector {}", e.0));
+        return bad(format!("invalid hold: selector {}", e.0));
     }
     let hold = match state.holds.create(new, &caller.name) {
         Ok(hold) => hold,
@@ -537,12 +809,15 @@ async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: By
 /// Lists the legal holds (auditor and admin).
 async fn list_holds(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let caller = match state
-        .access
-        .authorize(&headers, Role::Auditor, "list legal holds")
-    {
+    let caller = match state.authorize(
+        &headers,
+        Role::Auditor,
+        "list legal holds",
+        "hold.list",
+        BTreeMap::new,
+    ) {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(response) => return *response,
     };
     let holds = state.holds.list();
     if let Err(e) = state.record(
@@ -561,12 +836,15 @@ async fn list_holds(State(state): State<ApiState>, headers: HeaderMap) -> Respon
 /// Releases a legal hold (admin).
 async fn release_hold(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let started = Instant::now();
-    let caller = match state
-        .access
-        .authorize(&headers, Role::Admin, "release legal holds")
-    {
+    let caller = match state.authorize(
+        &headers,
+        Role::Admin,
+        "release legal holds",
+        "hold.release",
+        || BTreeMap::from([("id".to_owned(), id.clone())]),
+    ) {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(response) => return *response,
     };
     match state.holds.release(&id) {
         Ok(Some(hold)) => {
@@ -604,8 +882,12 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     if !state.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
-    // Ready means "can answer queries": an ingest problem (Kafka unreachable) must not take
-    // what is already indexed out of the Services. It is reported here and in the metrics.
+    // A full disk stops ingest: not ready, so it is seen (queries are still answered).
+    if let Some(problem) = state.metrics.disk_problem() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {problem}\n")).into_response();
+    }
+    // Otherwise ready means "can answer queries": an ingest problem (Kafka unreachable) must not
+    // take what is already indexed out of the Services. It is reported here and in the metrics.
     match state.metrics.problem() {
         Some(problem) => format!("ready; ingest problem: {problem}\n").into_response(),
         None => "ready\n".into_response(),

@@ -81,6 +81,56 @@ pub fn decode(payload: Vec<u8>, origin: Origin<'_>) -> Decoded {
     }
 }
 
+/// Applies the time rules every envelope goes through, whoever produced it (DESIGN §2):
+/// - an implausible `ts` ([`Timestamp::is_implausible_for`] against `observed_ts`, or against
+///   `now` when `observed_ts` is itself implausible) is replaced, flagged `ts_adjusted` and kept
+///   in `original_ts`;
+/// - `ts`/`observed_ts` written in another RFC 3339 form (`…:00Z`, `+02:00`) are rewritten in
+///   corral's (UTC, nine digits), so the stored envelope says what the index holds.
+///
+/// corral's own envelopes pass with two substring checks and no copy. Returns true when the
+/// envelope was rewritten.
+pub fn normalise_times(decoded: &mut Decoded, max_future_skew: std::time::Duration, now: Timestamp) -> bool {
+    let record = &mut decoded.record;
+    let reference = if record.observed_ts.is_implausible_for(now, max_future_skew) {
+        now
+    } else {
+        record.observed_ts
+    };
+    let adjusted = record.adjust_implausible_ts(reference, max_future_skew);
+    let canonical = |key: &str, ts: Timestamp| {
+        let mut needle = Vec::with_capacity(key.len() + 36);
+        needle.push(b'"');
+        needle.extend_from_slice(key.as_bytes());
+        needle.extend_from_slice(b"\":\"");
+        needle.extend_from_slice(&ts.to_rfc3339_bytes());
+        needle.push(b'"');
+        memchr::memmem::find(decoded.source.as_bytes(), &needle).is_some()
+    };
+    if !adjusted && canonical(f::TS, record.ts) && canonical(f::OBSERVED_TS, record.observed_ts) {
+        return false;
+    }
+    // Rewrite the stored JSON itself, so keys this version does not know are kept.
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&decoded.source) else {
+        decoded.source = serde_json::to_string(record).expect("a record always serializes");
+        return true;
+    };
+    let text = |ts: Timestamp| Value::String(ts.to_string());
+    object.insert(f::TS.to_owned(), text(record.ts));
+    object.insert(f::OBSERVED_TS.to_owned(), text(record.observed_ts));
+    if let Some(original) = record.original_ts {
+        object.insert(f::ORIGINAL_TS.to_owned(), text(original));
+    }
+    if !record.flags.is_empty() {
+        object.insert(
+            f::FLAGS.to_owned(),
+            serde_json::to_value(&record.flags).expect("flags serialize"),
+        );
+    }
+    decoded.source = Value::Object(object).to_string();
+    true
+}
+
 /// A deterministic id for a message that carries none: 128-bit hash of its Kafka position.
 pub fn origin_id(origin: Origin<'_>) -> String {
     let key = format!("kafka\0{}\0{}\0{}", origin.topic, origin.partition, origin.offset);
@@ -111,6 +161,7 @@ fn base_record(origin: Origin<'_>) -> Record {
         msg: String::new(),
         fields: Map::new(),
         flags: vec![Flag::InvalidEnvelope],
+        original_ts: None,
     }
 }
 

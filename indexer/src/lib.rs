@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod holds;
 pub mod http;
 pub mod ingest;

@@ -21,6 +21,13 @@ pub struct EndpointLabel {
     pub endpoint: &'static str,
 }
 
+/// Label of a refused API call: the endpoint (`search`, `holds` …) and the HTTP status.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabel {
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
 /// Handles of every indexer metric.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +44,13 @@ pub struct Metrics {
     pub queries: Family<EndpointLabel, Counter>,
     pub query_errors: Family<EndpointLabel, Counter>,
     pub query_seconds: Family<EndpointLabel, Histogram>,
+    pub ts_adjusted: Counter,
+    pub refused: Family<RefusedLabel, Counter>,
+    pub tails_open: Gauge,
+    pub tails_closed_slow: Counter,
+    pub ingest_paused: Gauge,
+    /// Set while the disk is too full to ingest; `/readyz` answers 503 with it.
+    disk_problem: Mutex<Option<String>>,
     /// Set while ingest is failing; `/readyz` reports it.
     problem: Mutex<Option<String>>,
 }
@@ -112,8 +126,40 @@ impl Metrics {
             "Time taken by API queries",
             query_seconds.clone(),
         );
+        let ts_adjusted = Counter::default();
+        registry.register(
+            "ts_adjusted",
+            "Records whose ts was implausible (beyond max_future_skew, or before 1970-01-02) and were indexed at observed_ts",
+            ts_adjusted.clone(),
+        );
+        let refused = Family::<RefusedLabel, Counter>::default();
+        registry.register(
+            "refused",
+            "API calls refused (400 bad request, 401 no or unknown token, 403 role too low, 429 too many tails), each also in the audit log",
+            refused.clone(),
+        );
+        let tails_open = Gauge::default();
+        registry.register("tails_open", "Tail streams being served", tails_open.clone());
+        let tails_closed_slow = Counter::default();
+        registry.register(
+            "tails_closed_slow",
+            "Tail streams closed because their client stopped reading and tail_buffer_bytes filled up",
+            tails_closed_slow.clone(),
+        );
+        let ingest_paused = Gauge::default();
+        registry.register(
+            "ingest_paused",
+            "1 while ingest is paused because the data dir's disk has less than min_free_bytes free",
+            ingest_paused.clone(),
+        );
         Metrics {
             registry,
+            ingest_paused,
+            disk_problem: Mutex::new(None),
+            ts_adjusted,
+            refused,
+            tails_open,
+            tails_closed_slow,
             records_indexed,
             bytes_indexed,
             duplicates_dropped,
@@ -140,6 +186,19 @@ impl Metrics {
     /// Records (or clears, with `None`) a problem that makes the indexer unready.
     pub fn set_problem(&self, problem: Option<String>) {
         *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    /// Records (or clears) that ingest is paused for lack of disk space.
+    pub fn set_disk_problem(&self, problem: Option<String>) {
+        self.ingest_paused.set(i64::from(problem.is_some()));
+        *self.disk_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    pub fn disk_problem(&self) -> Option<String> {
+        self.disk_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn problem(&self) -> Option<String> {

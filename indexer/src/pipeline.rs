@@ -1,11 +1,18 @@
 //! The ingest loop: poll the source, drop duplicates, add records to the active split, and every
 //! `commit_interval` commit the split with the checkpoint, then tell the source.
+//!
+//! When the data dir's disk runs low the loop pauses before it writes, and a write that failed
+//! for lack of space is recovered from in-process (see [`crate::disk`]): the store reopens at its
+//! last commit and the source is rewound to it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::ingest::RecentIds;
+use corral_schema::{Flag, Timestamp};
+
+use crate::disk::DiskGuard;
+use crate::ingest::{RecentIds, normalise_times};
 use crate::manifest::Checkpoint;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::source::Source;
@@ -23,6 +30,8 @@ pub struct Ingest<S: Source> {
     checkpoint: Checkpoint,
     metrics: Arc<Metrics>,
     commit_interval: Duration,
+    max_future_skew: Duration,
+    disk: Option<DiskGuard>,
 }
 
 impl<S: Source> Ingest<S> {
@@ -46,14 +55,96 @@ impl<S: Source> Ingest<S> {
             checkpoint,
             metrics,
             commit_interval,
+            max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
+            disk: None,
         })
     }
 
-    /// Runs until `stop` is set or the source ends, then commits what is pending.
+    /// Pauses ingest while the data dir's filesystem has less than `min_free` bytes, and
+    /// recovers from writes that failed for lack of space.
+    pub fn with_min_free_bytes(mut self, min_free: u64) -> Self {
+        self.disk = Some(DiskGuard::new(self.store.data_dir(), min_free));
+        self
+    }
+
+    /// Sets `max_future_skew` ([`crate::ingest::normalise_times`]).
+    pub fn with_max_future_skew(mut self, max_future_skew: Duration) -> Self {
+        self.max_future_skew = max_future_skew;
+        self
+    }
+
+    /// Runs until `stop` is set or the source ends, then commits what is pending. A write that
+    /// failed because the disk is full does not end it: see [`Ingest::recover`].
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        loop {
+            match self.ingest(stop) {
+                Ok(()) => break,
+                Err(error) => {
+                    let Some(why) = self.disk.as_ref().and_then(|disk| disk.explains(&error)) else {
+                        return Err(error);
+                    };
+                    tracing::error!(error = %format!("{error:#}"), "{why}");
+                    match self.recover(why, stop)? {
+                        Some(recovered) => self = recovered,
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
+        self.commit()?;
+        self.store.close(&self.checkpoint)?;
+        Ok(())
+    }
+
+    /// After a write failed for lack of space: waits until there is room, reopens the store at
+    /// its last commit and rewinds the source to it, as a restart would (the duplicate filter is
+    /// warmed again from what is committed). `None` when stopped while waiting.
+    fn recover(self, why: String, stop: &AtomicBool) -> anyhow::Result<Option<Self>> {
+        let Ingest {
+            store,
+            mut source,
+            metrics,
+            commit_interval,
+            max_future_skew,
+            disk,
+            ..
+        } = self;
+        let disk = disk.expect("recover is only called with a disk guard");
+        metrics.set_disk_problem(Some(why));
+        if !wait_for_space(&disk, stop) {
+            return Ok(None);
+        }
+        let store = store.reopen()?;
+        source.rewind(store.checkpoint())?;
+        metrics.set_disk_problem(None);
+        tracing::info!("space returned: ingest resumes from the last commit");
+        let mut ingest =
+            Ingest::new(store, source, metrics, commit_interval)?.with_max_future_skew(max_future_skew);
+        ingest.disk = Some(disk);
+        Ok(Some(ingest))
+    }
+
+    /// The loop itself; returns when stopped or the source ended, or on the first error.
+    fn ingest(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut last_commit = Instant::now();
         let mut dirty = false;
         loop {
+            if let Some(why) = self.disk.as_ref().and_then(DiskGuard::low) {
+                // Commit what is pending while the reserve still holds it, then read nothing
+                // until there is room: the source (Kafka, the collector's files) is the buffer.
+                if dirty {
+                    self.commit()?;
+                    dirty = false;
+                }
+                tracing::error!("{why}");
+                self.metrics.set_disk_problem(Some(why));
+                let disk = self.disk.clone().expect("checked above");
+                if !wait_for_space(&disk, stop) {
+                    return Ok(());
+                }
+                self.metrics.set_disk_problem(None);
+                tracing::info!("space returned: ingest resumes");
+            }
             let until_commit = self.commit_interval.saturating_sub(last_commit.elapsed());
             let polled = self.source.poll(until_commit.min(Duration::from_millis(100)))?;
             let Some(batch) = polled else {
@@ -67,7 +158,12 @@ impl<S: Source> Ingest<S> {
                     *next = (*next).max(offset + 1);
                 }
                 dirty = true;
-                let decoded = incoming.decoded;
+                let mut decoded = incoming.decoded;
+                if normalise_times(&mut decoded, self.max_future_skew, Timestamp::now())
+                    && decoded.record.has_flag(Flag::TsAdjusted)
+                {
+                    self.metrics.ts_adjusted.inc();
+                }
                 if let Some(problem) = decoded.problem {
                     self.metrics
                         .invalid_records
@@ -92,11 +188,9 @@ impl<S: Source> Ingest<S> {
                 last_commit = Instant::now();
             }
             if stop.load(Ordering::Relaxed) {
-                break;
+                return Ok(());
             }
         }
-        self.commit()?;
-        self.store.close(&self.checkpoint)?;
         Ok(())
     }
 
@@ -120,4 +214,22 @@ impl<S: Source> Ingest<S> {
         self.source.committed(&self.checkpoint);
         Ok(())
     }
+}
+
+/// Waits until `disk` has room again; false when `stop` was set first.
+fn wait_for_space(disk: &DiskGuard, stop: &AtomicBool) -> bool {
+    let mut waited = Instant::now();
+    while !disk.recovered() {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if waited.elapsed() >= Duration::from_secs(60) {
+            if let Some(why) = disk.low() {
+                tracing::error!("{why}");
+            }
+            waited = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    true
 }

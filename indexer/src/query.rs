@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use corral_schema::api::{GroupBy, Order, resolve_time_bound};
+use corral_schema::api::{Cursor, DEFAULT_MAX_LIMIT, GroupBy, Order, resolve_time_bound};
 use corral_schema::fields as f;
 use corral_schema::{Level, Timestamp};
 use tantivy::collector::{Collector, Count, DocSetCollector, SegmentCollector, TopDocs};
@@ -19,12 +19,129 @@ use tantivy::query::{
 };
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenizerManager;
-use tantivy::{DateTime, DocAddress, DocId, Score, SegmentReader, TantivyDocument, Term};
+use tantivy::{DateTime, DocAddress, DocId, Score, SegmentReader, TantivyDocument, TantivyError, Term};
 
 use crate::store::{Catalog, SplitView};
 
-/// Largest `limit` a search accepts.
-pub const MAX_LIMIT: usize = 100_000;
+/// Default of `[indexer] max_query_bytes`.
+pub const DEFAULT_MAX_QUERY_BYTES: usize = 8 * 1024;
+/// Default of `[indexer] max_query_depth`.
+pub const DEFAULT_MAX_QUERY_DEPTH: usize = 32;
+
+/// Bounds on the work one request may ask for (`[indexer]` config keys). Checked before any
+/// split is touched: tantivy's query parser recurses once per nesting level, so an unchecked
+/// `((((…` of a few KB overflows the stack and takes the whole process down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// `max_query_bytes`: the longest `q` accepted (searches, holds, keep rules).
+    pub max_query_bytes: usize,
+    /// `max_query_depth`: the deepest nesting of parentheses and `NOT`/`+`/`-` in a `q`.
+    pub max_query_depth: usize,
+    /// `max_limit`: the most hits one search answers; more are paged with `after`.
+    pub max_limit: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_query_bytes: DEFAULT_MAX_QUERY_BYTES,
+            max_query_depth: DEFAULT_MAX_QUERY_DEPTH,
+            max_limit: DEFAULT_MAX_LIMIT,
+        }
+    }
+}
+
+impl QueryLimits {
+    /// Checks the length and nesting of `q` without parsing it.
+    pub fn check_q(&self, q: &str) -> Result<(), ParamError> {
+        if q.len() > self.max_query_bytes {
+            return Err(ParamError(format!(
+                "parameter q is {} bytes long: at most {} are accepted (indexer.max_query_bytes)",
+                q.len(),
+                self.max_query_bytes
+            )));
+        }
+        let depth = nesting_depth(q);
+        if depth > self.max_query_depth {
+            return Err(ParamError(format!(
+                "parameter q nests {depth} levels deep (parentheses, NOT, + and -): at most {} are \
+                 accepted (indexer.max_query_depth)",
+                self.max_query_depth
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The deepest nesting of `q` as tantivy's parser would recurse into it: each open parenthesis
+/// and each prefix operator (`NOT`, `+`, `-`) waiting for its operand is one level. Quoted
+/// phrases and escaped characters are skipped. Linear, and never recursive itself.
+fn nesting_depth(q: &str) -> usize {
+    let bytes = q.as_bytes();
+    // Prefix operators pending when each open parenthesis was entered.
+    let mut stack: Vec<usize> = Vec::new();
+    let mut outer = 0; // sum of `stack`
+    let mut pending = 0; // prefix operators waiting for their operand at this level
+    let mut deepest = 0;
+    let mut i = 0;
+    let at_token_start = |i: usize| {
+        i == 0
+            || matches!(
+                bytes[i - 1],
+                b' ' | b'\t' | b'\n' | b'\r' | b'(' | b'+' | b'-' | b':'
+            )
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'"' => {
+                // A phrase is one operand.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                pending = 0;
+            }
+            b'(' => {
+                stack.push(pending);
+                outer += pending;
+                pending = 0;
+            }
+            b')' => {
+                outer -= stack.pop().unwrap_or(0);
+                pending = 0;
+            }
+            b'+' | b'-' if at_token_start(i) => pending += 1,
+            b'N' if at_token_start(i)
+                && bytes[i..].starts_with(b"NOT")
+                && bytes
+                    .get(i + 3)
+                    .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'(')) =>
+            {
+                pending += 1;
+                i += 2;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => {
+                // An operand (a word, field:value, a range) ends every pending prefix.
+                deepest = deepest.max(stack.len() + outer + pending);
+                while i + 1 < bytes.len()
+                    && !matches!(bytes[i + 1], b' ' | b'\t' | b'\n' | b'\r' | b'(' | b')' | b'"')
+                {
+                    // An escaped character belongs to the word, parenthesis or not.
+                    i += if bytes[i + 1] == b'\\' { 2 } else { 1 };
+                }
+                pending = 0;
+            }
+        }
+        deepest = deepest.max(stack.len() + outer + pending);
+        i += 1;
+    }
+    deepest
+}
 
 /// Which endpoint a query string is for: each accepts a slightly different set of parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +166,8 @@ pub struct Filters {
     pub until: Option<Timestamp>,
     pub limit: usize,
     pub order: Order,
+    /// Search only: the page starts strictly after this (`ts`, `id`) in `order`.
+    pub after: Option<Cursor>,
     pub by: Option<GroupBy>,
     /// Tiers the caller may search (`None`: all); set from the caller's role, never from the
     /// query string.
@@ -111,15 +230,19 @@ impl Filters {
                     }
                 }
                 ("limit", Endpoint::Search) => {
-                    filters.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            ParamError(format!(
-                                "parameter limit: expected an integer from 1 to {MAX_LIMIT}; got {value:?}"
-                            ))
-                        })?;
+                    // The upper bound is the engine's `max_limit` (QueryLimits).
+                    filters.limit = value.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        ParamError(format!(
+                            "parameter limit: expected a positive integer; got {value:?}"
+                        ))
+                    })?;
+                }
+                ("after", Endpoint::Search) => {
+                    filters.after = Some(
+                        value
+                            .parse::<Cursor>()
+                            .map_err(|error| ParamError(format!("parameter after: {error}")))?,
+                    );
                 }
                 ("order", Endpoint::Search) => {
                     filters.order = match value.as_str() {
@@ -142,7 +265,7 @@ impl Filters {
                 (other, endpoint) => {
                     let mut known: Vec<&str> = COMMON.to_vec();
                     match endpoint {
-                        Endpoint::Search => known.extend(["limit", "order"]),
+                        Endpoint::Search => known.extend(["limit", "order", "after"]),
                         Endpoint::Stats => known.push("by"),
                         Endpoint::Tail => {}
                     }
@@ -186,12 +309,15 @@ pub struct SearchOutcome {
     pub tiers: Vec<String>,
     /// Splits that could not answer the query, by tier ([`QueryEngine::unsearched_notice`]).
     pub unsearched: BTreeMap<String, usize>,
+    /// Set when `truncated`: where this page ended, for the next one's `after`.
+    pub after: Option<Cursor>,
 }
 
 /// Runs queries against the splits of a [`Catalog`].
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
     parser: QueryParser,
+    limits: QueryLimits,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -203,7 +329,13 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
+    /// An engine with the default [`QueryLimits`].
     pub fn new(catalog: Arc<Catalog>) -> QueryEngine {
+        QueryEngine::with_limits(catalog, QueryLimits::default())
+    }
+
+    /// An engine that refuses requests beyond `limits`.
+    pub fn with_limits(catalog: Arc<Catalog>, limits: QueryLimits) -> QueryEngine {
         let schema = catalog.schema().clone();
         let default_fields = vec![
             schema.get_field(f::MSG).expect("schema has msg"),
@@ -212,26 +344,65 @@ impl QueryEngine {
         let mut parser = QueryParser::new(schema, default_fields, TokenizerManager::default());
         // `payment declined` means both words, as in every log search tool.
         parser.set_conjunction_by_default();
-        QueryEngine { catalog, parser }
+        QueryEngine {
+            catalog,
+            parser,
+            limits,
+        }
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
 
-    /// Checks that `q` parses, as a search's `q` would be.
-    pub fn check_query(&self, q: &str) -> Result<(), ParamError> {
-        self.parser
-            .parse_query(q)
-            .map(|_| ())
-            .map_err(|error| ParamError(format!("q: cannot parse {q:?}: {error}")))
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
     }
 
-    /// Builds the tantivy query of `filters`; `seq` adds an ingest-sequence range (for tail).
+    /// Checks that `q` is within the limits and parses, as a search's `q` would be.
+    /// The error names `q` alone (`q: cannot parse …`), for callers that say where it came from
+    /// (`retention.keep[0].q`, a hold's `selector q`).
+    pub fn check_query(&self, q: &str) -> Result<(), ParamError> {
+        self.parse_q(q)
+            .map(|_| ())
+            .map_err(|e| ParamError(e.0.strip_prefix("parameter ").unwrap_or(&e.0).to_owned()))
+    }
+
+    /// Checks what a request asks for against the [`QueryLimits`] before any split is touched.
+    pub fn validate(&self, filters: &Filters) -> Result<(), ParamError> {
+        if filters.limit > self.limits.max_limit {
+            return Err(ParamError(format!(
+                "parameter limit: {} is more than one search answers (indexer.max_limit = {}); page \
+                 through the rest by passing each response's after back as after",
+                filters.limit, self.limits.max_limit
+            )));
+        }
+        if let Some(q) = &filters.q {
+            self.limits.check_q(q)?;
+        }
+        Ok(())
+    }
+
+    /// Parses `q` once per request (checked against the limits first), for every split.
+    fn parse_q(&self, q: &str) -> Result<Box<dyn Query>, ParamError> {
+        self.limits.check_q(q)?;
+        self.parser
+            .parse_query(q)
+            .map_err(|error| ParamError(format!("parameter q: cannot parse {q:?}: {error}")))
+    }
+
+    /// The parsed `q` of `filters`, if any.
+    fn parsed_q(&self, filters: &Filters) -> Result<Option<Box<dyn Query>>, ParamError> {
+        filters.q.as_deref().map(|q| self.parse_q(q)).transpose()
+    }
+
+    /// Builds the tantivy query of `filters` with `q` already parsed; `seq` adds an
+    /// ingest-sequence range (for tail), `ts` a range on event time (for paging).
     fn build(
         &self,
         view: &SplitView,
         filters: &Filters,
+        q: Option<&dyn Query>,
         seq: Option<(u64, u64)>,
     ) -> Result<Box<dyn Query>, ParamError> {
         let fields = &view.fields;
@@ -287,12 +458,8 @@ impl QueryEngine {
                 )),
             ));
         }
-        if let Some(q) = &filters.q {
-            let query = self
-                .parser
-                .parse_query(q)
-                .map_err(|error| ParamError(format!("parameter q: cannot parse {q:?}: {error}")))?;
-            clauses.push((Occur::Must, query));
+        if let Some(q) = q {
+            clauses.push((Occur::Must, q.box_clone()));
         }
         Ok(match clauses.len() {
             0 => Box::new(AllQuery),
@@ -307,9 +474,10 @@ impl QueryEngine {
         &self,
         view: &SplitView,
         filters: &Filters,
+        q: Option<&dyn Query>,
         seq: Option<(u64, u64)>,
     ) -> Result<Option<Box<dyn Query>>, ParamError> {
-        let query = self.build(view, filters, seq)?;
+        let query = self.build(view, filters, q, seq)?;
         Ok((!needs_positions(query.as_ref()) || has_positions(view)).then_some(query))
     }
 
@@ -348,20 +516,28 @@ impl QueryEngine {
     ) -> Result<HashSet<DocAddress>, anyhow::Error> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for filters in selections {
-            let query = self.build(view, filters, None)?;
+            let q = self.parsed_q(filters)?;
+            let query = self.build(view, filters, q.as_deref(), None)?;
             clauses.push((Occur::Should, self.answerable_or_wider(view, query)));
         }
         if clauses.is_empty() {
             return Ok(HashSet::new());
         }
         let searcher = view.reader.searcher();
-        Ok(searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?)
+        searcher
+            .search(&BooleanQuery::new(clauses), &DocSetCollector)
+            .map_err(|e| refused(e, None))
     }
 
     /// Number of documents of `view` matching `filters`.
     pub fn count_in(&self, view: &SplitView, filters: &Filters) -> Result<u64, anyhow::Error> {
-        let query = self.answerable_or_wider(view, self.build(view, filters, None)?);
-        Ok(view.reader.searcher().search(&query, &Count)? as u64)
+        let q = self.parsed_q(filters)?;
+        let query = self.answerable_or_wider(view, self.build(view, filters, q.as_deref(), None)?);
+        Ok(view
+            .reader
+            .searcher()
+            .search(&query, &Count)
+            .map_err(|e| refused(e, filters.q.as_deref()))? as u64)
     }
 
     /// The splits a time range can touch, newest first.
@@ -385,17 +561,27 @@ impl QueryEngine {
             .collect()
     }
 
-    /// Runs a search: hits ordered by `ts` then `id`, deduplicated by `id`, at most `limit`.
+    /// Runs a search: hits ordered by `ts` then `id`, deduplicated by `id`, at most `limit`,
+    /// starting after `filters.after`.
+    ///
+    /// Work is bounded by `limit`, not by `limit` × splits: each split gives the `ts` and address
+    /// of its top `limit + 1` from the fast column (no document loaded), the candidates of all
+    /// splits are kept to one top-k by `ts`, and only the documents of the final page (plus
+    /// duplicates and `ts` ties at its edge) are loaded.
     pub fn search(&self, filters: &Filters) -> anyhow::Result<SearchOutcome> {
+        self.validate(filters)?;
+        let q = self.parsed_q(filters)?;
         let splits = self.splits_for(filters);
         let mut outcome = SearchOutcome::default();
         let order = match filters.order {
             Order::Asc => tantivy::Order::Asc,
             Order::Desc => tantivy::Order::Desc,
         };
-        let mut hits = Vec::new();
+        let keep = filters.limit + 1;
+        let mut searchers = Vec::with_capacity(splits.len());
+        let mut candidates: Vec<Candidate> = Vec::new();
         for view in &splits {
-            let Some(query) = self.query_for(view, filters, None)? else {
+            let Some(query) = self.query_for(view, filters, q.as_deref(), None)? else {
                 *outcome.unsearched.entry(view.tier.clone()).or_default() += 1;
                 continue;
             };
@@ -404,23 +590,105 @@ impl QueryEngine {
             if !outcome.tiers.contains(&view.tier) {
                 outcome.tiers.push(view.tier.clone());
             }
+            let split = searchers.len();
             let searcher = view.reader.searcher();
-            let top = searcher.search(
-                &query,
-                &TopDocs::with_limit(filters.limit + 1).order_by_fast_field::<DateTime>(f::TS, order),
-            )?;
+            let refuse = |e| refused(e, filters.q.as_deref());
+            let query: Box<dyn Query> = match &filters.after {
+                None => query,
+                Some(after) => {
+                    // Records at exactly the cursor's ts are few (one nanosecond): load them to
+                    // compare ids; the rest must be strictly past it.
+                    let at = self.with_ts(
+                        view,
+                        query.box_clone(),
+                        Bound::Included(after.ts),
+                        Bound::Included(after.ts),
+                    );
+                    for address in searcher.search(&at, &DocSetCollector).map_err(refuse)? {
+                        let hit = load_hit(&searcher, view, address, None)?;
+                        if past(&hit, after, filters.order) {
+                            candidates.push(Candidate {
+                                ts: hit.ts,
+                                split,
+                                address,
+                                hit: Some(hit),
+                            });
+                        }
+                    }
+                    let (from, to) = match filters.order {
+                        Order::Asc => (Bound::Excluded(after.ts), Bound::Unbounded),
+                        Order::Desc => (Bound::Unbounded, Bound::Excluded(after.ts)),
+                    };
+                    self.with_ts(view, query, from, to)
+                }
+            };
+            let top = searcher
+                .search(
+                    &query,
+                    &TopDocs::with_limit(keep).order_by_fast_field::<DateTime>(f::TS, order),
+                )
+                .map_err(refuse)?;
             // A split with more matches than the limit means more exist, duplicates or not.
             outcome.truncated |= top.len() > filters.limit;
-            for (ts, address) in top {
-                hits.push(load_hit(&searcher, view, address, ts)?);
+            candidates.extend(top.into_iter().map(|(ts, address)| Candidate {
+                ts: ts.map_or(i64::MIN, |t| t.into_timestamp_nanos()),
+                split,
+                address,
+                hit: None,
+            }));
+            searchers.push((searcher, Arc::clone(view)));
+            // One top-k across splits: never more than twice the page in memory.
+            if candidates.len() > 2 * keep {
+                keep_first(&mut candidates, keep, filters.order);
+            }
+        }
+        sort_candidates(&mut candidates, filters.order);
+        // Load in order until the page is full and the next candidate's ts differs from the
+        // last one taken (ties are ordered by id, which only the document holds).
+        let mut hits: Vec<Hit> = Vec::with_capacity(keep.min(candidates.len()));
+        let mut seen = HashSet::new();
+        for candidate in candidates {
+            if hits.len() >= keep && hits.last().is_some_and(|last| last.ts != candidate.ts) {
+                break;
+            }
+            let hit = match candidate.hit {
+                Some(hit) => hit,
+                None => {
+                    let (searcher, view) = &searchers[candidate.split];
+                    load_hit(searcher, view, candidate.address, Some(candidate.ts))?
+                }
+            };
+            if seen.insert(hit.id.clone()) {
+                hits.push(hit);
             }
         }
         sort_hits(&mut hits, filters.order);
-        dedup_hits(&mut hits);
         outcome.truncated |= hits.len() > filters.limit;
         hits.truncate(filters.limit);
+        if outcome.truncated {
+            outcome.after = hits.last().map(|hit| Cursor {
+                ts: hit.ts,
+                id: hit.id.clone(),
+            });
+        }
         outcome.hits = hits;
         Ok(outcome)
+    }
+
+    /// `query` restricted to event times within (`from`, `to`) in Unix nanoseconds.
+    fn with_ts(
+        &self,
+        view: &SplitView,
+        query: Box<dyn Query>,
+        from: Bound<i64>,
+        to: Bound<i64>,
+    ) -> Box<dyn Query> {
+        let term = |ts: i64| Term::from_field_date(view.fields.ts, DateTime::from_timestamp_nanos(ts));
+        let range: Box<dyn Query> = Box::new(RangeQuery::new(from.map(term), to.map(term)));
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (Occur::Must, range),
+        ]))
     }
 
     /// Counts matching records per group of `filters.by`, with counts per level.
@@ -429,18 +697,22 @@ impl QueryEngine {
         let by = filters.by.unwrap_or(GroupBy::Service);
         let mut counts: HashMap<(String, String), u64> = HashMap::new();
         let mut unsearched: BTreeMap<String, usize> = BTreeMap::new();
+        self.validate(filters)?;
+        let q = self.parsed_q(filters)?;
         for view in self.splits_for(filters) {
-            let Some(query) = self.query_for(&view, filters, None)? else {
+            let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? else {
                 *unsearched.entry(view.tier.clone()).or_default() += 1;
                 continue;
             };
             let searcher = view.reader.searcher();
-            let fruit = searcher.search(
-                &query,
-                &GroupCounter {
-                    group_field: by.field(),
-                },
-            )?;
+            let fruit = searcher
+                .search(
+                    &query,
+                    &GroupCounter {
+                        group_field: by.field(),
+                    },
+                )
+                .map_err(|e| refused(e, filters.q.as_deref()))?;
             for (key, n) in fruit {
                 *counts.entry(key).or_default() += n;
             }
@@ -477,6 +749,8 @@ impl QueryEngine {
         if from >= to {
             return Ok(out);
         }
+        self.validate(filters)?;
+        let q = self.parsed_q(filters)?;
         for view in self.catalog.splits() {
             if view.docs == 0
                 || filters
@@ -486,14 +760,16 @@ impl QueryEngine {
             {
                 continue;
             }
-            let Some(query) = self.query_for(&view, filters, Some((from, to)))? else {
+            let Some(query) = self.query_for(&view, filters, q.as_deref(), Some((from, to)))? else {
                 continue;
             };
             let searcher = view.reader.searcher();
-            let top = searcher.search(
-                &query,
-                &TopDocs::with_limit(max).order_by_fast_field::<u64>(f::SEQ, tantivy::Order::Asc),
-            )?;
+            let top = searcher
+                .search(
+                    &query,
+                    &TopDocs::with_limit(max).order_by_fast_field::<u64>(f::SEQ, tantivy::Order::Asc),
+                )
+                .map_err(|e| refused(e, filters.q.as_deref()))?;
             for (seq, address) in top {
                 let hit = load_hit(&searcher, &view, address, None)?;
                 out.push((seq.unwrap_or(0), hit));
@@ -507,9 +783,14 @@ impl QueryEngine {
     /// Number of documents matching `filters` in every split, without dedup; for tests and tools.
     pub fn count(&self, filters: &Filters) -> anyhow::Result<usize> {
         let mut total = 0;
+        let q = self.parsed_q(filters)?;
         for view in self.splits_for(filters) {
-            if let Some(query) = self.query_for(&view, filters, None)? {
-                total += view.reader.searcher().search(&query, &Count)?;
+            if let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? {
+                total += view
+                    .reader
+                    .searcher()
+                    .search(&query, &Count)
+                    .map_err(|e| refused(e, filters.q.as_deref()))?;
             }
         }
         Ok(total)
@@ -520,7 +801,7 @@ fn load_hit(
     searcher: &tantivy::Searcher,
     view: &SplitView,
     address: DocAddress,
-    ts: Option<DateTime>,
+    ts: Option<i64>,
 ) -> anyhow::Result<Hit> {
     let doc: TantivyDocument = searcher.doc(address)?;
     let source = doc
@@ -535,10 +816,63 @@ fn load_hit(
     }
     let keys: Keys = serde_json::from_str(&source)?;
     Ok(Hit {
-        ts: ts.map_or(keys.ts.unix_nanos(), |t| t.into_timestamp_nanos()),
+        ts: ts.unwrap_or(keys.ts.unix_nanos()),
         id: keys.id,
         source,
     })
+}
+
+/// A search hit before its document is loaded: its `ts` from the fast column and where it is.
+struct Candidate {
+    ts: i64,
+    split: usize,
+    address: DocAddress,
+    /// Already loaded (the ties at a cursor's ts).
+    hit: Option<Hit>,
+}
+
+fn sort_candidates(candidates: &mut [Candidate], order: Order) {
+    match order {
+        Order::Asc => candidates.sort_by_key(|c| c.ts),
+        Order::Desc => candidates.sort_by_key(|c| std::cmp::Reverse(c.ts)),
+    }
+}
+
+/// Keeps the first `keep` candidates in `order`, and every candidate tied with the last of them.
+fn keep_first(candidates: &mut Vec<Candidate>, keep: usize, order: Order) {
+    sort_candidates(candidates, order);
+    if let Some(edge) = candidates.get(keep.saturating_sub(1)).map(|c| c.ts) {
+        let end = keep + candidates[keep..].iter().take_while(|c| c.ts == edge).count();
+        candidates.truncate(end);
+    }
+}
+
+/// True when `hit` comes strictly after `after` in `order`.
+fn past(hit: &Hit, after: &Cursor, order: Order) -> bool {
+    let natural = hit.ts.cmp(&after.ts).then_with(|| hit.id.as_str().cmp(&after.id));
+    match order {
+        Order::Asc => natural.is_gt(),
+        Order::Desc => natural.is_lt(),
+    }
+}
+
+/// An error of running a query: what the engine refuses to run (a range on a JSON field, a
+/// field it does not know) is the caller's mistake, named as `q`'s; anything else is a fault of
+/// the server and stays one.
+fn refused(error: TantivyError, q: Option<&str>) -> anyhow::Error {
+    match error {
+        TantivyError::InvalidArgument(reason)
+        | TantivyError::SchemaError(reason)
+        | TantivyError::FieldNotFound(reason) => ParamError(format!(
+            "parameter q: the query engine cannot run {:?}: {reason}. Supported: words, \"phrases\", \
+             field:value on msg, fields.<path>, service, version, instance, node, namespace, pod, \
+             container, stream, level and corr, AND/OR/NOT, +/-, parentheses; ranges ([a TO b], >, <) only on ts (use since \
+             and until)",
+            q.unwrap_or("")
+        ))
+        .into(),
+        other => other.into(),
+    }
 }
 
 fn sort_hits(hits: &mut [Hit], order: Order) {
@@ -703,6 +1037,32 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_counted_without_parsing() {
+        let cases = [
+            ("payment declined", 0),
+            ("(a OR b) AND c", 1),
+            ("((a))", 2),
+            ("NOT a", 1),
+            ("-a +b", 1),
+            ("-(-(-(a)))", 6),
+            ("NOT NOT NOT a", 3),
+            ("fields.user.id:(42 OR 43)", 1),
+            ("\"((((\" AND order-42", 0),
+            ("a\\(b", 0),
+            ("NOTE -x", 1),
+        ];
+        for (q, want) in cases {
+            assert_eq!(nesting_depth(q), want, "{q:?}");
+        }
+        let limits = QueryLimits::default();
+        assert!(limits.check_q(&"(".repeat(32)).is_ok());
+        let error = limits.check_q(&format!("{}a", "(".repeat(33))).unwrap_err().0;
+        assert!(error.contains("nests 33 levels deep"), "{error}");
+        let error = limits.check_q(&"a".repeat(8193)).unwrap_err().0;
+        assert!(error.contains("8193 bytes long: at most 8192"), "{error}");
+    }
+
+    #[test]
     fn parameters_parse_and_bad_ones_are_named() {
         let filters = Filters::parse(
             "corr=req-1&level=WARN&since=15m&limit=5&order=desc&q=fields.user.id%3A42",
@@ -721,7 +1081,7 @@ mod tests {
             (
                 "limit=abc",
                 Endpoint::Search,
-                "parameter limit: expected an integer from 1 to 100000; got \"abc\"",
+                "parameter limit: expected a positive integer; got \"abc\"",
             ),
             ("limit=0", Endpoint::Search, "parameter limit"),
             (
@@ -746,6 +1106,12 @@ mod tests {
             ("", Endpoint::Stats, "parameter by is required"),
             ("by=pod", Endpoint::Stats, "parameter by: cannot group by \"pod\""),
             ("limit=5", Endpoint::Tail, "unknown parameter \"limit\""),
+            (
+                "after=12",
+                Endpoint::Search,
+                "parameter after: expected <ts nanoseconds>:<id>",
+            ),
+            ("after=1:a", Endpoint::Stats, "unknown parameter \"after\""),
         ];
         for (query, endpoint, want) in cases {
             let error = Filters::parse(query, endpoint, now()).unwrap_err().0;

@@ -423,6 +423,7 @@ impl Retention {
             },
             tiers: vec![step.from.clone()],
             took_ms: started.elapsed().as_millis() as u64,
+            refused: None,
         })?;
         crash_point("audited");
         let aside = staging_root.join(format!("{}{REPLACED_SUFFIX}", step.split));
@@ -656,6 +657,7 @@ mod tests {
                     msg: format!("record {n}"),
                     fields: serde_json::Map::new(),
                     flags: vec![],
+                    original_ts: None,
                 };
                 let source = serde_json::to_string(&record).unwrap();
                 store.add(record, source).unwrap();

@@ -51,6 +51,10 @@ pub trait Source: Send {
     fn problem(&self) -> Option<String> {
         None
     }
+
+    /// Delivers again, from the next poll on, everything after `checkpoint` (the index's last
+    /// commit): what was polled since was lost with a failed write.
+    fn rewind(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()>;
 }
 
 /// The collector's channel in standalone mode: records arrive already built; their tickets are
@@ -59,6 +63,10 @@ pub trait Source: Send {
 pub struct ChannelSource {
     receiver: ChannelReceiver,
     pending: Vec<Ticket>,
+    /// The envelopes polled since the last commit, to deliver again after a rewind: the
+    /// collector only re-sends what was never acknowledged after it restarts.
+    uncommitted: Vec<String>,
+    replay: Vec<String>,
 }
 
 impl ChannelSource {
@@ -66,12 +74,32 @@ impl ChannelSource {
         ChannelSource {
             receiver,
             pending: Vec::new(),
+            uncommitted: Vec::new(),
+            replay: Vec::new(),
         }
     }
 }
 
 impl Source for ChannelSource {
     fn poll(&mut self, timeout: Duration) -> anyhow::Result<Option<Vec<Incoming>>> {
+        if !self.replay.is_empty() {
+            let replay = std::mem::take(&mut self.replay);
+            let mut out = Vec::with_capacity(replay.len());
+            for source in replay {
+                let record = serde_json::from_str(&source)?;
+                self.uncommitted.push(source.clone());
+                out.push(Incoming {
+                    bytes: source.len(),
+                    decoded: Decoded {
+                        record,
+                        source,
+                        problem: None,
+                    },
+                    position: None,
+                });
+            }
+            return Ok(Some(out));
+        }
         let batch = match self.receiver.recv_timeout(timeout) {
             Ok(Some(batch)) => batch,
             Ok(None) => return Ok(Some(Vec::new())),
@@ -81,6 +109,7 @@ impl Source for ChannelSource {
         for (ticket, record) in batch {
             self.pending.push(ticket);
             let source = serde_json::to_string(&record)?;
+            self.uncommitted.push(source.clone());
             out.push(Incoming {
                 bytes: source.len(),
                 decoded: Decoded {
@@ -95,9 +124,18 @@ impl Source for ChannelSource {
     }
 
     fn committed(&mut self, _checkpoint: &Checkpoint) {
+        self.uncommitted.clear();
         if !self.pending.is_empty() {
             self.receiver.ack(std::mem::take(&mut self.pending));
         }
+    }
+
+    fn rewind(&mut self, _checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        // Tickets stay pending: they are acknowledged by the commit of the replayed records.
+        let mut replay = std::mem::take(&mut self.uncommitted);
+        replay.append(&mut self.replay);
+        self.replay = replay;
+        Ok(())
     }
 }
 
@@ -179,6 +217,7 @@ impl ConsumerContext for SeekingContext {
 
 /// A Kafka consumer-group source.
 pub struct KafkaSource {
+    options: KafkaOptions,
     topic: String,
     consumer: Arc<BaseConsumer<SeekingContext>>,
     checkpoint: Arc<Mutex<Checkpoint>>,
@@ -254,6 +293,7 @@ impl KafkaSource {
                 .spawn(move || poll_loop(&consumer, &tx, &stop))?
         };
         Ok(KafkaSource {
+            options: options.clone(),
             topic: options.topic.clone(),
             consumer,
             checkpoint: shared,
@@ -357,6 +397,15 @@ impl Source for KafkaSource {
         }
     }
 
+    fn rewind(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        // A new consumer is assigned the partitions again and seeks them to the checkpoint,
+        // exactly as after a restart; nothing fetched before the rewind can slip in.
+        let options = self.options.clone();
+        self.shut_down();
+        *self = KafkaSource::connect(&options, checkpoint.clone())?;
+        Ok(())
+    }
+
     fn problem(&self) -> Option<String> {
         // An error the consumer recovers from is not worth reporting for long.
         self.problem
@@ -366,13 +415,20 @@ impl Source for KafkaSource {
     }
 }
 
-impl Drop for KafkaSource {
-    fn drop(&mut self) {
+impl KafkaSource {
+    /// Stops the poll thread.
+    fn shut_down(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Dropping the receiver unblocks a poll thread waiting on a full channel.
         self.messages = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }

@@ -201,12 +201,49 @@ impl SplitStore {
     /// into place, the active split reopens at its last commit (or a new one starts from the
     /// newest sealed split's checkpoint).
     pub fn open(data_dir: &Path, options: StoreOptions) -> anyhow::Result<SplitStore> {
+        SplitStore::open_with_catalog(data_dir, options, Arc::new(Catalog::new()))
+    }
+
+    /// Closes the store without committing and opens it again, as a restart would: the active
+    /// split at its last commit, an interrupted seal finished. The catalog (and so every query
+    /// engine reading it) is kept. For recovering from a failed write (a full disk).
+    pub fn reopen(mut self) -> anyhow::Result<SplitStore> {
+        if let Some(sealer) = self.sealer.take() {
+            // A seal that failed is finished by the open below.
+            match sealer.join() {
+                Ok(Ok(())) => self.sealed += 1,
+                Ok(Err(error)) => tracing::warn!("a seal failed, it is redone on reopen: {error:#}"),
+                Err(_) => tracing::warn!("the seal thread panicked; the seal is redone on reopen"),
+            }
+        }
+        let (data_dir, options, catalog, sealed) = (
+            self.data_dir.clone(),
+            self.options.clone(),
+            Arc::clone(&self.catalog),
+            self.sealed,
+        );
+        // Dropping the writer releases the split's lock; what it held uncommitted is gone.
+        drop(self);
+        let mut store = SplitStore::open_with_catalog(&data_dir, options, catalog)?;
+        store.sealed += sealed;
+        Ok(store)
+    }
+
+    /// The data dir this store lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn open_with_catalog(
+        data_dir: &Path,
+        options: StoreOptions,
+        catalog: Arc<Catalog>,
+    ) -> anyhow::Result<SplitStore> {
         let active_root = data_dir.join(ACTIVE_DIR);
         fs::create_dir_all(&active_root)
             .with_context(|| format!("cannot create {}", active_root.display()))?;
         fs::create_dir_all(data_dir.join(SPLITS_DIR).join(HOT_TIER))?;
         let (schema, fields) = build_schema(true);
-        let catalog = Arc::new(Catalog::new());
         let mut store = SplitStore {
             data_dir: data_dir.to_owned(),
             options,

@@ -125,6 +125,7 @@ fn envelope(n: u64) -> Record {
         msg: format!("record {n}"),
         fields: serde_json::Map::new(),
         flags: vec![],
+        original_ts: None,
     }
 }
 
@@ -653,4 +654,249 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Envelopes written by other producers: RFC 3339 with fewer digits or an offset is accepted
+/// and normalised to UTC nanoseconds (keys this version does not know are kept), and a `ts` in
+/// the year 2200 is indexed at `observed_ts` — so its split ages out on schedule instead of
+/// staying hot (and inside every `since=`) until 2200.
+#[test]
+fn other_producers_timestamps_are_normalised_and_a_far_future_one_ages_out() {
+    let broker = Broker::start();
+    let topic = "producers";
+    broker.create_topic(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("indexer");
+    let port = free_port().unwrap();
+    let month_ago = Timestamp::now().saturating_add_nanos(-30 * 86_400_000_000_000);
+    let envelope_json = |n: u64, ts: &str, observed: &str, extra: &str| {
+        let mut value = serde_json::to_value(envelope(n)).unwrap();
+        value["ts"] = ts.into();
+        value["observed_ts"] = observed.into();
+        value["corr"] = format!("producer-{n}").into();
+        if !extra.is_empty() {
+            value[extra] = "kept".into();
+        }
+        value.to_string()
+    };
+    let payloads = [
+        envelope_json(
+            1,
+            "2026-11-23T10:15:00Z",
+            "2026-11-23T12:15:01+02:00",
+            "producer_note",
+        ),
+        envelope_json(2, "2026-11-23T12:15:00.5+02:00", "2026-11-23T10:15:01.25Z", ""),
+        envelope_json(3, "2200-01-01T00:00:00Z", &month_ago.to_string(), ""),
+    ];
+    let producer = producer(&broker);
+    for payload in &payloads {
+        producer
+            .send(BaseRecord::<(), _>::to(topic).payload(payload.as_bytes()))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let indexer = start_indexer_with(
+        &broker,
+        topic,
+        &data_dir,
+        port,
+        "split_max_age = \"1s\"\n",
+        "[retention]\ncheck_interval = \"1s\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"400d\"\n",
+    );
+    wait_for_total(port, 3, Duration::from_secs(60), &broker);
+    let search = |query: &str| -> serde_json::Value {
+        let (status, body) = http::get(port, &format!("/api/v1/search?{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let one = |corr: &str| {
+        let found = search(&format!("corr={corr}"));
+        assert_eq!(found["count"], 1, "{found}");
+        found["hits"][0].clone()
+    };
+    let first = one("producer-1");
+    assert_eq!(first["ts"], "2026-11-23T10:15:00.000000000Z", "{first}");
+    assert_eq!(first["observed_ts"], "2026-11-23T10:15:01.000000000Z", "{first}");
+    assert_eq!(first["producer_note"], "kept", "{first}");
+    assert!(first.get("flags").is_none(), "{first}");
+    let second = one("producer-2");
+    assert_eq!(second["ts"], "2026-11-23T10:15:00.500000000Z", "{second}");
+    assert_eq!(
+        second["observed_ts"], "2026-11-23T10:15:01.250000000Z",
+        "{second}"
+    );
+    // Time ranges see the normalised instants.
+    let window = search("since=2026-11-23T10:15:00.2Z&until=2026-11-23T10:15:00.6Z");
+    assert_eq!(window["count"], 1, "{window}");
+    assert_eq!(window["hits"][0]["corr"], "producer-2");
+    let future = one("producer-3");
+    assert_eq!(future["flags"], serde_json::json!(["ts_adjusted"]), "{future}");
+    assert_eq!(
+        future["original_ts"], "2200-01-01T00:00:00.000000000Z",
+        "{future}"
+    );
+    assert_eq!(future["ts"], month_ago.to_string(), "{future}");
+    assert_eq!(search("since=2100-01-01T00:00:00Z")["count"], 0);
+    // Every record is past the hot tier's 7 days, the adjusted one included: all move.
+    let started = Instant::now();
+    loop {
+        let (_, body) = http::get(port, "/api/v1/audit?who=retention");
+        let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let moved: u64 = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "retention.move")
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum();
+        if moved == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "retention moved {moved} of 3 records: {audit}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(one("producer-3")["original_ts"], "2200-01-01T00:00:00.000000000Z");
+    let (_, metrics) = http::get(port, "/metrics");
+    assert!(
+        metrics.contains("corral_indexer_ts_adjusted_total 1"),
+        "{metrics}"
+    );
+    indexer.terminate(Duration::from_secs(30));
+}
+
+/// A tmpfs of `size` mounted for one test, unmounted when dropped (also when the test fails).
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        let uid = Command::new("id").arg("-u").output().expect("run id -u");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a small tmpfs to fill: run it as root (CI does)"
+        );
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount -t tmpfs on {}", path.display());
+        SmallDisk {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Regression: on a full data dir the indexer exited with "An index writer was killed". Now it
+/// stops ingesting with an error naming the data dir and its free space, `/readyz` answers 503,
+/// queries are still answered, and ingest resumes by itself when space returns — with every
+/// record indexed exactly once.
+#[test]
+fn a_full_disk_pauses_ingest_keeps_answering_and_resumes_with_every_record_once() {
+    const RECORDS: u64 = 60_000;
+    let broker = Broker::start();
+    let topic = "full-disk";
+    broker.create_topic(topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), "96m");
+    let data_dir = disk.path.join("indexer");
+    // Leave ~28 MiB: the index of the records below needs more.
+    let ballast = disk.path.join("ballast");
+    let free = fs4::available_space(&disk.path).unwrap();
+    std::fs::write(&ballast, vec![0u8; (free - 28 * 1024 * 1024) as usize]).unwrap();
+    let producer = producer(&broker);
+    let mut words = 0x9e37_79b9_7f4a_7c15u64;
+    for n in 0..RECORDS {
+        let mut record = envelope(n);
+        // Text that compresses poorly, so the index grows as a real one would.
+        let mut text = String::new();
+        for _ in 0..24 {
+            words ^= words << 13;
+            words ^= words >> 7;
+            words ^= words << 17;
+            text.push_str(&format!("{:x} ", words % 1_000_003));
+        }
+        record.msg = format!("record {n} {text}");
+        let payload = serde_json::to_vec(&record).unwrap();
+        while producer
+            .send(BaseRecord::to(topic).key(record.kafka_key()).payload(&payload))
+            .is_err()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    assert!(
+        producer.context().0.lock().unwrap().is_empty(),
+        "every record delivered"
+    );
+
+    let port = free_port().unwrap();
+    let indexer = start_indexer_with(
+        &broker,
+        topic,
+        &data_dir,
+        port,
+        "split_max_docs = 20000\nmin_free_bytes = 8388608\n",
+        "",
+    );
+    // The disk fills: ingest pauses, says why, and the API still answers.
+    let started = Instant::now();
+    let why = loop {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            drop(stream);
+            let (status, body) = http::get(port, "/readyz");
+            if status == 503 && body.contains("disk full") {
+                break body;
+            }
+        }
+        assert!(
+            indexed(port) != Some(RECORDS),
+            "everything fitted: the disk never filled"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "ingest never paused for the full disk"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        why.contains(&data_dir.display().to_string()) && why.contains("MiB free"),
+        "{why}"
+    );
+    let paused_at = indexed(port).expect("stats answered while the disk is full");
+    assert!(paused_at < RECORDS, "{paused_at}");
+    let (status, body) = http::get(port, "/api/v1/search?corr=req-1");
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = http::get(port, "/metrics");
+    assert!(metrics.contains("corral_indexer_ingest_paused 1"), "{metrics}");
+
+    // Space returns: ingest resumes by itself and catches up.
+    std::fs::remove_file(&ballast).unwrap();
+    wait_for_total(port, RECORDS, Duration::from_secs(180), &broker);
+    let (status, _) = http::get(port, "/readyz");
+    assert_eq!(status, 200);
+    indexer.terminate(Duration::from_secs(30));
+    let ids = all_ids(&data_dir).unwrap();
+    assert_eq!(ids.len() as u64, RECORDS, "documents in the index");
+    assert_eq!(
+        corral_indexer::store::distinct(&ids) as u64,
+        RECORDS,
+        "distinct ids"
+    );
+    drop(disk);
 }

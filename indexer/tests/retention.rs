@@ -58,6 +58,7 @@ fn record(n: u64, service: &str, corr: &str, days_ago: i64) -> Record {
             .unwrap()
             .clone(),
         flags: vec![],
+        original_ts: None,
     }
 }
 

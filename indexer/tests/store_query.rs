@@ -44,6 +44,7 @@ fn record(n: u64, service: &str, version: &str, level: Level, corr: &str, msg: &
             .unwrap()
             .clone(),
         flags: vec![],
+        original_ts: None,
     }
 }
 

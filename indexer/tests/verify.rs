@@ -35,6 +35,7 @@ fn record(n: u64) -> Record {
         msg: format!("record {n}"),
         fields: serde_json::Map::new(),
         flags: vec![],
+        original_ts: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn data_dir(root: &Path) -> PathBuf {
                 count: 10,
                 tiers: vec!["hot".into()],
                 took_ms: 1,
+                refused: None,
             })
             .unwrap();
     }

@@ -50,6 +50,7 @@ fn record(n: u64) -> Record {
         .unwrap()
         .clone(),
         flags: vec![],
+        original_ts: None,
     }
 }
 

@@ -11,7 +11,7 @@ use corral_schema::Level;
 use corral_schema::api::GroupBy;
 use serde::Deserialize;
 
-use crate::client::Params;
+use crate::client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Params, Timeouts};
 
 /// Default endpoint: a standalone indexer on this machine.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7280";
@@ -36,7 +36,12 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7280";
 Endpoints: --endpoint (repeatable), else LOGQ_ENDPOINT (comma-separated), else `endpoints` in
 ~/.config/logq/config.toml, else http://127.0.0.1:7280. Token: --token, LOGQ_TOKEN, or `token` in the
 config file.
-Exit status: 0 when something matched, 1 when nothing did, 2 on error."
+Timeouts: an endpoint that does not answer within --timeout (default 30s; `timeout` in the config
+file) or cannot be connected to within --connect-timeout (3s) is named on stderr and the others'
+results are still shown; a tail that sends nothing for --timeout is ended the same way.
+Searches past the indexers' page size (max_limit, 10000 by default) are paged automatically:
+`--limit 1000000 -o jsonl` exports a million records.
+Exit status: 0 when something matched, 1 when nothing did, 2 on error (or when no endpoint answered)."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -77,6 +82,12 @@ pub struct Args {
     /// After the matches so far, keep showing new ones as they are indexed (--corr and search).
     #[arg(short = 'f', long, global = true)]
     pub follow: bool,
+    /// Longest wait for an endpoint's answer (and longest silence of a tail): 30s, 2m, 500ms.
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Longest wait to connect to an endpoint.
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
     /// Config file (default ~/.config/logq/config.toml).
     #[arg(long, global = true, value_name = "TOML")]
     pub config: Option<PathBuf>,
@@ -129,6 +140,10 @@ pub struct ConfigFile {
     #[serde(default)]
     pub endpoints: Vec<String>,
     pub token: Option<String>,
+    /// As `--timeout`.
+    pub timeout: Option<String>,
+    /// As `--connect-timeout`.
+    pub connect_timeout: Option<String>,
 }
 
 impl ConfigFile {
@@ -183,6 +198,32 @@ pub fn resolve_endpoints(args: &Args, config: &ConfigFile) -> (Vec<String>, Opti
     (endpoints, token)
 }
 
+/// Timeouts after flags, then the config file, then the defaults.
+pub fn resolve_timeouts(args: &Args, config: &ConfigFile) -> anyhow::Result<Timeouts> {
+    let pick = |flag: &Option<String>, file: &Option<String>, name: &str, default| -> anyhow::Result<_> {
+        let (text, from) = match (flag, file) {
+            (Some(text), _) => (text, format!("--{}", name.replace('_', "-"))),
+            (None, Some(text)) => (text, format!("{name} in the config file")),
+            (None, None) => return Ok(default),
+        };
+        let duration = corral_schema::duration::parse_duration(text)
+            .map_err(|e| anyhow::anyhow!("{from} = {text:?}: {e}"))?;
+        if duration.is_zero() {
+            anyhow::bail!("{from} = {text:?}: must be more than 0");
+        }
+        Ok(duration)
+    };
+    Ok(Timeouts {
+        connect: pick(
+            &args.connect_timeout,
+            &config.connect_timeout,
+            "connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        response: pick(&args.timeout, &config.timeout, "timeout", DEFAULT_TIMEOUT)?,
+    })
+}
+
 impl Args {
     /// The output mode: as asked, else TUI on a terminal, text otherwise.
     pub fn output(&self) -> Output {
@@ -220,15 +261,6 @@ impl Args {
         }
         params
     }
-
-    /// Parameters of a search: the filters plus `limit`.
-    pub fn search_params(&self) -> Params {
-        let mut params = self.filter_params();
-        if let Some(limit) = self.limit {
-            params.push(("limit", limit.to_string()));
-        }
-        params
-    }
 }
 
 #[cfg(test)]
@@ -252,15 +284,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            args.search_params(),
+            args.filter_params(),
             vec![
                 ("q", "card declined".to_string()),
                 ("version", "2.4.0".to_string()),
                 ("since", "1h".to_string()),
                 ("level", "warn".to_string()),
-                ("limit", "5".to_string()),
             ]
         );
+        assert_eq!(args.limit, Some(5));
         let stats = Args::try_parse_from(["logq", "stats", "--by", "version"]).unwrap();
         assert!(matches!(
             stats.command,
@@ -281,6 +313,7 @@ mod tests {
         let config = ConfigFile {
             endpoints: vec!["http://from-config:7280".into()],
             token: Some("t".into()),
+            ..ConfigFile::default()
         };
         let args =
             Args::try_parse_from(["logq", "--endpoint", "http://a:1", "--endpoint", "http://b:2"]).unwrap();
@@ -298,6 +331,34 @@ mod tests {
                 vec![DEFAULT_ENDPOINT]
             );
         }
+    }
+
+    #[test]
+    fn timeouts_come_from_flags_then_config_then_defaults() {
+        let none = Args::try_parse_from(["logq"]).unwrap();
+        assert_eq!(
+            resolve_timeouts(&none, &ConfigFile::default()).unwrap(),
+            Timeouts::default()
+        );
+        let config = ConfigFile {
+            timeout: Some("2m".into()),
+            connect_timeout: Some("500ms".into()),
+            ..ConfigFile::default()
+        };
+        let from_file = resolve_timeouts(&none, &config).unwrap();
+        assert_eq!(from_file.response, std::time::Duration::from_secs(120));
+        assert_eq!(from_file.connect, std::time::Duration::from_millis(500));
+        let flag = Args::try_parse_from(["logq", "--timeout", "2s"]).unwrap();
+        assert_eq!(
+            resolve_timeouts(&flag, &config).unwrap().response,
+            std::time::Duration::from_secs(2)
+        );
+        let bad = Args::try_parse_from(["logq", "--timeout", "soon"]).unwrap();
+        let error = resolve_timeouts(&bad, &config).unwrap_err().to_string();
+        assert!(error.contains("--timeout = \"soon\""), "{error}");
+        let zero = Args::try_parse_from(["logq", "--connect-timeout", "0s"]).unwrap();
+        let error = resolve_timeouts(&zero, &config).unwrap_err().to_string();
+        assert!(error.contains("must be more than 0"), "{error}");
     }
 
     #[test]

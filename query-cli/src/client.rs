@@ -1,13 +1,44 @@
 //! HTTP to one or more indexers, in parallel. An endpoint that fails is reported by name and
 //! the others' answers are still used.
+//!
+//! Every request is bounded in time ([`Timeouts`]): an endpoint that accepts the connection and
+//! never answers is named and given up on, instead of holding logq forever; a tail stream that
+//! sends nothing (not even the indexer's keep-alive line) for the response timeout is ended
+//! the same way. Searches larger than one page are paged with the indexer's `after` cursor.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use corral_schema::api::{ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH};
+use corral_schema::api::{
+    DEFAULT_MAX_LIMIT, ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH,
+};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::model::{Hit, RawSearch};
+
+/// Default of `--connect-timeout` / `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of `--timeout` / `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long logq waits for an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish a connection.
+    pub connect: Duration,
+    /// For a whole response; for a tail, the longest silence between two chunks.
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            response: DEFAULT_TIMEOUT,
+        }
+    }
+}
 
 /// Query-string parameters of a request.
 pub type Params = Vec<(&'static str, String)>;
@@ -51,12 +82,13 @@ pub struct Client {
     http: reqwest::Client,
     endpoints: Vec<String>,
     token: Option<String>,
+    timeouts: Timeouts,
 }
 
 impl Client {
-    pub fn new(endpoints: Vec<String>, token: Option<String>) -> anyhow::Result<Client> {
+    pub fn new(endpoints: Vec<String>, token: Option<String>, timeouts: Timeouts) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(timeouts.connect)
             .build()?;
         let endpoints = endpoints
             .into_iter()
@@ -66,6 +98,7 @@ impl Client {
             http,
             endpoints,
             token,
+            timeouts,
         })
     }
 
@@ -87,14 +120,18 @@ impl Client {
             endpoint: endpoint.to_owned(),
             message,
         };
+        let timeout = self.timeouts.response;
         let response = self
             .request(endpoint, path, params)
-            .timeout(Duration::from_secs(120))
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| fail(describe(&e)))?;
+            .map_err(|e| fail(describe_after(&e, timeout)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| fail(describe(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fail(describe_after(&e, timeout)))?;
         if !status.is_success() {
             return Err(fail(server_error(status, &body)));
         }
@@ -133,17 +170,68 @@ impl Client {
         out
     }
 
-    /// Searches every endpoint.
-    pub async fn search(&self, params: &Params) -> FanOut<(Vec<Hit>, bool)> {
-        self.fan_out(SEARCH_PATH, params, |body| {
-            serde_json::from_slice::<RawSearch>(body)
-                .and_then(|search| {
-                    let notice = search.notice.clone();
-                    Ok((search.into_hits()?, notice))
-                })
-                .map_err(|e| format!("unexpected search response: {e}"))
-        })
-        .await
+    /// Searches every endpoint for up to `limit` hits each, following `after` past one page.
+    pub async fn search(&self, params: &Params, limit: usize) -> FanOut<(Vec<Hit>, bool)> {
+        let mut pages = self.search_pages(params, limit).await;
+        let mut out = FanOut {
+            answers: Vec::new(),
+            errors: std::mem::take(&mut pages.errors),
+            notices: std::mem::take(&mut pages.notices),
+        };
+        for mut endpoint in pages.answers {
+            let mut hits: Vec<Hit> = endpoint.buffer.drain(..).collect();
+            while endpoint.more() {
+                match endpoint.next_page(self).await {
+                    Ok(()) => hits.extend(endpoint.buffer.drain(..)),
+                    Err(error) => {
+                        out.errors.push(error);
+                        break;
+                    }
+                }
+            }
+            out.answers.push((hits, endpoint.truncated));
+        }
+        out
+    }
+
+    /// The first page of a search from every endpoint, each as a [`SearchPages`] that fetches
+    /// the rest as it is read.
+    pub async fn search_pages(&self, params: &Params, limit: usize) -> FanOut<SearchPages> {
+        let mut starts: Vec<SearchPages> = self
+            .endpoints
+            .iter()
+            .map(|endpoint| SearchPages {
+                endpoint: endpoint.clone(),
+                params: params.iter().filter(|(k, _)| *k != "limit").cloned().collect(),
+                page: DEFAULT_MAX_LIMIT,
+                remaining: limit,
+                after: None,
+                buffer: VecDeque::new(),
+                started: false,
+                truncated: false,
+                notice: None,
+            })
+            .collect();
+        let results = join_all(starts.iter_mut().map(|pages| pages.next_page(self))).await;
+        let mut out = FanOut {
+            answers: Vec::new(),
+            errors: Vec::new(),
+            notices: Vec::new(),
+        };
+        for (pages, result) in starts.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    out.notices
+                        .extend(pages.notice.clone().map(|message| EndpointError {
+                            endpoint: pages.endpoint.clone(),
+                            message,
+                        }));
+                    out.answers.push(pages);
+                }
+                Err(error) => out.errors.push(error),
+            }
+        }
+        out
     }
 
     /// Stats from every endpoint.
@@ -182,18 +270,33 @@ impl Client {
         params: &Params,
         events: &mpsc::Sender<TailEvent>,
     ) -> Result<(), String> {
-        let mut response = self
-            .request(endpoint, TAIL_PATH, params)
-            .send()
+        let idle = self.timeouts.response;
+        let silent = || {
+            format!(
+                "the tail sent nothing for {} (not even a keep-alive): giving up on it",
+                humanize(idle)
+            )
+        };
+        let mut response = tokio::time::timeout(idle, self.request(endpoint, TAIL_PATH, params).send())
             .await
+            .map_err(|_| silent())?
             .map_err(|e| describe(&e))?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.bytes().await.unwrap_or_default();
+            let body = tokio::time::timeout(idle, response.bytes())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             return Err(server_error(status, &body));
         }
         let mut pending = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        loop {
+            let chunk = tokio::time::timeout(idle, response.chunk())
+                .await
+                .map_err(|_| silent())?
+                .map_err(|e| describe(&e))?;
+            let Some(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -208,6 +311,102 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// One endpoint's search, page by page: the hits fetched and not yet taken, and where the next
+/// page starts.
+#[derive(Debug)]
+pub struct SearchPages {
+    pub endpoint: String,
+    params: Params,
+    /// Hits asked for per page: at most the indexer's `max_limit`.
+    page: usize,
+    /// Hits still wanted from this endpoint.
+    remaining: usize,
+    after: Option<String>,
+    /// Fetched hits in (`ts`, `id`) order, not yet taken.
+    pub buffer: VecDeque<Hit>,
+    started: bool,
+    /// More matched than `limit` (or the endpoint said so).
+    pub truncated: bool,
+    notice: Option<String>,
+}
+
+impl SearchPages {
+    /// True when another page is to be fetched once the buffer is empty.
+    pub fn more(&self) -> bool {
+        !self.started || (self.after.is_some() && self.remaining > 0)
+    }
+
+    /// Fetches the next page into the buffer.
+    pub async fn next_page(&mut self, client: &Client) -> Result<(), EndpointError> {
+        loop {
+            let mut params = self.params.clone();
+            params.push(("limit", self.page.min(self.remaining.max(1)).to_string()));
+            if let Some(after) = &self.after {
+                params.push(("after", after.clone()));
+            }
+            let body = match client.get(&self.endpoint, SEARCH_PATH, &params).await {
+                Ok(body) => body,
+                // An indexer configured with a smaller page says so: use its page size.
+                Err(error) if !self.started => match smaller_page(&error.message, self.page) {
+                    Some(page) => {
+                        self.page = page;
+                        continue;
+                    }
+                    None => return Err(error),
+                },
+                Err(error) => return Err(error),
+            };
+            let search = serde_json::from_slice::<RawSearch>(&body).map_err(|e| EndpointError {
+                endpoint: self.endpoint.clone(),
+                message: format!("unexpected search response: {e}"),
+            })?;
+            let after = search.after.clone();
+            if !self.started {
+                self.notice = search.notice.clone();
+            }
+            let (hits, truncated) = search.into_hits().map_err(|e| EndpointError {
+                endpoint: self.endpoint.clone(),
+                message: format!("unexpected search response: {e}"),
+            })?;
+            self.started = true;
+            self.remaining = self.remaining.saturating_sub(hits.len());
+            self.after = if truncated { after } else { None };
+            // Pages end where the indexer's did; past `limit` the answer is cut here.
+            self.truncated = truncated && (self.remaining == 0 || self.after.is_none());
+            self.buffer.extend(hits);
+            return Ok(());
+        }
+    }
+}
+
+/// The page size an indexer's refusal of `limit` names (`indexer.max_limit = N`), when smaller.
+fn smaller_page(message: &str, page: usize) -> Option<usize> {
+    let (_, rest) = message.split_once("indexer.max_limit = ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<usize>().ok().filter(|n| *n >= 1 && *n < page)
+}
+
+/// A duration as people write it (`30s`, `1500ms`).
+fn humanize(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// As [`describe`], saying how long was waited when it timed out.
+fn describe_after(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        format!(
+            "no answer within {} (--timeout): giving up on this endpoint",
+            humanize(timeout)
+        )
+    } else {
+        describe(error)
     }
 }
 

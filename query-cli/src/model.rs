@@ -35,6 +35,9 @@ pub struct RawSearch {
     pub tiers: Vec<String>,
     #[serde(default)]
     pub notice: Option<String>,
+    /// With `truncated`: the cursor of the next page.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 impl RawSearch {
@@ -160,6 +163,7 @@ pub(crate) mod tests {
                 .unwrap()
                 .clone(),
             flags: vec![],
+            original_ts: None,
         };
         let raw = serde_json::to_string(&record).unwrap();
         Hit { record, raw }

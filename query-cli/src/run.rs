@@ -3,12 +3,12 @@
 
 use std::io::{IsTerminal, Write};
 
-use corral_schema::api::{DEFAULT_LIMIT, Order};
+use corral_schema::api::DEFAULT_LIMIT;
 use tokio::sync::mpsc;
 
-use crate::cli::{Args, Command, ConfigFile, Output, resolve_endpoints};
+use crate::cli::{Args, Command, ConfigFile, Output, resolve_endpoints, resolve_timeouts};
 use crate::client::{Client, EndpointError, Params, TailEvent};
-use crate::model::{Hit, error_rate, errors, merge, sum_stats};
+use crate::model::{Hit, error_rate, errors, sum_stats};
 use crate::output::{jsonl_line, logfmt_line, text_line};
 use crate::tui::{self, Query};
 
@@ -39,7 +39,7 @@ fn report(errors: &[EndpointError]) {
 fn run(args: &Args) -> anyhow::Result<i32> {
     let config = ConfigFile::load(args.config.as_ref())?;
     let (endpoints, token) = resolve_endpoints(args, &config);
-    let client = Client::new(endpoints, token)?;
+    let client = Client::new(endpoints, token, resolve_timeouts(args, &config)?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -90,7 +90,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                     "nothing to query: use --corr <id>, `search <query>`, `tail` or `stats --by <field>` (see --help)"
                 );
             }
-            let params = args.search_params();
+            let params = args.filter_params();
             let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
             let title = match (&args.corr, &args.command) {
                 (Some(corr), _) => format!("corr {corr}"),
@@ -136,36 +136,88 @@ async fn search(
     // records seen in both are shown once.
     let tail = follow_on.then(|| {
         let (tx, rx) = mpsc::channel(4096);
-        let tail_params: Params = params.iter().filter(|(k, _)| *k != "limit").cloned().collect();
-        client.tail(&tail_params, &tx);
+        client.tail(params, &tx);
         rx
     });
-    let fan = client.search(params).await;
+    let fan = client.search_pages(params, limit).await;
     report(&fan.errors);
     report(&fan.notices);
     if fan.answers.is_empty() {
         return Ok(ERROR);
     }
-    let (hits, truncated) = merge(fan.answers, Order::Asc, limit);
+    // Each endpoint's pages arrive in (ts, id) order: merge them as they come, so an export of
+    // millions of records holds one page per endpoint, not the whole answer.
+    let mut endpoints = fan.answers;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for hit in &hits {
-        if let Err(e) = print_hit(&mut out, hit, output, color) {
-            return broken_pipe(e, !hits.is_empty());
+    let mut printed = 0usize;
+    let mut seen = std::collections::HashSet::new();
+    // Ids shown at the current ts: a record held by two endpoints arrives at the same place.
+    let mut at_ts: (
+        Option<corral_schema::Timestamp>,
+        std::collections::HashSet<String>,
+    ) = (None, std::collections::HashSet::new());
+    let mut cut = false;
+    loop {
+        for endpoint in &mut endpoints {
+            while endpoint.buffer.is_empty() && endpoint.more() {
+                if let Err(error) = endpoint.next_page(client).await {
+                    eprintln!("logq: {error}");
+                    endpoint.buffer.clear();
+                    break;
+                }
+            }
+        }
+        let next = endpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.buffer.front().map(|hit| (i, hit)))
+            .min_by(|(_, a), (_, b)| {
+                a.record
+                    .ts
+                    .cmp(&b.record.ts)
+                    .then_with(|| a.record.id.cmp(&b.record.id))
+            })
+            .map(|(i, _)| i);
+        let Some(i) = next else { break };
+        let hit = endpoints[i].buffer.pop_front().expect("a head");
+        if at_ts.0 != Some(hit.record.ts) {
+            at_ts = (Some(hit.record.ts), std::collections::HashSet::new());
+        }
+        if !at_ts.1.insert(hit.record.id.clone()) {
+            continue;
+        }
+        if printed == limit {
+            cut = true;
+            break;
+        }
+        if let Err(e) = print_hit(&mut out, &hit, output, color) {
+            return broken_pipe(e, printed > 0);
+        }
+        printed += 1;
+        if follow_on {
+            seen.insert(hit.record.id);
         }
     }
     if let Err(e) = out.flush() {
-        return broken_pipe(e, !hits.is_empty());
+        return broken_pipe(e, printed > 0);
     }
     drop(out);
-    if truncated {
+    if cut || endpoints.iter().any(|e| e.truncated) {
         eprintln!("logq: more records matched than --limit {limit}; showing the first {limit}");
     }
     let Some(tail) = tail else {
-        return Ok(if hits.is_empty() { NO_MATCH } else { MATCHED });
+        return Ok(if printed == 0 { NO_MATCH } else { MATCHED });
     };
-    let seen = hits.iter().map(|h| h.record.id.clone()).collect();
-    let printed = follow(client, params, output, color, seen, Some(tail)).await?;
-    Ok(if hits.is_empty() && printed == 0 {
+    let printed_tail = follow(
+        client,
+        params,
+        output,
+        color,
+        seen.into_iter().collect(),
+        Some(tail),
+    )
+    .await?;
+    Ok(if printed == 0 && printed_tail == 0 {
         NO_MATCH
     } else {
         MATCHED

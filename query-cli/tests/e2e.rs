@@ -33,9 +33,23 @@ struct Indexer {
 }
 
 fn start_indexer(globs: &[String], data_dir: &Path, name: &str, expected: usize) -> Indexer {
+    start_indexer_with(globs, data_dir, name, expected, None)
+}
+
+/// As [`start_indexer`], with a config file.
+fn start_indexer_with(
+    globs: &[String],
+    data_dir: &Path,
+    name: &str,
+    expected: usize,
+    config: Option<&Path>,
+) -> Indexer {
     let port = free_port().unwrap();
     let mut command = Command::new(workspace_binary("corral-indexer"));
     command.arg("standalone");
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
     for glob in globs {
         command.args(["--logs", glob]);
     }
@@ -459,4 +473,266 @@ fn a_search_prints_what_the_endpoint_did_not_search() {
         stderr(&output),
         format!("logq: {url}: role reader searches the hot tier only: older tiers were not searched\n")
     );
+}
+
+/// Accepts connections and never answers (`Stalled::Headers` sends a 200 head of a streamed
+/// body and then nothing): what a wedged indexer or a half-open proxy looks like.
+struct Silent {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stalled {
+    Nothing,
+    Headers,
+}
+
+impl Silent {
+    fn start(stalled: Stalled) -> Silent {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            if stalled == Stalled::Headers {
+                                stream.set_nonblocking(false).unwrap();
+                                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                                let mut request = [0u8; 4096];
+                                let _ = stream.read(&mut request);
+                                let _ = stream.write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
+                                );
+                            }
+                            held.push(stream);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        Silent {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Regression: an endpoint that accepted the connection and never answered kept
+/// `logq --corr …` waiting forever (still waiting after 90 s).
+#[test]
+fn a_silent_endpoint_is_named_and_given_up_on_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _b) = fleet(dir.path());
+    let silent = Silent::start(Stalled::Nothing);
+
+    // The other endpoint's records are still shown; the silent one is named.
+    let started = Instant::now();
+    let output = logq(&[
+        "--corr",
+        "req-1",
+        "-o",
+        "jsonl",
+        "--timeout",
+        "2s",
+        "--endpoint",
+        &a.url,
+        "--endpoint",
+        &silent.url,
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 2);
+    assert!(
+        stderr(&output).contains(&format!("logq: {}: no answer within 2s (--timeout)", silent.url)),
+        "{}",
+        stderr(&output)
+    );
+    // None answered: exit 2. The timeout may come from the config file.
+    let config = dir.path().join("logq.toml");
+    fs::write(&config, "timeout = \"1s\"\n").unwrap();
+    let started = Instant::now();
+    let output = logq(&[
+        "--corr",
+        "req-1",
+        "--config",
+        config.to_str().unwrap(),
+        "--endpoint",
+        &silent.url,
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no answer within 1s"),
+        "{}",
+        stderr(&output)
+    );
+    let output = logq(&[
+        "stats",
+        "--by",
+        "service",
+        "--timeout",
+        "1s",
+        "--endpoint",
+        &silent.url,
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+
+    // A tail that never answers, and one whose stream stops sending, end the same way.
+    for (stalled, what) in [(Stalled::Nothing, "silent"), (Stalled::Headers, "stalled stream")] {
+        let server = Silent::start(stalled);
+        let started = Instant::now();
+        let output = logq(&[
+            "tail",
+            "-o",
+            "jsonl",
+            "--timeout",
+            "1s",
+            "--endpoint",
+            &server.url,
+        ]);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(output.status.code(), Some(2), "{what}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("sent nothing for 1s"),
+            "{what}: {}",
+            stderr(&output)
+        );
+    }
+    // A live tail is kept alive by the indexer's empty lines well past the timeout.
+    let mut tail = Command::new(LOGQ)
+        .args(["tail", "-o", "jsonl", "--timeout", "2s", "--endpoint", &a.url])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        tail.try_wait().unwrap().is_none(),
+        "a quiet but live tail was given up on"
+    );
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
+
+/// A search larger than the indexers' page (`max_limit`) is paged with `after` by logq itself:
+/// every record once, in order, also merged from two indexers holding the same records.
+#[test]
+fn an_export_past_the_page_size_is_paged_and_returns_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("pods");
+    for pod in ["orders-6f7c9d5b4-wxzqt", "payments-6f7c9d8b5-fghjk"] {
+        let lines: Vec<String> = (0..750u32)
+            .map(|n| {
+                format!(
+                    "2026-11-23T10:00:{:02}.{:06}000Z stdout F {{\"msg\":\"record {n}\",\"corr\":\"req-{}\"}}\n",
+                    n / 100,
+                    n % 100 / 2,
+                    n % 3
+                )
+            })
+            .collect();
+        write_pod(&logs, pod, &lines);
+    }
+    let config = dir.path().join("indexer.toml");
+    fs::write(&config, "[indexer]\nmax_limit = 100\nsplit_max_docs = 400\n").unwrap();
+    let glob = format!("{}/*/*/*.log", logs.display());
+    let a = start_indexer_with(std::slice::from_ref(&glob), dir.path(), "a", 1_500, Some(&config));
+    let b = start_indexer_with(std::slice::from_ref(&glob), dir.path(), "b", 1_500, Some(&config));
+    let ids_of = |output: &Output| -> Vec<(String, String)> {
+        stdout(output)
+            .lines()
+            .map(|line| {
+                let record: Record = serde_json::from_str(line).unwrap();
+                (record.ts.to_string(), record.id)
+            })
+            .collect()
+    };
+    for endpoints in [vec![&a.url], vec![&a.url, &b.url]] {
+        let mut args = vec!["search", "record", "--limit", "5000", "-o", "jsonl"];
+        for url in &endpoints {
+            args.extend(["--endpoint", url.as_str()]);
+        }
+        let output = logq(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let got = ids_of(&output);
+        let mut sorted = got.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(got.len(), 1_500, "{} endpoint(s): every record", endpoints.len());
+        assert_eq!(
+            got,
+            sorted,
+            "{} endpoint(s): each once, in (ts, id) order",
+            endpoints.len()
+        );
+        assert!(
+            !stderr(&output).contains("more records matched"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    // --limit below the total: cut there, and said so.
+    let output = logq(&[
+        "search",
+        "record",
+        "--limit",
+        "250",
+        "-o",
+        "jsonl",
+        "--endpoint",
+        &a.url,
+        "--endpoint",
+        &b.url,
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(ids_of(&output).len(), 250);
+    assert!(
+        stderr(&output).contains("more records matched than --limit 250"),
+        "{}",
+        stderr(&output)
+    );
+    // The TUI's fetch pages too (`--corr` of 500 records, past the page of 100).
+    let output = logq(&[
+        "--corr",
+        "req-1",
+        "--limit",
+        "5000",
+        "-o",
+        "jsonl",
+        "--endpoint",
+        &a.url,
+    ]);
+    assert_eq!(ids_of(&output).len(), 500);
 }

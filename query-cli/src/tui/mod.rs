@@ -400,7 +400,7 @@ pub fn run(
             let limit = *limit;
             let tx = tx.clone();
             runtime.spawn(async move {
-                let fan = client.search(&params).await;
+                let fan = client.search(&params, limit).await;
                 let (hits, truncated) = merge(fan.answers, Order::Asc, limit);
                 // The status line shows what was not searched beside what failed.
                 let errors = fan.errors.into_iter().chain(fan.notices).collect();

@@ -1,0 +1,95 @@
+//! Free space on the data dir's filesystem: ingest pauses before it fills the disk, and a write
+//! that failed because it did fill it is recovered from instead of ending the process.
+//!
+//! The order when space runs out (DESIGN §4.1 keeps the rest): stop reading the source →
+//! `/readyz` answers 503 naming the data dir and its free space, queries go on → wait until
+//! space returns → reopen the active split at its last commit (what was added since is read
+//! again from the source, rewound to the same checkpoint) → resume. Nothing is lost, nothing is
+//! indexed twice: the same path a restart takes.
+
+use std::path::{Path, PathBuf};
+
+/// Default of `[indexer] min_free_bytes`: room for commits and a seal's final merge of a
+/// modest split; below it ingest pauses.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Watches the free space of one directory's filesystem.
+#[derive(Debug, Clone)]
+pub struct DiskGuard {
+    dir: PathBuf,
+    min_free: u64,
+}
+
+impl DiskGuard {
+    pub fn new(dir: &Path, min_free: u64) -> DiskGuard {
+        DiskGuard {
+            dir: dir.to_owned(),
+            min_free,
+        }
+    }
+
+    /// Bytes available to this process on the directory's filesystem.
+    pub fn free(&self) -> std::io::Result<u64> {
+        fs4::available_space(&self.dir)
+    }
+
+    /// Why ingest must pause now, or `None` while there is room (or the space cannot be read:
+    /// a write will then say what is wrong).
+    pub fn low(&self) -> Option<String> {
+        let free = self.free().ok()?;
+        (free < self.min_free).then(|| self.describe(free))
+    }
+
+    /// True once there is room again: twice the minimum, so ingest does not flap at the edge.
+    pub fn recovered(&self) -> bool {
+        self.free()
+            .is_ok_and(|free| free >= self.min_free.saturating_mul(2))
+    }
+
+    /// Why `error` happened if it was the disk: an out-of-space error anywhere in its chain, or
+    /// any write failure while free space is below twice the minimum (tantivy reports a failed
+    /// background write as a killed writer, without the I/O error).
+    pub fn explains(&self, error: &anyhow::Error) -> Option<String> {
+        let out_of_space = error.chain().any(|cause| {
+            cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)
+            }) || cause.to_string().contains("No space left on device")
+        });
+        let free = self.free().ok()?;
+        (out_of_space || free < self.min_free.saturating_mul(2)).then(|| self.describe(free))
+    }
+
+    fn describe(&self, free: u64) -> String {
+        format!(
+            "disk full: the data dir {} has {} free, less than indexer.min_free_bytes = {}; ingest is \
+             paused (queries are still answered) and resumes by itself when space returns",
+            self.dir.display(),
+            mib(free),
+            mib(self.min_free)
+        )
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_below_the_minimum_is_low_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(DiskGuard::new(dir.path(), 1).low(), None);
+        let why = DiskGuard::new(dir.path(), u64::MAX).low().unwrap();
+        assert!(
+            why.contains(&dir.path().display().to_string()) && why.contains("MiB free"),
+            "{why}"
+        );
+        let enospc = anyhow::Error::from(std::io::Error::from_raw_os_error(28)).context("commit");
+        assert!(DiskGuard::new(dir.path(), 1).explains(&enospc).is_some());
+        let other = anyhow::anyhow!("a corrupt segment");
+        assert!(DiskGuard::new(dir.path(), 1).explains(&other).is_none());
+    }
+}
