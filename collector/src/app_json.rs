@@ -48,6 +48,26 @@ const CLEF_LEVEL: &str = "@l";
 const GOOGLE_SEVERITY: &str = "severity";
 /// logstash-logback-encoder's numeric level key (5000 trace … 40000 error).
 const LOGSTASH_LEVEL_VALUE: &str = "level_value";
+/// OpenTelemetry's numeric level key (1-4 trace … 21-24 fatal).
+const OTLP_SEVERITY_NUMBER: &str = "severityNumber";
+/// Keys that only an OpenTelemetry OTLP/JSON `LogRecord` carries: their presence makes `body`
+/// and `attributes` be read as OTLP `AnyValue`s.
+const OTLP_MARKERS: [&str; 4] = [
+    "timeUnixNano",
+    "observedTimeUnixNano",
+    "severityText",
+    OTLP_SEVERITY_NUMBER,
+];
+/// The variants of an OTLP `AnyValue` (`{"stringValue":"…"}`, …).
+const OTLP_ANY_VALUE_KEYS: [&str; 7] = [
+    "stringValue",
+    "boolValue",
+    "intValue",
+    "doubleValue",
+    "bytesValue",
+    "arrayValue",
+    "kvlistValue",
+];
 /// What precedes the trace id in a Google Cloud trace resource name
 /// (`projects/<project>/traces/<id>`).
 const GOOGLE_TRACES_SEGMENT: &str = "/traces/";
@@ -99,6 +119,7 @@ impl Default for KeyConfig {
                 "asctime",
                 "created",
                 "timeUnixNano",
+                "observedTimeUnixNano",
                 "time_iso8601",
                 "start_time",
             ]),
@@ -113,6 +134,8 @@ impl Default for KeyConfig {
                 "log_level",
                 "level_name",
                 "levelName",
+                "severityText",
+                OTLP_SEVERITY_NUMBER,
                 LOGSTASH_LEVEL_VALUE,
             ]),
             msg: strings(&[
@@ -188,6 +211,9 @@ pub fn parse_app_json(content: &mut Vec<u8>, keys: &KeyConfig) -> Option<AppFiel
         return None;
     }
     let mut map = parse_object(content)?;
+    if OTLP_MARKERS.iter().any(|key| map.contains_key(*key)) {
+        unwrap_otlp(&mut map);
+    }
 
     let clef = !map.contains_key(CLEF_LEVEL) && CLEF_MARKERS.iter().any(|key| map.contains_key(*key));
 
@@ -270,6 +296,92 @@ impl Scratch {
         self.tape = tape.reset();
         parsed
     }
+}
+
+/// Turns an OpenTelemetry OTLP/JSON `LogRecord`'s `body` (an `AnyValue`) into the plain value
+/// it holds and its `attributes` (a `[{"key":…,"value":AnyValue}]` list) into a plain object, so
+/// `body.stringValue` becomes the message and attributes are ordinary fields. Anything not of
+/// those shapes is left as it is.
+fn unwrap_otlp(map: &mut Map<String, Value>) {
+    if let Some(body) = map.get_mut("body") {
+        let value = std::mem::take(body);
+        *body = any_value(value).unwrap_or_else(|value| value);
+    }
+    if let Some(attributes) = map.get_mut("attributes") {
+        let value = std::mem::take(attributes);
+        *attributes = key_values(value).unwrap_or_else(|value| value);
+    }
+}
+
+/// Returns the plain value of an OTLP `AnyValue` (`intValue`, a string in OTLP/JSON, becomes a
+/// number), or the value unchanged (`Err`) when it is no `AnyValue`.
+fn any_value(value: Value) -> Result<Value, Value> {
+    let Value::Object(mut object) = value else {
+        return Err(value);
+    };
+    let variant = match object.keys().next() {
+        Some(key) if object.len() == 1 && OTLP_ANY_VALUE_KEYS.contains(&key.as_str()) => key.clone(),
+        _ => return Err(Value::Object(object)),
+    };
+    let inner = object.remove(&variant).unwrap_or_default();
+    Ok(match (variant.as_str(), inner) {
+        ("intValue", Value::String(text)) => match text.parse::<i64>() {
+            Ok(int) => Value::from(int),
+            Err(_) => Value::String(text),
+        },
+        ("arrayValue", Value::Object(mut array)) => match array.remove("values") {
+            Some(Value::Array(values)) => Value::Array(
+                values
+                    .into_iter()
+                    .map(|v| any_value(v).unwrap_or_else(|v| v))
+                    .collect(),
+            ),
+            None => Value::Array(Vec::new()),
+            Some(other) => {
+                array.insert("values".to_owned(), other);
+                Value::Object(array)
+            }
+        },
+        ("kvlistValue", Value::Object(mut list)) => match list.remove("values") {
+            Some(values) => key_values(values).unwrap_or_else(|values| {
+                list.insert("values".to_owned(), values);
+                Value::Object(list)
+            }),
+            None => Value::Object(Map::new()),
+        },
+        (_, inner) => inner,
+    })
+}
+
+/// Turns an OTLP `[{"key":…,"value":AnyValue}]` list into an object, or returns the value
+/// unchanged (`Err`) when it is not such a list.
+fn key_values(value: Value) -> Result<Value, Value> {
+    let shaped = value.as_array().is_some_and(|items| {
+        items.iter().all(|item| {
+            item.as_object().is_some_and(|kv| {
+                kv.get("key").is_some_and(Value::is_string) && kv.keys().all(|k| k == "key" || k == "value")
+            })
+        })
+    });
+    if !shaped {
+        return Err(value);
+    }
+    let Value::Array(items) = value else {
+        return Err(value);
+    };
+    let mut object = Map::new();
+    for item in items {
+        if let Value::Object(mut kv) = item {
+            let Some(Value::String(key)) = kv.remove("key") else {
+                continue;
+            };
+            let value = kv
+                .remove("value")
+                .map_or(Value::Null, |v| any_value(v).unwrap_or_else(|v| v));
+            object.insert(key, value);
+        }
+    }
+    Ok(Value::Object(object))
 }
 
 /// Finds the first of `keys` whose value `accept` takes, removes it from `map` and returns what
@@ -393,9 +505,21 @@ fn level_from_value(key: &str, value: &Value) -> Option<Option<Level>> {
     }
 }
 
-/// Reads a numeric level: logstash's scale under `level_value`, else pino/bunyan's (1 … 100;
+/// Reads a numeric level: OpenTelemetry's scale under `severityNumber`, logstash's under
+/// `level_value`, else pino/bunyan's (1 … 100;
 /// larger numbers belong to other scales, such as Monolog's 100 … 600).
 fn level_from_number(key: &str, number: i64) -> Option<Level> {
+    if key == OTLP_SEVERITY_NUMBER {
+        return match number {
+            1..=4 => Some(Level::Trace),
+            5..=8 => Some(Level::Debug),
+            9..=12 => Some(Level::Info),
+            13..=16 => Some(Level::Warn),
+            17..=20 => Some(Level::Error),
+            21..=24 => Some(Level::Fatal),
+            _ => None,
+        };
+    }
     if key == LOGSTASH_LEVEL_VALUE {
         return match number {
             1..=5_000 => Some(Level::Trace),
@@ -716,6 +840,24 @@ mod tests {
                 msg: Some("hello"),
                 corr: Some("5B8EFFF798038103D269B633813FC60C"),
                 fields: "{}",
+            },
+            Case {
+                name: "OpenTelemetry OTLP/JSON LogRecord: AnyValue body, attributes list",
+                line: r#"{"timeUnixNano":"1795428900123456789","observedTimeUnixNano":"1795428900200000000","severityNumber":17,"severityText":"Error","body":{"stringValue":"charge declined"},"attributes":[{"key":"payment.provider","value":{"stringValue":"acme"}},{"key":"retry","value":{"intValue":"2"}},{"key":"amount","value":{"doubleValue":12.5}},{"key":"live","value":{"boolValue":true}},{"key":"tags","value":{"arrayValue":{"values":[{"stringValue":"a"},{"intValue":"1"}]}}},{"key":"card","value":{"kvlistValue":{"values":[{"key":"brand","value":{"stringValue":"visa"}}]}}}],"droppedAttributesCount":0,"flags":1,"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}"#,
+                ts: Some("2026-11-23T10:15:00.123456789Z"),
+                level: Some(Level::Error),
+                msg: Some("charge declined"),
+                corr: Some("5b8efff798038103d269b633813fc60c"),
+                fields: r#"{"observedTimeUnixNano":"1795428900200000000","severityNumber":17,"attributes":{"payment.provider":"acme","retry":2,"amount":12.5,"live":true,"tags":["a",1],"card":{"brand":"visa"}},"droppedAttributesCount":0,"flags":1,"spanId":"eee19b7ec3c1b174"}"#,
+            },
+            Case {
+                name: "OpenTelemetry OTLP/JSON LogRecord: no event time, severityNumber only, structured body",
+                line: r#"{"timeUnixNano":"0","observedTimeUnixNano":"1795428900200000000","severityNumber":9,"body":{"kvlistValue":{"values":[{"key":"event","value":{"stringValue":"login"}}]}},"traceId":"","spanId":""}"#,
+                ts: Some("2026-11-23T10:15:00.200000000Z"),
+                level: Some(Level::Info),
+                msg: Some(r#"{"event":"login"}"#),
+                corr: None,
+                fields: r#"{"timeUnixNano":"0","traceId":"","spanId":""}"#,
             },
             Case {
                 name: "Monolog: numeric level off the pino scale, level_name wins",

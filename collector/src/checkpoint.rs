@@ -130,6 +130,7 @@ impl CheckpointStore {
 mod tests {
     use super::*;
     use crate::runtime_format::LogFormat;
+    use crate::tailer::ContentCheck;
 
     fn position() -> FilePosition {
         FilePosition {
@@ -140,6 +141,14 @@ mod tests {
             size: 2000,
             seq: 3,
             format: LogFormat::Cri,
+            fingerprint: Some("fedcba9876543210fedcba9876543210".into()),
+            dev: Some(64769),
+            ino: Some(1_234_567),
+            check: Some(ContentCheck {
+                end: 1300,
+                len: 64,
+                hash: 42,
+            }),
         }
     }
 
@@ -151,6 +160,31 @@ mod tests {
         store.save(&[position()]).unwrap();
         assert_eq!(store.load().unwrap().positions, vec![position()]);
         assert!(!store.path().with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn a_checkpoint_without_inodes_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        // As written before positions held (device, inode) and a content check.
+        fs::write(
+            store.path(),
+            br#"{"version":1,"files":[{"key":"0123456789abcdef0123456789abcdef","source":"/var/log/pods/a_b_c/app/0.log","path":"/var/log/pods/a_b_c/app/0.log","offset":1234,"size":2000,"seq":3,"format":"cri"}]}"#,
+        )
+        .unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded.set_aside.is_none());
+        assert_eq!(
+            loaded.positions,
+            vec![FilePosition {
+                path: "/var/log/pods/a_b_c/app/0.log".into(),
+                fingerprint: None,
+                dev: None,
+                ino: None,
+                check: None,
+                ..position()
+            }]
+        );
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! Identity of a log file across rename, copytruncate and compression, and record ids.
 //!
-//! A file is known by its [`FileKey`]: a 128-bit hash of its directory and its first line
-//! (at most [`FINGERPRINT_MAX`] bytes). The key survives kubelet's rename-rotation, gzip
-//! compression of the rotated file and logrotate's copy (all keep the first line); a truncated
-//! file starts a new first line and so a new key. Record ids hash (node, key, byte offset), so
-//! the same line of the same file has the same id across restarts and re-sends.
+//! Two hashes, both [`FileKey`]s:
+//! - the *fingerprint* ([`FileKey::new`]): directory and first line (at most
+//!   [`FINGERPRINT_MAX`] bytes). Copies keep it (logrotate's copy, gzip of a rotated file), so it
+//!   finds where a file's content went; but different files may share it (a container restarted
+//!   into `1.log` prints the same banner as `0.log`).
+//! - the *key* ([`FileKey::for_file`]): fingerprint plus (device, inode, birth time) of the file
+//!   the content was first seen in. It tells such files apart; it is saved in the checkpoint
+//!   and so survives restarts, renames and the copies the fingerprint finds. Content that
+//!   replaces a file's content in place (a truncation) gets [`FileKey::successor`] of the old
+//!   key, never the old key again. Checkpoints from before keys held the inode carry the
+//!   fingerprint as their key, and keep it.
+//!
+//! Record ids hash (node, key, byte offset), so the same line of the same file has the same id
+//! across restarts and re-sends, and lines of different files never share one.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -27,6 +36,28 @@ impl FileKey {
         hasher.update(dir.as_os_str().as_encoded_bytes());
         hasher.update(&[0]);
         hasher.update(fingerprint);
+        FileKey(hasher.digest128())
+    }
+
+    /// Derives the key of content first seen in file (`dev`, `ino`) born at `born` (nanoseconds
+    /// since the epoch, when the file system knows it: it tells a reused inode apart).
+    pub fn for_file(fingerprint: FileKey, dev: u64, ino: u64, born: Option<i128>) -> FileKey {
+        let mut hasher = Xxh3::new();
+        hasher.update(b"file\0");
+        hasher.update(&fingerprint.0.to_le_bytes());
+        hasher.update(&dev.to_le_bytes());
+        hasher.update(&ino.to_le_bytes());
+        hasher.update(&born.unwrap_or_default().to_le_bytes());
+        FileKey(hasher.digest128())
+    }
+
+    /// Derives the key of the content that replaced this key's content in place (the file was
+    /// truncated after `offset` bytes of it were read).
+    pub fn successor(self, offset: u64) -> FileKey {
+        let mut hasher = Xxh3::new();
+        hasher.update(b"truncated\0");
+        hasher.update(&self.0.to_le_bytes());
+        hasher.update(&offset.to_le_bytes());
         FileKey(hasher.digest128())
     }
 
@@ -130,6 +161,19 @@ mod tests {
         assert_ne!(other, key);
         assert_eq!(FileKey::from_hex(&key.to_hex()), Some(key));
         assert_eq!(FileKey::from_hex("xyz"), None);
+    }
+
+    #[test]
+    fn keys_tell_apart_files_with_the_same_first_line() {
+        let fp = FileKey::new(Path::new("/var/log/pods/a/b"), b"banner\n");
+        let zero = FileKey::for_file(fp, 1, 100, Some(5));
+        assert_eq!(zero, FileKey::for_file(fp, 1, 100, Some(5)), "stable");
+        assert_ne!(zero, FileKey::for_file(fp, 1, 101, Some(5)), "another inode");
+        assert_ne!(zero, FileKey::for_file(fp, 1, 100, Some(6)), "a reused inode");
+        assert_ne!(zero, fp);
+        assert_ne!(zero.successor(10), zero);
+        assert_ne!(zero.successor(10), zero.successor(11));
+        assert_eq!(zero.successor(10), zero.successor(10));
     }
 
     #[test]

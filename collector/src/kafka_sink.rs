@@ -5,13 +5,17 @@
 //! Producer defaults: `acks=all`, `enable.idempotence=true`, `compression.type=zstd`,
 //! `linger.ms=20`; any librdkafka property can be set in the config's `[kafka.producer]` table.
 //! A record larger than `message.max.bytes` is cut to fit and flagged `truncated`, never dropped.
-//! A delivery that fails for good (after librdkafka's own retries) is produced again.
+//! A delivery that fails for good (after librdkafka's own retries) is produced again; when
+//! producing again fails too (other than a full queue: e.g. the topic is gone, the producer hit
+//! a fatal error), the record waits in a [`ResendQueue`] and is tried again with exponential
+//! backoff — never dropped, its ticket still unacknowledged — while [`Sink::problem`] says so
+//! (`/readyz` not ready) and each failed attempt is counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use corral_schema::fields::{SCHEMA_HEADER, SCHEMA_HEADER_V1};
@@ -44,6 +48,8 @@ pub struct KafkaSinkStats {
     pub delivered: AtomicU64,
     pub delivery_errors: AtomicU64,
     pub truncated: AtomicU64,
+    /// Bytes cut from records to fit `message.max.bytes`.
+    pub truncated_bytes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -95,12 +101,107 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+/// First wait before a failed re-send is tried again; doubled per failure up to [`RESEND_MAX_BACKOFF`].
+pub const RESEND_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts to produce a record again.
+pub const RESEND_MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A record whose delivery failed and that could not be produced again yet.
+#[derive(Debug)]
+struct Resend {
+    ticket: Ticket,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// Records waiting to be produced again, oldest first, with the backoff of their retries.
+///
+/// Holds at most what is in flight (the collector stops reading at `max_in_flight_bytes`), so
+/// it is bounded like the rest of the in-flight window.
+#[derive(Debug, Default)]
+pub struct ResendQueue {
+    waiting: VecDeque<Resend>,
+    /// Failed attempts in a row; the backoff doubles with each.
+    failures: u32,
+    next_attempt: Option<Instant>,
+    /// Why the last attempt failed, while records are waiting.
+    problem: Option<String>,
+    /// Failed attempts since [`ResendQueue::take_failures`] was last called.
+    failed_attempts: u64,
+}
+
+impl ResendQueue {
+    /// Queues a record to be produced again.
+    pub fn push(&mut self, ticket: Ticket, key: Vec<u8>, payload: Vec<u8>) {
+        self.waiting.push_back(Resend { ticket, key, payload });
+    }
+
+    /// Returns the number of records waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Returns true when no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Produces waiting records, oldest first, with `produce`, unless the backoff of the last
+    /// failure has not passed at `now`. The first failure stops the round: the record stays at
+    /// the head, the backoff doubles and [`ResendQueue::problem`] says why.
+    pub fn retry(&mut self, now: Instant, mut produce: impl FnMut(Ticket, &[u8], &[u8]) -> io::Result<()>) {
+        if self.waiting.is_empty() || self.next_attempt.is_some_and(|at| now < at) {
+            return;
+        }
+        while let Some(head) = self.waiting.front() {
+            match produce(head.ticket, &head.key, &head.payload) {
+                Ok(()) => {
+                    self.waiting.pop_front();
+                    self.failures = 0;
+                }
+                Err(error) => {
+                    self.failures = self.failures.saturating_add(1);
+                    self.failed_attempts += 1;
+                    let backoff = RESEND_BACKOFF
+                        .saturating_mul(2u32.saturating_pow(self.failures - 1))
+                        .min(RESEND_MAX_BACKOFF);
+                    self.next_attempt = Some(now + backoff);
+                    let problem = format!(
+                        "{} records cannot be produced again ({error}); next try in {backoff:?}",
+                        self.waiting.len()
+                    );
+                    if self.problem.is_none() {
+                        tracing::error!(%error, records = self.waiting.len(), "cannot produce again; retrying with backoff");
+                    }
+                    self.problem = Some(problem);
+                    return;
+                }
+            }
+        }
+        self.next_attempt = None;
+        if self.problem.take().is_some() {
+            tracing::info!("records produced again after failures");
+        }
+    }
+
+    /// Returns why records are waiting, if an attempt to produce them failed.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
+
+    /// Returns and resets the number of failed attempts.
+    pub fn take_failures(&mut self) -> u64 {
+        std::mem::take(&mut self.failed_attempts)
+    }
+}
+
 /// Produces records to Kafka and acknowledges them on delivery.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryContext>,
     topic: String,
     max_message_bytes: usize,
     stats: Arc<KafkaSinkStats>,
+    resends: ResendQueue,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -158,6 +259,7 @@ impl KafkaSink {
             topic: topic.to_owned(),
             max_message_bytes,
             stats,
+            resends: ResendQueue::default(),
         })
     }
 
@@ -182,6 +284,7 @@ impl KafkaSink {
             keep -= 1;
         }
         record.msg.truncate(keep);
+        let whole = payload.len();
         payload = serde_json::to_vec(&*record)?;
         if payload.len() > limit {
             record.fields = serde_json::Map::new();
@@ -191,9 +294,14 @@ impl KafkaSink {
             }
             payload = serde_json::to_vec(&*record)?;
         }
+        self.stats
+            .truncated_bytes
+            .fetch_add(whole.saturating_sub(payload.len()) as u64, Ordering::Relaxed);
         Ok(payload)
     }
 
+    /// Hands one message to librdkafka, waiting while its queue is full. The ticket travels
+    /// with the message and comes back in the delivery report.
     fn produce(&self, ticket: Ticket, key: &[u8], payload: &[u8], ts_millis: Option<i64>) -> io::Result<()> {
         let mut message = BaseRecord::with_opaque_to(&self.topic, Box::new(ticket))
             .key(key)
@@ -236,11 +344,25 @@ impl Sink for KafkaSink {
     }
 
     fn problem(&self) -> Option<String> {
+        if let Some(problem) = self.resends.problem() {
+            return Some(problem.to_owned());
+        }
         self.reports().problem.clone()
     }
 
     fn take_delivery_errors(&mut self) -> u64 {
         std::mem::take(&mut self.reports().errors_reported)
+    }
+
+    fn take_resend_failures(&mut self) -> u64 {
+        self.resends.take_failures()
+    }
+
+    fn take_message_cuts(&mut self) -> (u64, u64) {
+        (
+            self.stats.truncated.swap(0, Ordering::Relaxed),
+            self.stats.truncated_bytes.swap(0, Ordering::Relaxed),
+        )
     }
 
     fn poll_acks(&mut self, acks: &mut Vec<Ticket>) {
@@ -255,10 +377,13 @@ impl Sink for KafkaSink {
             std::mem::take(&mut reports.failed)
         };
         for (ticket, key, payload) in failed {
-            if let Err(error) = self.produce(ticket, &key, &payload, None) {
-                tracing::error!(%error, "cannot produce again; the record stays unacknowledged and is re-read on restart");
-            }
+            self.resends.push(ticket, key, payload);
         }
+        let mut resends = std::mem::take(&mut self.resends);
+        resends.retry(Instant::now(), |ticket, key, payload| {
+            self.produce(ticket, key, payload, None)
+        });
+        self.resends = resends;
     }
 }
 
@@ -275,5 +400,59 @@ impl KafkaSink {
 impl Drop for KafkaSink {
     fn drop(&mut self) {
         let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_resends_wait_with_backoff_and_say_why_until_they_go_through() {
+        let mut queue = ResendQueue::default();
+        for ticket in 0..3 {
+            queue.push(ticket, b"k".to_vec(), vec![ticket as u8]);
+        }
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        let mut broken = true;
+        let attempt = |queue: &mut ResendQueue, at: Instant, broken: bool, sent: &mut Vec<Ticket>| {
+            queue.retry(at, |ticket, _, _| {
+                if broken {
+                    Err(io::Error::other("Local: Unknown topic"))
+                } else {
+                    sent.push(ticket);
+                    Ok(())
+                }
+            })
+        };
+        attempt(&mut queue, start, broken, &mut sent);
+        assert_eq!(
+            (queue.len(), queue.take_failures()),
+            (3, 1),
+            "nothing dropped, the failure counted"
+        );
+        let problem = queue.problem().expect("a problem while records wait").to_owned();
+        assert!(
+            problem.contains("Unknown topic") && problem.contains("3 records"),
+            "{problem}"
+        );
+        // Within the backoff nothing is tried; after it, the next failure doubles it.
+        attempt(&mut queue, start + Duration::from_millis(50), broken, &mut sent);
+        assert_eq!(queue.take_failures(), 0);
+        attempt(&mut queue, start + RESEND_BACKOFF, broken, &mut sent);
+        assert_eq!(queue.take_failures(), 1);
+        attempt(&mut queue, start + RESEND_BACKOFF * 2, broken, &mut sent);
+        assert_eq!(queue.take_failures(), 0, "the backoff doubled");
+        let mut at = start + RESEND_BACKOFF * 3;
+        for _ in 0..20 {
+            attempt(&mut queue, at, broken, &mut sent);
+            at += RESEND_MAX_BACKOFF;
+        }
+        assert_eq!(queue.take_failures(), 20, "the backoff is capped");
+        broken = false;
+        attempt(&mut queue, at, broken, &mut sent);
+        assert_eq!(sent, [0, 1, 2], "in order, once each");
+        assert!(queue.is_empty() && queue.problem().is_none());
     }
 }

@@ -15,6 +15,8 @@ pub struct LineSplitter {
     read_pos: u64,
     /// The line in progress is longer than `max_bytes`.
     overflow: bool,
+    /// Bytes of long lines not kept, since [`LineSplitter::take_cut`] was last called.
+    cut: u64,
 }
 
 /// One complete line handed to the caller.
@@ -39,6 +41,7 @@ impl LineSplitter {
             line_start: offset,
             read_pos: offset,
             overflow: false,
+            cut: 0,
         }
     }
 
@@ -50,6 +53,11 @@ impl LineSplitter {
     /// Returns the offset where the first line not yet handed out starts.
     pub fn line_start(&self) -> u64 {
         self.line_start
+    }
+
+    /// Returns and resets the number of bytes of long lines that were not kept.
+    pub fn take_cut(&mut self) -> u64 {
+        std::mem::take(&mut self.cut)
     }
 
     /// Returns true when bytes of an unterminated line are held.
@@ -66,6 +74,7 @@ impl LineSplitter {
                     if self.pending.is_empty() && !self.overflow {
                         let bytes = &chunk[..newline];
                         let truncated = bytes.len() > self.max_bytes;
+                        self.cut += bytes.len().saturating_sub(self.max_bytes) as u64;
                         let bytes = &bytes[..bytes.len().min(self.max_bytes)];
                         emit(RawLine {
                             start: self.line_start,
@@ -116,6 +125,7 @@ impl LineSplitter {
         let room = self.max_bytes - self.pending.len();
         if bytes.len() > room {
             self.overflow = true;
+            self.cut += (bytes.len() - room) as u64;
         }
         self.pending.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
@@ -165,6 +175,12 @@ mod tests {
         assert_eq!(lines[1], (106, 106 + 20_005, "xxxxxxxx".into(), true));
         assert_eq!(lines[2], (20_111, 20_114, "ok".into(), false));
         assert!(splitter.pending.capacity() < 1024, "memory stays bounded");
+        let mut splitter = splitter;
+        assert_eq!(
+            splitter.take_cut(),
+            20_005 - 1 - 8,
+            "the bytes not kept are counted"
+        );
         // A long line inside one chunk is cut too.
         let (lines, _) = split(3, &[b"abcdef\n"]);
         assert_eq!(lines, vec![(100, 107, "abc".into(), true)]);

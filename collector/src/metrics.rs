@@ -17,7 +17,7 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
-/// Label of lost lines: why they were lost.
+/// Label of lost data: why it was lost (see [`LOSS_REASONS`]).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -29,6 +29,20 @@ pub struct FileLabel {
     pub path: String,
 }
 
+/// Every `reason` of `corral_collector_lost_total` and `corral_collector_lost_bytes_total`.
+pub const LOSS_REASONS: [&str; 5] = [
+    // The file was deleted (and no copy found) before it was read to its end.
+    "deleted_before_read",
+    // The file was truncated in place (no copy found) before it was read to its end.
+    "truncated_before_read",
+    // The file could not be read any further (I/O error, corrupt gzip).
+    "unreadable",
+    // A line longer than `max_line_bytes`: kept cut and flagged `truncated`; the rest is lost.
+    "line_too_long",
+    // A record larger than Kafka's `message.max.bytes`: kept cut and flagged `truncated`.
+    "message_too_large",
+];
+
 /// Handles of every collector metric.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,9 +51,11 @@ pub struct Metrics {
     pub bytes_read: Counter,
     pub records_delivered: Counter,
     pub delivery_errors: Counter,
+    pub resend_failures: Counter,
     pub parse_failures: Family<KindLabel, Counter>,
     pub truncations: Counter,
-    pub lines_lost: Family<ReasonLabel, Counter>,
+    pub lost: Family<ReasonLabel, Counter>,
+    pub lost_bytes: Family<ReasonLabel, Counter>,
     pub file_lag_bytes: Family<FileLabel, Gauge>,
     pub open_files: Gauge,
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
@@ -81,9 +97,11 @@ impl Metrics {
             bytes_read: Counter::default(),
             records_delivered: Counter::default(),
             delivery_errors: Counter::default(),
+            resend_failures: Counter::default(),
             parse_failures: Family::default(),
             truncations: Counter::default(),
-            lines_lost: Family::default(),
+            lost: Family::default(),
+            lost_bytes: Family::default(),
             file_lag_bytes: Family::default(),
             open_files: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
@@ -118,6 +136,12 @@ impl Metrics {
             metrics.delivery_errors.clone(),
         );
         registry.register(
+            "resend_failures",
+            "Failed attempts to produce a record again after a failed delivery (it waits and is \
+             tried again with backoff; /readyz is not ready meanwhile)",
+            metrics.resend_failures.clone(),
+        );
+        registry.register(
             "parse_failures",
             "Lines not understood, by kind",
             metrics.parse_failures.clone(),
@@ -128,14 +152,22 @@ impl Metrics {
             metrics.truncations.clone(),
         );
         registry.register(
-            "lines_lost",
-            "Lines lost, by reason (file truncated in place before it was read)",
-            metrics.lines_lost.clone(),
+            "lost",
+            "Times data was given up on, by reason: files for deleted_before_read, \
+             truncated_before_read and unreadable; records for line_too_long and message_too_large",
+            metrics.lost.clone(),
         );
-        // Make the loss counter visible at 0 before anything is lost.
-        let _ = metrics.lines_lost.get_or_create(&ReasonLabel {
-            reason: "truncated_before_read",
-        });
+        registry.register(
+            "lost_bytes",
+            "Bytes known to be lost, by reason (a lower bound: bytes written after a file was \
+             last seen cannot be known)",
+            metrics.lost_bytes.clone(),
+        );
+        // Make every loss counter visible at 0 before anything is lost.
+        for reason in LOSS_REASONS {
+            let _ = metrics.lost.get_or_create(&ReasonLabel { reason });
+            let _ = metrics.lost_bytes.get_or_create(&ReasonLabel { reason });
+        }
         registry.register(
             "file_lag_bytes",
             "Bytes of a file not yet delivered",
@@ -174,6 +206,15 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// Counts `times` losses of `bytes` for `reason` (one of [`LOSS_REASONS`]).
+    pub fn count_loss(&self, reason: &'static str, times: u64, bytes: u64) {
+        debug_assert!(LOSS_REASONS.contains(&reason), "unknown loss reason {reason}");
+        self.lost.get_or_create(&ReasonLabel { reason }).inc_by(times);
+        self.lost_bytes
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(bytes);
     }
 
     /// Records that positions were saved now.
@@ -258,7 +299,8 @@ mod tests {
         for line in [
             "corral_collector_lines_read_total 3",
             "corral_collector_parse_failures_total{kind=\"unparsed\"} 1",
-            "corral_collector_lines_lost_total{reason=\"truncated_before_read\"} 0",
+            "corral_collector_lost_total{reason=\"truncated_before_read\"} 0",
+            "corral_collector_lost_bytes_total{reason=\"deleted_before_read\"} 0",
             "corral_collector_file_lag_bytes{path=\"/var/log/pods/a/0.log\"} 42",
             "corral_collector_in_flight_bytes 0",
             "corral_collector_open_files 0",

@@ -39,6 +39,8 @@ pub struct AssembledLine {
 pub struct PartialAssembler {
     max_line_bytes: usize,
     open: [Option<AssembledLine>; 2],
+    /// Bytes of merged lines not kept, since [`PartialAssembler::take_cut`] was last called.
+    cut: u64,
 }
 
 fn slot(stream: Stream) -> usize {
@@ -54,6 +56,7 @@ impl PartialAssembler {
         PartialAssembler {
             max_line_bytes,
             open: [None, None],
+            cut: 0,
         }
     }
 
@@ -79,6 +82,7 @@ impl PartialAssembler {
         let room = max - pending.content.len();
         if line.content.len() > room {
             pending.truncated = true;
+            self.cut += (line.content.len() - room) as u64;
         }
         pending
             .content
@@ -98,6 +102,11 @@ impl PartialAssembler {
             .filter(|p| p.origin.file == file)
             .map(|p| p.origin.offset)
             .min()
+    }
+
+    /// Returns and resets the number of bytes of merged lines that were not kept.
+    pub fn take_cut(&mut self) -> u64 {
+        std::mem::take(&mut self.cut)
     }
 
     /// Returns true when a line is waiting for its next chunk.
@@ -169,6 +178,7 @@ mod tests {
             (done.content.as_slice(), done.truncated, done.chunks),
             (&b"abcd"[..], true, 3)
         );
+        assert_eq!(a.take_cut(), 5, "the bytes not kept are counted");
         a.push(at(1, 20), &line(Stream::Stderr, true, "dangling"), false);
         let left: Vec<AssembledLine> = a.flush().collect();
         assert_eq!(left.len(), 1);

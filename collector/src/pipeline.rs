@@ -20,10 +20,10 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::CollectorConfig;
 use crate::file_identity::{FileKey, record_id};
 use crate::metadata::{Identity, MetadataProvider, resolve};
-use crate::metrics::{KindLabel, Metrics, ReasonLabel, SharedMetrics};
+use crate::metrics::{KindLabel, Metrics, SharedMetrics};
 use crate::pod_path::PodPath;
 use crate::sink::Sink;
-use crate::tailer::{PollStats, TailedLine, Tailer, TailerConfig};
+use crate::tailer::{LossReason, PollStats, TailedLine, Tailer, TailerConfig};
 
 /// Turns tailed lines into envelopes: parsing, flags, enrichment, ids.
 #[derive(Debug)]
@@ -306,12 +306,10 @@ impl<S: Sink> Collector<S> {
         let stats = self.tailer.poll(&mut lines);
         self.metrics.lines_read.inc_by(lines.len() as u64);
         self.metrics.bytes_read.inc_by(stats.bytes_read);
-        self.metrics
-            .lines_lost
-            .get_or_create(&ReasonLabel {
-                reason: "truncated_before_read",
-            })
-            .inc_by(stats.truncations);
+        for reason in LossReason::ALL {
+            let (times, bytes) = stats.lost.get(reason);
+            self.metrics.count_loss(reason.as_str(), times, bytes);
+        }
         self.deliver(lines)?;
         self.stats.bytes_read += stats.bytes_read;
         self.stats.truncations += stats.truncations;
@@ -363,6 +361,11 @@ impl<S: Sink> Collector<S> {
         self.metrics
             .delivery_errors
             .inc_by(self.sink.take_delivery_errors());
+        self.metrics
+            .resend_failures
+            .inc_by(self.sink.take_resend_failures());
+        let (cut, bytes) = self.sink.take_message_cuts();
+        self.metrics.count_loss("message_too_large", cut, bytes);
         for ticket in self.acks.drain(..) {
             self.tracker.ack(ticket);
         }

@@ -34,6 +34,18 @@ pub trait Sink: Send {
     fn take_delivery_errors(&mut self) -> u64 {
         0
     }
+
+    /// Returns and resets the number of failed attempts to hand a record over again after a
+    /// failed delivery (the record waits and is tried again with backoff).
+    fn take_resend_failures(&mut self) -> u64 {
+        0
+    }
+
+    /// Returns and resets (records, bytes) cut from records to fit the sink's message size limit
+    /// (the records are delivered cut and flagged `truncated`).
+    fn take_message_cuts(&mut self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Writes one JSON envelope per line.

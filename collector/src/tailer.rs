@@ -1,30 +1,43 @@
 //! Reading log files exactly once while they exist: discovery by glob, identity by
 //! [`FileKey`], rename-rotation, copytruncate, deletion and gzip'd rotated files.
 //!
-//! Every poll the tailer
+//! Every scan the tailer
 //! 1. finds candidate files: glob matches (*active* files) and, in the same directories, rotated
 //!    siblings named `*.log.*` (`0.log.20261123-101500`, `….gz`);
-//! 2. keys each candidate by its first line and binds it to the entry of that key — a renamed,
-//!    copied or compressed file keeps its key and so its read position; a new active file gets a
-//!    new entry read from 0; a rotated file nobody read before is left alone (it is old data);
-//! 3. reads every entry from its position, oldest file of a directory first (so a line split
-//!    across a rotation is merged in order), through the [`LineSplitter`], the runtime
-//!    [`LogFormat`] and the per-container [`PartialAssembler`].
+//! 2. binds every known entry to its file by (device, inode) — a renamed file keeps its inode and
+//!    so its read position. A file that no longer holds what was read from it (smaller than the
+//!    read position, another first line, or other bytes just before the read position) was
+//!    truncated in place: its new content becomes a new entry read from 0 with a new key
+//!    ([`FileKey::successor`]), never the old position;
+//! 3. gives an entry whose file is gone (or was truncated) the copy of it that a rotation made:
+//!    a rotated sibling with the same fingerprint that holds the bytes just before the read
+//!    position (logrotate's copy, a gzip'd rotated file);
+//! 4. makes every other active file a new entry read from 0 (a rotated file nobody read before
+//!    is left alone: it is old data), keyed by fingerprint and inode ([`FileKey::for_file`]), so
+//!    two files with the same first line (`0.log` and `1.log` of a restarted container) are
+//!    two entries with distinct record ids.
+//!
+//! Every poll reads every entry from its position up to the read budget, oldest file of a
+//! directory first (so a line split across a rotation is merged in order), through the
+//! [`LineSplitter`], the runtime [`LogFormat`] (detected from the file's first whole line) and
+//! the per-container [`PartialAssembler`].
 //!
 //! An entry whose file vanished keeps reading its open handle to the end (a deleted file's
 //! data is still there), then goes. A gzip'd file is decompressed only when its size trailer
-//! says it holds bytes past the entry's position.
+//! says it holds bytes past the entry's position, and then incrementally, within the read
+//! budget of each poll like any file. What can no longer be read is counted by [`LossReason`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::file_identity::{FileKey, read_fingerprint};
 use crate::line_splitter::{LineSplitter, RawLine};
@@ -38,8 +51,8 @@ pub struct TailerConfig {
     pub globs: Vec<String>,
     /// Longest line kept; longer ones are cut and flagged.
     pub max_line_bytes: usize,
-    /// Most bytes read from one file in one poll, so one busy file cannot starve the others
-    /// and one poll's lines stay a bounded batch.
+    /// Most bytes read from one file in one poll (decompressed bytes for a gzip'd file), so one
+    /// busy file cannot starve the others and one poll's lines stay a bounded batch.
     pub read_budget: usize,
     /// How often polls look for new, rotated and vanished files; polls in between only read.
     pub scan_interval: Duration,
@@ -53,10 +66,22 @@ pub struct TailedLine {
     pub source: Arc<Path>,
 }
 
+/// A check that a file still holds what was read from it: the hash of the (at most
+/// [`CHECK_WINDOW`]) bytes just before `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentCheck {
+    pub end: u64,
+    pub len: u32,
+    pub hash: u64,
+}
+
+/// How many of the last bytes read a [`ContentCheck`] covers.
+pub const CHECK_WINDOW: usize = 64;
+
 /// The saved state of one file: what a checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePosition {
-    /// [`FileKey`] as hex.
+    /// [`FileKey`] as hex: record ids derive from it.
     pub key: String,
     /// Path where the file was first seen.
     pub source: PathBuf,
@@ -68,7 +93,80 @@ pub struct FilePosition {
     pub size: u64,
     /// Discovery order: older files of a directory are read first.
     pub seq: u64,
+    /// The runtime format; detected again from the first line when `offset` is 0.
     pub format: LogFormat,
+    /// Fingerprint ([`FileKey::new`]) as hex. Absent in checkpoints written before identities
+    /// held the inode: their key is the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Device and inode of the file the position is in; absent in old checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
+    /// What the file held just before the read position (absent in old checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ContentCheck>,
+}
+
+/// Why bytes of a file were given up on (the `reason` label of `corral_collector_lost_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// The file was deleted (and no copy of it found) before it was read to its end.
+    DeletedBeforeRead,
+    /// The file was truncated in place (copytruncate without a copy to finish from) before it
+    /// was read to its end.
+    TruncatedBeforeRead,
+    /// The file could not be read any further (an I/O error, a corrupt gzip stream).
+    Unreadable,
+    /// A line longer than `max_line_bytes` was kept cut (flagged `truncated`): its rest is lost.
+    LineTooLong,
+}
+
+impl LossReason {
+    /// Every reason, in the order of [`Losses`]' counters.
+    pub const ALL: [LossReason; 4] = [
+        LossReason::DeletedBeforeRead,
+        LossReason::TruncatedBeforeRead,
+        LossReason::Unreadable,
+        LossReason::LineTooLong,
+    ];
+
+    /// Returns the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::DeletedBeforeRead => "deleted_before_read",
+            LossReason::TruncatedBeforeRead => "truncated_before_read",
+            LossReason::Unreadable => "unreadable",
+            LossReason::LineTooLong => "line_too_long",
+        }
+    }
+}
+
+/// What a poll gave up on: files (lines for [`LossReason::LineTooLong`]) and the bytes known
+/// unread, by reason. Bytes written after a
+/// file was last seen cannot be known, so the byte counts are lower bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Losses {
+    pub files: [u64; LossReason::ALL.len()],
+    pub bytes: [u64; LossReason::ALL.len()],
+}
+
+impl Losses {
+    fn add(&mut self, reason: LossReason, bytes: u64) {
+        self.add_many(reason, 1, bytes);
+    }
+
+    fn add_many(&mut self, reason: LossReason, times: u64, bytes: u64) {
+        let i = reason as usize;
+        self.files[i] += times;
+        self.bytes[i] += bytes;
+    }
+
+    /// Returns (files, bytes) lost for `reason`.
+    pub fn get(&self, reason: LossReason) -> (u64, u64) {
+        (self.files[reason as usize], self.bytes[reason as usize])
+    }
 }
 
 #[derive(Debug)]
@@ -78,20 +176,66 @@ struct OpenFile {
     ino: u64,
 }
 
+/// An open gzip stream and how far into its decompressed bytes it is.
+struct GzReader {
+    decoder: GzDecoder<File>,
+    pos: u64,
+}
+
+impl std::fmt::Debug for GzReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GzReader")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     key: FileKey,
+    /// [`FileKey::new`] of the first line, once the file has one.
+    fingerprint: Option<FileKey>,
+    /// (device, inode) of the file the entry reads; `None` until bound (old checkpoints) or
+    /// after its file was truncated.
+    inode: Option<(u64, u64)>,
     seq: u64,
     dir: PathBuf,
     source: Arc<Path>,
     path: PathBuf,
-    format: LogFormat,
+    /// `None` until the first whole line has been read.
+    format: Option<LogFormat>,
     splitter: LineSplitter,
     size: u64,
     gzip: bool,
     /// Bound to a candidate in the last scan.
-    bound: Option<(u64, u64)>,
+    bound: bool,
     reader: Option<OpenFile>,
+    gz: Option<GzReader>,
+    /// Compressed size of a gzip'd file that failed to decompress: not tried again unless it
+    /// changes.
+    gz_failed: Option<u64>,
+    /// The last bytes read, ending at the splitter's read position.
+    window: Vec<u8>,
+    /// The check loaded from a checkpoint, used until something is read.
+    saved_check: Option<ContentCheck>,
+    /// The file was found truncated in place; unless a copy is found, what was unread is lost.
+    truncated: bool,
+    /// Reading the file failed: what is unread is lost.
+    failed: bool,
+}
+
+impl Entry {
+    /// Returns the check of what was last read, if anything was.
+    fn check(&self) -> Option<ContentCheck> {
+        if self.window.is_empty() {
+            return self.saved_check;
+        }
+        Some(ContentCheck {
+            end: self.splitter.read_pos(),
+            len: self.window.len() as u32,
+            hash: xxh3_64(&self.window),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +246,14 @@ struct Candidate {
     dev: u64,
     ino: u64,
     size: u64,
+    born: Option<i128>,
+    fingerprint: Option<FileKey>,
+}
+
+impl Candidate {
+    fn inode(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
 }
 
 /// Counters of one poll.
@@ -110,9 +262,11 @@ pub struct PollStats {
     pub bytes_read: u64,
     pub lines: u64,
     /// Files truncated in place with no copy to finish from (copytruncate without a copy):
-    /// whatever was written between the last read and the truncation is gone, and how much
-    /// cannot be known.
+    /// whatever was written between the last read and the truncation is gone; how much is
+    /// known only up to the size last seen ([`Losses`]).
     pub truncations: u64,
+    /// What was given up on, by reason.
+    pub lost: Losses,
 }
 
 /// The file-reading engine of the collector.
@@ -122,7 +276,7 @@ pub struct Tailer {
     entries: BTreeMap<FileKey, Entry>,
     assemblers: HashMap<PathBuf, PartialAssembler>,
     next_seq: u64,
-    gzip_keys: HashMap<(u64, u64, u64), FileKey>,
+    gzip_fingerprints: HashMap<(u64, u64, u64), FileKey>,
     buf: Vec<u8>,
     last_scan: Option<Instant>,
 }
@@ -134,7 +288,7 @@ impl Tailer {
             entries: BTreeMap::new(),
             assemblers: HashMap::new(),
             next_seq: 0,
-            gzip_keys: HashMap::new(),
+            gzip_fingerprints: HashMap::new(),
             buf: vec![0; 256 * 1024],
             last_scan: None,
             config,
@@ -143,25 +297,38 @@ impl Tailer {
             let Some(key) = FileKey::from_hex(&position.key) else {
                 continue;
             };
+            // A checkpoint from before keys held the inode: its key is the fingerprint.
+            let fingerprint = match &position.fingerprint {
+                Some(hex) => FileKey::from_hex(hex),
+                None => Some(key),
+            };
             let dir = position.path.parent().map(Path::to_path_buf).unwrap_or_default();
             tailer.next_seq = tailer.next_seq.max(position.seq + 1);
             tailer.entries.insert(
                 key,
                 Entry {
                     key,
+                    fingerprint,
+                    inode: position.dev.zip(position.ino),
                     seq: position.seq,
                     dir,
                     source: Arc::from(position.source.as_path()),
                     path: position.path,
-                    format: position.format,
+                    format: (position.offset > 0).then_some(position.format),
                     splitter: LineSplitter::new(
                         tailer.config.max_line_bytes + WRAPPER_ALLOWANCE,
                         position.offset,
                     ),
                     size: position.size,
                     gzip: false,
-                    bound: None,
+                    bound: false,
                     reader: None,
+                    gz: None,
+                    gz_failed: None,
+                    window: Vec::new(),
+                    saved_check: position.check,
+                    truncated: false,
+                    failed: false,
                 },
             );
         }
@@ -179,16 +346,10 @@ impl Tailer {
             self.scan(&mut stats);
             self.last_scan = Some(Instant::now());
         }
-        let mut order: Vec<(PathBuf, u64, FileKey)> = self
-            .entries
-            .values()
-            .map(|e| (e.dir.clone(), e.seq, e.key))
-            .collect();
-        order.sort();
-        for (_, _, key) in order {
+        for key in self.read_order() {
             self.read_entry(key, out, &mut stats);
         }
-        self.drop_finished(out);
+        self.drop_finished(out, &mut stats);
         stats
     }
 
@@ -228,7 +389,11 @@ impl Tailer {
                     offset,
                     size: entry.size,
                     seq: entry.seq,
-                    format: entry.format,
+                    format: entry.format.unwrap_or(LogFormat::Plain),
+                    fingerprint: entry.fingerprint.map(FileKey::to_hex),
+                    dev: entry.inode.map(|(dev, _)| dev),
+                    ino: entry.inode.map(|(_, ino)| ino),
+                    check: entry.check(),
                 }
             })
             .collect()
@@ -240,6 +405,7 @@ impl Tailer {
         for entry in self.entries.values_mut() {
             if !entry.gzip
                 && let Ok(meta) = std::fs::metadata(&entry.path)
+                && entry.inode == Some((meta.dev(), meta.ino()))
             {
                 entry.size = meta.len();
             }
@@ -251,13 +417,27 @@ impl Tailer {
         self.entries.len()
     }
 
-    fn scan(&mut self, stats: &mut PollStats) {
+    /// Returns the keys of all entries, oldest file of each directory first.
+    fn read_order(&self) -> Vec<FileKey> {
+        let mut order: Vec<(&Path, u64, FileKey)> = self
+            .entries
+            .values()
+            .map(|e| (e.dir.as_path(), e.seq, e.key))
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, _, key)| key).collect()
+    }
+
+    fn discover(&mut self) -> Vec<Candidate> {
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut active_paths: HashSet<PathBuf> = HashSet::new();
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for pattern in &self.config.globs {
             let Ok(paths) = glob::glob(pattern) else { continue };
             for path in paths.flatten() {
+                if active_paths.contains(&path) {
+                    continue;
+                }
                 if let Some(candidate) = candidate(&path, true) {
                     if let Some(dir) = path.parent() {
                         dirs.insert(dir.to_path_buf());
@@ -281,87 +461,167 @@ impl Tailer {
                 }
             }
         }
-
-        let mut claimed: HashSet<(u64, u64)> = HashSet::new();
-        let mut by_key: HashMap<FileKey, Vec<Candidate>> = HashMap::new();
-        for candidate in candidates {
-            claimed.insert((candidate.dev, candidate.ino));
-            let Some(key) = self.key_of(&candidate) else {
-                continue;
-            };
-            by_key.entry(key).or_default().push(candidate);
+        for candidate in &mut candidates {
+            candidate.fingerprint = self.fingerprint_of(candidate);
         }
+        candidates
+    }
 
+    fn scan(&mut self, stats: &mut PollStats) {
+        let candidates = self.discover();
+        let by_inode: HashMap<(u64, u64), usize> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.inode(), i))
+            .collect();
+        let mut claimed = vec![false; candidates.len()];
+        let order = self.read_order();
         for entry in self.entries.values_mut() {
-            entry.bound = None;
+            entry.bound = false;
         }
-        for (key, mut found) in by_key {
-            // Prefer the plain file over its compressed copy, the active path, the longest copy.
-            found.sort_by_key(|c| (c.gzip, !c.active, std::cmp::Reverse(c.size)));
-            let best = found.swap_remove(0);
-            if let Some(entry) = self.entries.get_mut(&key) {
-                if entry
-                    .reader
-                    .as_ref()
-                    .is_some_and(|r| (r.dev, r.ino) != (best.dev, best.ino))
-                {
-                    entry.reader = None;
+
+        // 1. Every entry to its inode (entries of old checkpoints: to their fingerprint).
+        let mut successors: Vec<Entry> = Vec::new();
+        for pass_by_inode in [true, false] {
+            for key in &order {
+                let Some(entry) = self.entries.get_mut(key) else {
+                    continue;
+                };
+                if entry.inode.is_some() != pass_by_inode || entry.truncated {
+                    continue;
                 }
-                entry.bound = Some((best.dev, best.ino));
-                entry.path = best.path;
-                entry.gzip = best.gzip;
-                entry.size = best.size;
-            } else if best.active && !best.gzip {
-                let format = read_fingerprint(&best.path, false)
-                    .ok()
-                    .flatten()
-                    .map(|fp| LogFormat::detect(fp.strip_suffix(b"\n").unwrap_or(&fp)))
-                    .unwrap_or(LogFormat::Plain);
-                let dir = best.path.parent().map(Path::to_path_buf).unwrap_or_default();
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.entries.insert(
-                    key,
-                    Entry {
-                        key,
-                        seq,
-                        dir,
-                        source: Arc::from(best.path.as_path()),
-                        path: best.path.clone(),
-                        format,
+                let found = match entry.inode {
+                    Some(inode) => by_inode.get(&inode).copied().filter(|i| !claimed[*i]),
+                    None => migrated_match(entry, &candidates, &claimed),
+                };
+                let Some(i) = found else { continue };
+                let found = &candidates[i];
+                claimed[i] = true;
+                if !found.gzip && replaced(entry, found) {
+                    let successor = Entry {
+                        key: entry.key.successor(entry.splitter.read_pos()),
+                        fingerprint: found.fingerprint,
+                        inode: Some(found.inode()),
+                        seq: self.next_seq,
+                        dir: entry.dir.clone(),
+                        source: Arc::from(found.path.as_path()),
+                        path: found.path.clone(),
+                        format: None,
                         splitter: LineSplitter::new(self.config.max_line_bytes + WRAPPER_ALLOWANCE, 0),
-                        size: best.size,
+                        size: found.size,
                         gzip: false,
-                        bound: Some((best.dev, best.ino)),
+                        bound: true,
                         reader: None,
-                    },
-                );
+                        gz: None,
+                        gz_failed: None,
+                        window: Vec::new(),
+                        saved_check: None,
+                        truncated: false,
+                        failed: false,
+                    };
+                    self.next_seq += 1;
+                    tracing::info!(
+                        path = %found.path.display(),
+                        read = entry.splitter.read_pos(),
+                        size = found.size,
+                        "log file truncated in place; reading its new content from the start"
+                    );
+                    entry.truncated = true;
+                    entry.inode = None;
+                    entry.reader = None;
+                    successors.push(successor);
+                    continue;
+                }
+                bind(entry, found);
             }
         }
-        for entry in self.entries.values_mut() {
-            if entry.bound.is_none() {
-                // The file's inode now holds other content (truncated): never read it as ours.
-                if entry
-                    .reader
-                    .as_ref()
-                    .is_some_and(|r| claimed.contains(&(r.dev, r.ino)))
-                {
-                    entry.reader = None;
-                    stats.truncations += 1;
+        for successor in successors {
+            self.entries.entry(successor.key).or_insert(successor);
+        }
+
+        // 2. An entry whose file is gone (and not open) or truncated to the copy a rotation made.
+        for key in &order {
+            let Some(entry) = self.entries.get_mut(key) else {
+                continue;
+            };
+            if entry.bound || entry.reader.is_some() {
+                continue;
+            }
+            if let Some(i) = copy_of(entry, &candidates, &claimed) {
+                claimed[i] = true;
+                entry.truncated = false;
+                bind(entry, &candidates[i]);
+            }
+        }
+
+        // 3. Every other active file is new: read from 0.
+        for (i, found) in candidates.iter().enumerate() {
+            if claimed[i] || !found.active || found.gzip {
+                continue;
+            }
+            let Some(fingerprint) = found.fingerprint else {
+                continue;
+            };
+            let key = FileKey::for_file(fingerprint, found.dev, found.ino, found.born);
+            if self.entries.contains_key(&key) {
+                continue;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.entries.insert(
+                key,
+                Entry {
+                    key,
+                    fingerprint: Some(fingerprint),
+                    inode: Some(found.inode()),
+                    seq,
+                    dir: found.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    source: Arc::from(found.path.as_path()),
+                    path: found.path.clone(),
+                    format: None,
+                    splitter: LineSplitter::new(self.config.max_line_bytes + WRAPPER_ALLOWANCE, 0),
+                    size: found.size,
+                    gzip: false,
+                    bound: true,
+                    reader: None,
+                    gz: None,
+                    gz_failed: None,
+                    window: Vec::new(),
+                    saved_check: None,
+                    truncated: false,
+                    failed: false,
+                },
+            );
+        }
+
+        // 4. Truncated without a copy: what was not read is gone.
+        let lost: Vec<FileKey> = self
+            .entries
+            .values()
+            .filter(|e| e.truncated && !e.bound)
+            .map(|e| e.key)
+            .collect();
+        for key in lost {
+            if let Some(entry) = self.entries.remove(&key) {
+                stats.truncations += 1;
+                let unread = entry.size.saturating_sub(entry.splitter.read_pos());
+                stats.lost.add(LossReason::TruncatedBeforeRead, unread);
+                if unread > 0 {
+                    tracing::warn!(path = %entry.path.display(), bytes = unread, "log file truncated before it was read to its end; bytes lost");
                 }
             }
         }
     }
 
-    fn key_of(&mut self, candidate: &Candidate) -> Option<FileKey> {
+    fn fingerprint_of(&mut self, candidate: &Candidate) -> Option<FileKey> {
         let dir = candidate.path.parent()?;
         if candidate.gzip {
             let cache_key = (candidate.dev, candidate.ino, candidate.size);
-            if let Some(key) = self.gzip_keys.get(&cache_key) {
+            if let Some(key) = self.gzip_fingerprints.get(&cache_key) {
                 return Some(*key);
             }
             let key = FileKey::new(dir, &read_fingerprint(&candidate.path, true).ok()??);
-            self.gzip_keys.insert(cache_key, key);
+            self.gzip_fingerprints.insert(cache_key, key);
             return Some(key);
         }
         Some(FileKey::new(
@@ -381,12 +641,19 @@ impl Tailer {
         let Some(entry) = entries.get_mut(&key) else {
             return;
         };
+        if entry.failed {
+            return;
+        }
         let assembler = assemblers
             .entry(entry.dir.clone())
             .or_insert_with(|| PartialAssembler::new(config.max_line_bytes));
-        let format = entry.format;
+        let mut format = entry.format;
         let source = entry.source.clone();
+        let mut cut_lines = 0;
         let mut emit = |raw: RawLine<'_>| {
+            // The format is detected from the first whole line (up to the splitter's bound),
+            // however long: a 16 KiB docker partial is a docker line, not plain text.
+            let format = *format.get_or_insert_with(|| LogFormat::detect(raw.bytes));
             let line = format.unwrap_line(raw.bytes);
             if let Some(line) = assembler.push(
                 Origin {
@@ -396,6 +663,7 @@ impl Tailer {
                 &line,
                 raw.truncated,
             ) {
+                cut_lines += u64::from(line.truncated);
                 out.push(TailedLine {
                     line,
                     source: source.clone(),
@@ -404,77 +672,48 @@ impl Tailer {
         };
 
         if entry.gzip {
-            if entry.bound.is_some()
-                && gzip_size(&entry.path).is_some_and(|size| size != entry.splitter.read_pos() as u32)
-            {
-                let before = entry.splitter.read_pos();
-                if let Err(error) = read_gzip(&entry.path, &mut entry.splitter, buf, &mut emit) {
-                    tracing::warn!(path = %entry.path.display(), %error, "cannot read log file");
-                }
-                entry.splitter.finish(&mut emit);
-                stats.bytes_read += entry.splitter.read_pos() - before;
+            if entry.bound {
+                read_gzip(entry, buf, config.read_budget, &mut emit, stats);
             }
-            return;
+        } else {
+            read_plain(entry, buf, config.read_budget, &mut emit, stats);
         }
-
-        if entry.reader.is_none() {
-            let Some((dev, ino)) = entry.bound else { return };
-            match File::open(&entry.path) {
-                Ok(file) => match file.metadata() {
-                    Ok(meta) if (meta.dev(), meta.ino()) == (dev, ino) => {
-                        entry.reader = Some(OpenFile { file, dev, ino });
-                    }
-                    _ => return,
-                },
-                Err(_) => return,
-            }
-        }
-        let Some(reader) = entry.reader.as_mut() else {
-            return;
-        };
-        if reader
-            .file
-            .seek(SeekFrom::Start(entry.splitter.read_pos()))
-            .is_err()
-        {
-            return;
-        }
-        let mut budget = config.read_budget;
-        while budget > 0 {
-            let want = buf.len().min(budget);
-            match reader.file.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    budget -= n;
-                    stats.bytes_read += n as u64;
-                    entry.splitter.push(&buf[..n], &mut emit);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    tracing::warn!(path = %entry.path.display(), %error, "cannot read log file");
-                    break;
-                }
-            }
-        }
-        if entry.bound.is_none() && budget > 0 {
-            // Vanished and read to its end: the unterminated tail will never grow.
-            entry.splitter.finish(&mut emit);
-            entry.reader = None;
+        entry.format = format;
+        let cut = entry.splitter.take_cut() + assembler.take_cut();
+        if cut_lines > 0 || cut > 0 {
+            stats.lost.add_many(LossReason::LineTooLong, cut_lines, cut);
         }
     }
 
-    /// Forgets files that are gone and fully read; flushes a directory's unfinished lines
-    /// when its last file goes.
-    fn drop_finished(&mut self, out: &mut Vec<TailedLine>) {
+    /// Forgets files that are gone and fully read (counting what was not read); flushes a
+    /// directory's unfinished lines when its last file goes.
+    fn drop_finished(&mut self, out: &mut Vec<TailedLine>, stats: &mut PollStats) {
         let gone: Vec<FileKey> = self
             .entries
             .values()
-            .filter(|e| e.bound.is_none() && e.reader.is_none())
+            .filter(|e| !e.bound && e.reader.is_none() && e.gz.is_none())
             .map(|e| e.key)
             .collect();
         for key in gone {
-            if let Some(entry) = self.entries.remove(&key)
-                && !self.entries.values().any(|e| e.dir == entry.dir)
+            let Some(entry) = self.entries.remove(&key) else {
+                continue;
+            };
+            let unread = entry.size.saturating_sub(entry.splitter.read_pos());
+            if unread > 0 || entry.failed {
+                let reason = if entry.failed {
+                    LossReason::Unreadable
+                } else {
+                    LossReason::DeletedBeforeRead
+                };
+                tracing::warn!(
+                    path = %entry.path.display(),
+                    bytes = unread,
+                    reason = reason.as_str(),
+                    "log file gone before it was read to its end; bytes lost"
+                );
+                stats.lost.add(reason, unread);
+            }
+            if !self.entries.values().any(|e| e.dir == entry.dir)
                 && let Some(mut assembler) = self.assemblers.remove(&entry.dir)
             {
                 out.extend(assembler.flush().map(|line| TailedLine {
@@ -483,6 +722,79 @@ impl Tailer {
                 }));
             }
         }
+    }
+}
+
+/// Reads the next part of a plain entry, at most `budget` bytes; a vanished file read to its
+/// end (or unreadable) hands out its unterminated tail and closes.
+fn read_plain(
+    entry: &mut Entry,
+    buf: &mut [u8],
+    budget: usize,
+    emit: &mut impl FnMut(RawLine<'_>),
+    stats: &mut PollStats,
+) {
+    if entry.reader.is_none() {
+        let Some((dev, ino)) = entry.inode.filter(|_| entry.bound) else {
+            return;
+        };
+        match File::open(&entry.path) {
+            Ok(file) => match file.metadata() {
+                Ok(meta) if (meta.dev(), meta.ino()) == (dev, ino) => {
+                    entry.reader = Some(OpenFile { file, dev, ino });
+                }
+                _ => return,
+            },
+            Err(_) => return,
+        }
+    }
+    let Some(reader) = entry.reader.as_mut() else {
+        return;
+    };
+    if reader
+        .file
+        .seek(SeekFrom::Start(entry.splitter.read_pos()))
+        .is_err()
+    {
+        return;
+    }
+    let mut budget = budget;
+    let mut failed = false;
+    while budget > 0 {
+        let want = buf.len().min(budget);
+        match reader.file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                budget -= n;
+                stats.bytes_read += n as u64;
+                entry.splitter.push(&buf[..n], emit);
+                remember(&mut entry.window, &buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                tracing::warn!(path = %entry.path.display(), %error, "cannot read log file");
+                failed = true;
+                break;
+            }
+        }
+    }
+    if !entry.bound && (budget > 0 || failed) {
+        // Vanished and read to its end (or unreadable): the unterminated tail will never grow.
+        entry.splitter.finish(emit);
+        entry.reader = None;
+        entry.failed = failed;
+    }
+}
+
+/// Keeps the last [`CHECK_WINDOW`] bytes read in `window` (`chunk` was just read).
+fn remember(window: &mut Vec<u8>, chunk: &[u8]) {
+    if chunk.len() >= CHECK_WINDOW {
+        window.clear();
+        window.extend_from_slice(&chunk[chunk.len() - CHECK_WINDOW..]);
+    } else {
+        window.extend_from_slice(chunk);
+        let excess = window.len().saturating_sub(CHECK_WINDOW);
+        window.drain(..excess);
     }
 }
 
@@ -495,6 +807,11 @@ fn candidate(path: &Path, active: bool) -> Option<Candidate> {
         return None;
     }
     let gzip = path.extension().is_some_and(|e| e == "gz");
+    let born = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128);
     Some(Candidate {
         path: path.to_path_buf(),
         active,
@@ -502,6 +819,151 @@ fn candidate(path: &Path, active: bool) -> Option<Candidate> {
         dev: meta.dev(),
         ino: meta.ino(),
         size: meta.len(),
+        born,
+        fingerprint: None,
+    })
+}
+
+/// Points `entry` at `found` for this scan.
+fn bind(entry: &mut Entry, found: &Candidate) {
+    if entry
+        .reader
+        .as_ref()
+        .is_some_and(|r| (r.dev, r.ino) != found.inode())
+    {
+        entry.reader = None;
+    }
+    if entry.inode != Some(found.inode()) {
+        entry.gz = None;
+    }
+    if entry.fingerprint.is_none() {
+        entry.fingerprint = found.fingerprint;
+    }
+    entry.inode = Some(found.inode());
+    entry.bound = true;
+    entry.path = found.path.clone();
+    entry.gzip = found.gzip;
+    // A gzip'd file's size is what it decompresses to (its trailer), like the file it was.
+    entry.size = if found.gzip {
+        gzip_size(&found.path).map_or(found.size, u64::from)
+    } else {
+        found.size
+    };
+}
+
+/// Returns true when `found`, the file `entry` was reading, no longer holds what was read from
+/// it: it is smaller than the read position, starts with another line, or holds other bytes
+/// just before the read position (it was truncated and written again past that point). A
+/// position from a checkpoint without a check must at least follow a `\n`.
+fn replaced(entry: &Entry, found: &Candidate) -> bool {
+    let read = entry.splitter.read_pos();
+    if found.size < read {
+        return true;
+    }
+    if let (Some(was), Some(now)) = (entry.fingerprint, found.fingerprint)
+        && was != now
+    {
+        return true;
+    }
+    if read == 0 {
+        return false;
+    }
+    let opened;
+    let file = match &entry.reader {
+        Some(reader) if (reader.dev, reader.ino) == found.inode() => &reader.file,
+        _ => match File::open(&found.path) {
+            Ok(file) => {
+                opened = file;
+                &opened
+            }
+            // Cannot look: let reading find out.
+            Err(_) => return false,
+        },
+    };
+    match entry.check() {
+        Some(check) => !holds(file, check),
+        None if entry.splitter.line_start() == read => {
+            let mut before = [0u8; 1];
+            file.read_exact_at(&mut before, read - 1).is_ok() && before[0] != b'\n'
+        }
+        None => false,
+    }
+}
+
+/// Returns true when `file` holds the bytes `check` describes.
+fn holds(file: &File, check: ContentCheck) -> bool {
+    let mut bytes = vec![0u8; check.len as usize];
+    let Some(start) = check.end.checked_sub(bytes.len() as u64) else {
+        return false;
+    };
+    file.read_exact_at(&mut bytes, start).is_ok() && xxh3_64(&bytes) == check.hash
+}
+
+/// Returns true when the gzip'd file at `path` holds the bytes `check` describes (decompressing
+/// up to `check.end`: done once, when a copy is chosen).
+fn gzip_holds(path: &Path, check: ContentCheck) -> bool {
+    let Ok(file) = File::open(path) else { return false };
+    let mut decoder = GzDecoder::new(file);
+    let start = check.end - u64::from(check.len);
+    let skipped = io::copy(&mut (&mut decoder).take(start), &mut io::sink()).unwrap_or(0);
+    if skipped < start {
+        return false;
+    }
+    let mut bytes = vec![0u8; check.len as usize];
+    decoder.read_exact(&mut bytes).is_ok() && xxh3_64(&bytes) == check.hash
+}
+
+/// Finds the file an entry of an old checkpoint (keyed by fingerprint) is in, as then: the
+/// plain file before its compressed copy, the active path, the longest copy.
+fn migrated_match(entry: &Entry, candidates: &[Candidate], claimed: &[bool]) -> Option<usize> {
+    let fingerprint = entry.fingerprint?;
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !claimed[*i] && c.fingerprint == Some(fingerprint))
+        .min_by_key(|(_, c)| (c.gzip, !c.active, std::cmp::Reverse(c.size)))
+        .map(|(i, _)| i)
+}
+
+/// Finds the rotated copy of a gone or truncated entry's file: a rotated sibling with its
+/// fingerprint that holds the bytes just before its read position. Siblings named after the
+/// entry's file come first, then plain files before compressed ones, then the longest.
+fn copy_of(entry: &Entry, candidates: &[Candidate], claimed: &[bool]) -> Option<usize> {
+    let fingerprint = entry.fingerprint?;
+    let read = entry.splitter.read_pos();
+    let prefix = entry
+        .source
+        .file_name()
+        .map(|n| format!("{}.", n.to_string_lossy()));
+    let named = |c: &Candidate| {
+        prefix.as_ref().is_some_and(|p| {
+            c.path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(p.as_str()))
+        })
+    };
+    let mut found: Vec<usize> = (0..candidates.len())
+        .filter(|i| {
+            let c = &candidates[*i];
+            !claimed[*i]
+                && !c.active
+                && c.fingerprint == Some(fingerprint)
+                && c.path.parent() == Some(entry.dir.as_path())
+                && (c.gzip || c.size >= read)
+        })
+        .collect();
+    found.sort_by_key(|i| {
+        let c = &candidates[*i];
+        (!named(c), c.gzip, std::cmp::Reverse(c.size))
+    });
+    let check = entry.check();
+    found.into_iter().find(|i| {
+        let c = &candidates[*i];
+        match check {
+            None => true,
+            Some(check) if c.gzip => gzip_holds(&c.path, check),
+            Some(check) => File::open(&c.path).is_ok_and(|file| holds(&file, check)),
+        }
     })
 }
 
@@ -514,24 +976,78 @@ fn gzip_size(path: &Path) -> Option<u32> {
     Some(u32::from_le_bytes(trailer))
 }
 
+/// Reads the next part of a gzip'd entry, at most `budget` decompressed bytes (skipping to the
+/// entry's position counts too): a big rotated file is read over many polls with the memory of
+/// one, and backpressure pauses it like any file.
 fn read_gzip(
-    path: &Path,
-    splitter: &mut LineSplitter,
+    entry: &mut Entry,
     buf: &mut [u8],
+    budget: usize,
     emit: &mut impl FnMut(RawLine<'_>),
-) -> io::Result<()> {
-    let mut decoder = GzDecoder::new(File::open(path)?);
-    let skip = splitter.read_pos();
-    let skipped = io::copy(&mut (&mut decoder).take(skip), &mut io::sink())?;
-    if skipped < skip {
-        return Ok(());
+    stats: &mut PollStats,
+) {
+    if entry.gz.is_none() {
+        let compressed = std::fs::metadata(&entry.path).map(|m| m.len()).ok();
+        let unread = gzip_size(&entry.path).is_some_and(|size| size != entry.splitter.read_pos() as u32);
+        if !unread || (entry.gz_failed.is_some() && entry.gz_failed == compressed) {
+            return;
+        }
+        match File::open(&entry.path) {
+            Ok(file) => {
+                entry.gz = Some(GzReader {
+                    decoder: GzDecoder::new(file),
+                    pos: 0,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(path = %entry.path.display(), %error, "cannot read log file");
+                return;
+            }
+        }
     }
-    loop {
-        match decoder.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => splitter.push(&buf[..n], emit),
+    let Some(gz) = entry.gz.as_mut() else { return };
+    let mut budget = budget;
+    let target = entry.splitter.read_pos();
+    let result = loop {
+        if budget == 0 {
+            break Ok(false);
+        }
+        let want = buf.len().min(budget);
+        match gz.decoder.read(&mut buf[..want]) {
+            Ok(0) => break Ok(true),
+            Ok(n) => {
+                budget -= n;
+                let start = gz.pos;
+                gz.pos += n as u64;
+                if gz.pos <= target {
+                    continue;
+                }
+                // Only the bytes past the entry's position are new.
+                let new = &buf[(target.max(start) - start) as usize..n];
+                stats.bytes_read += new.len() as u64;
+                entry.splitter.push(new, emit);
+                remember(&mut entry.window, new);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
+        }
+    };
+    match result {
+        Ok(false) => {}
+        Ok(true) => {
+            if gz.pos >= target {
+                entry.splitter.finish(emit);
+            }
+            entry.gz = None;
+        }
+        Err(error) => {
+            let size = gzip_size(&entry.path).map_or(0, u64::from);
+            let unread = size.saturating_sub(entry.splitter.read_pos());
+            tracing::warn!(path = %entry.path.display(), %error, bytes = unread, "cannot decompress rotated log file; bytes lost");
+            entry.splitter.finish(emit);
+            entry.gz = None;
+            entry.gz_failed = std::fs::metadata(&entry.path).map(|m| m.len()).ok();
+            stats.lost.add(LossReason::Unreadable, unread);
         }
     }
 }

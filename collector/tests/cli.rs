@@ -254,6 +254,106 @@ fn once_reads_every_format_then_only_what_was_added() {
     assert_eq!(again.len(), records.len() + 2);
 }
 
+/// Regression (hardening #6): the format was detected from a 4 KiB fingerprint, so a docker
+/// json-file log whose first line is a 16 KiB partial (docker splits a long line every 16 KiB)
+/// was read as plain text: partials not merged, the wrapper taken for the app's JSON.
+#[test]
+fn a_docker_log_whose_first_line_is_a_16_kib_partial_is_unwrapped_and_merged() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let log = root.path().join("pods/shop_search-x2k9p_uid-4/api/0.log");
+    let app_line = format!(
+        "{{\"level\":\"info\",\"msg\":\"index rebuilt\",\"trace_id\":\"t-16k\",\"shards\":\"{}\"}}\n",
+        "s\\\"q".repeat(8000)
+    );
+    // docker json-file: the log field carries at most 16 KiB; the last chunk ends in \n.
+    let mut wrapped = String::new();
+    let mut rest = app_line.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(16 * 1024);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        wrapped +=
+            &serde_json::json!({"log": chunk, "stream": "stdout", "time": "2026-11-23T10:15:00.8443515Z"})
+                .to_string();
+        wrapped.push('\n');
+        rest = tail;
+    }
+    assert!(
+        wrapped.lines().next().unwrap().len() > 16 * 1024,
+        "a real-shaped first line"
+    );
+    append(&log, wrapped.as_bytes());
+    append(
+        &log,
+        br#"{"log":"{\"level\":\"warn\",\"msg\":\"after\"}\n","stream":"stderr","time":"2026-11-23T10:15:01Z"}
+"#,
+    );
+    let records = run_once(root.path(), &data, &[]);
+    #[allow(clippy::type_complexity)] // (msg, stream, level, corr, flags)
+    let summary: Vec<(&str, Stream, Option<Level>, Option<&str>, &[Flag])> = records
+        .iter()
+        .map(|r| (r.msg.as_str(), r.stream, r.level, r.corr.as_deref(), &r.flags[..]))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "index rebuilt",
+                Stream::Stdout,
+                Some(Level::Info),
+                Some("t-16k"),
+                &[Flag::PartialMerged][..]
+            ),
+            ("after", Stream::Stderr, Some(Level::Warn), None, &[][..]),
+        ]
+    );
+    assert_eq!(
+        records[0].fields["shards"].as_str().map(str::len),
+        Some(3 * 8000),
+        "the merged line is the app's whole JSON"
+    );
+    assert_eq!(records[0].ts.to_string(), "2026-11-23T10:15:00.844351500Z");
+}
+
+/// Regression (hardening #7): when a container restarts, kubelet writes `1.log` beside `0.log`
+/// and both start with the same banner; only one of them was read.
+#[test]
+fn a_restarted_containers_logs_with_the_same_banner_are_both_read() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let dir = root.path().join("pods/shop_orders-7d9f8b6c4-x2k9p_uid-5/app");
+    let banner = "2026-11-23T10:15:00Z stdout F {\"msg\":\"orders v2.3.1 starting\",\"level\":\"info\"}\n";
+    append(
+        &dir.join("0.log"),
+        format!("{banner}2026-11-23T10:15:01Z stderr F {{\"msg\":\"panic: nil map\",\"level\":\"fatal\"}}\n")
+            .as_bytes(),
+    );
+    append(
+        &dir.join("1.log"),
+        format!("{banner}2026-11-23T10:16:00Z stdout F {{\"msg\":\"ready\",\"level\":\"info\"}}\n")
+            .as_bytes(),
+    );
+    let records = run_once(root.path(), &data, &[]);
+    let mut msgs: Vec<&str> = records.iter().map(|r| r.msg.as_str()).collect();
+    msgs.sort();
+    assert_eq!(
+        msgs,
+        [
+            "orders v2.3.1 starting",
+            "orders v2.3.1 starting",
+            "panic: nil map",
+            "ready"
+        ]
+    );
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "the two banners have distinct ids");
+    // And a second run sends nothing again.
+    assert_eq!(run_once(root.path(), &data, &[]), vec![]);
+}
+
 #[test]
 fn a_config_typo_is_rejected_naming_the_key() {
     let root = tempfile::tempdir().unwrap();
@@ -336,6 +436,64 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB for a 100 MiB line");
 }
 
+/// Regression (hardening #8): a rotated 50 MiB gzip holding unread data is read in steps of the
+/// read budget, with the memory of one step (it was decompressed whole into one batch).
+#[test]
+fn a_50_mib_rotated_gzip_is_read_with_bounded_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let dir = root.path().join("pods/shop_big-x2k9p_uid/app");
+    let log = dir.join("0.log");
+    append(&log, b"2026-11-23T10:15:00Z stdout F first\n");
+    assert_eq!(run_once(root.path(), &data, &[]).len(), 1);
+    let line = format!(
+        "2026-11-23T10:15:01Z stdout F {{\"msg\":\"{}\"}}\n",
+        "g".repeat(200)
+    );
+    let count = 50 * 1024 * 1024 / line.len();
+    let rotated = dir.join("0.log.20261123-101500.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        fs::File::create(dir.join("tmp.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(b"2026-11-23T10:15:00Z stdout F first\n")
+        .unwrap();
+    for _ in 0..count {
+        encoder.write_all(line.as_bytes()).unwrap();
+    }
+    encoder.finish().unwrap();
+    fs::rename(dir.join("tmp.gz"), &rotated).unwrap();
+    fs::remove_file(&log).unwrap();
+
+    let mut child = Command::new(BIN)
+        .args(["--once", "--node", "n"])
+        .args(["--logs", &format!("{}/pods/*/*/*.log", root.path().display())])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut guard = KillOnDrop(Some(pid));
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().count());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            peak_kib = peak_kib.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    guard.0 = None;
+    assert_eq!(reader.join().unwrap(), count, "every line of the gzip, once");
+    println!("peak RSS reading a 50 MiB rotated gzip: {} MiB", peak_kib / 1024);
+    assert!(peak_kib > 0, "sampled the child's memory");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB for a 50 MiB gzip");
+}
+
 #[test]
 fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     let root = tempfile::tempdir().unwrap();
@@ -389,7 +547,8 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     let want = [
         "corral_collector_lines_read_total 1",
         "corral_collector_records_delivered_total 1",
-        "corral_collector_lines_lost_total{reason=\"truncated_before_read\"} 0",
+        "corral_collector_lost_total{reason=\"truncated_before_read\"} 0",
+        "corral_collector_lost_bytes_total{reason=\"deleted_before_read\"} 0",
         "corral_collector_in_flight_bytes 0",
         "corral_collector_open_files 1",
     ];
