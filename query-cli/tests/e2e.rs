@@ -629,15 +629,15 @@ fn a_silent_endpoint_is_named_and_given_up_on_after_the_timeout() {
             stderr(&output)
         );
     }
-    // A live tail is kept alive by the indexer's empty lines well past the timeout.
+    // A live tail is kept alive by the indexer's empty lines (every 5 s) past the timeout.
     let mut tail = Command::new(LOGQ)
-        .args(["tail", "-o", "jsonl", "--timeout", "2s", "--endpoint", &a.url])
+        .args(["tail", "-o", "jsonl", "--timeout", "6s", "--endpoint", &a.url])
         .env("XDG_CONFIG_HOME", "/nonexistent")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(13));
     assert!(
         tail.try_wait().unwrap().is_none(),
         "a quiet but live tail was given up on"
