@@ -70,6 +70,8 @@ pub struct Metrics {
 struct HealthState {
     /// Set while the sink reports a problem (e.g. Kafka unreachable).
     sink_problem: Option<String>,
+    /// Set while positions cannot be saved (a full disk): reading is paused meanwhile.
+    checkpoint_problem: Option<String>,
     /// Since when the oldest unacknowledged record has waited, if any.
     waiting_since: Option<Instant>,
     /// Since when a file has had unread bytes without any being read.
@@ -109,6 +111,7 @@ impl Metrics {
             in_flight_records: Gauge::default(),
             health: Mutex::new(HealthState {
                 sink_problem: None,
+                checkpoint_problem: None,
                 waiting_since: None,
                 stalled_since: None,
             }),
@@ -231,6 +234,14 @@ impl Metrics {
             .sink_problem = problem;
     }
 
+    /// Sets or clears why positions cannot be saved.
+    pub fn set_checkpoint_problem(&self, problem: Option<String>) {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checkpoint_problem = problem;
+    }
+
     /// Updates what readiness looks at: whether records wait for acknowledgement and whether
     /// some file has unread bytes that are not being read.
     pub fn observe_progress(&self, waiting: bool, stalled: bool) {
@@ -251,6 +262,9 @@ impl Metrics {
     /// Returns `Ok` when ready, else why not.
     pub fn readiness(&self) -> Result<(), String> {
         let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(problem) = &health.checkpoint_problem {
+            return Err(format!("checkpoints: {problem}"));
+        }
         if let Some(problem) = &health.sink_problem {
             return Err(format!("sink: {problem}"));
         }

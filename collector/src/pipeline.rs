@@ -274,10 +274,13 @@ impl<S: Sink> Collector<S> {
     pub fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<RunStats> {
         let mut last_save = Instant::now();
         let mut known_files = self.tailer.file_count();
+        // While positions cannot be saved (a full disk) nothing more is read: a crash would
+        // otherwise re-send an ever larger window. Saving is retried; reading resumes with it.
+        let mut saving_fails = false;
         while !stop.load(Ordering::Relaxed) {
             self.collect_acks();
             let backpressured = self.tracker.in_flight_bytes() >= self.max_in_flight_bytes;
-            let read = if backpressured {
+            let read = if backpressured || saving_fails {
                 self.tailer.refresh_sizes();
                 0
             } else {
@@ -290,7 +293,31 @@ impl<S: Sink> Collector<S> {
             // save and the collector crash, the checkpoint still knows it and finds it again.
             let files = self.tailer.file_count();
             if last_save.elapsed() >= CHECKPOINT_INTERVAL || files != known_files {
-                self.save()?;
+                match self.save() {
+                    Ok(()) => {
+                        if saving_fails {
+                            tracing::info!("positions saved again: reading resumes");
+                            self.metrics.set_checkpoint_problem(None);
+                        }
+                        saving_fails = false;
+                    }
+                    Err(error) => {
+                        let dir = self.store.path().parent().unwrap_or(self.store.path()).to_owned();
+                        let free = fs4::available_space(&dir)
+                            .map(|b| format!("{:.1} MiB free", b as f64 / 1048576.0))
+                            .unwrap_or_else(|e| format!("free space unknown: {e}"));
+                        let problem = format!(
+                            "cannot save positions in {} ({free}): {error:#}; reading is paused until \
+                             they can be saved",
+                            dir.display()
+                        );
+                        if !saving_fails {
+                            tracing::error!("{problem}");
+                        }
+                        self.metrics.set_checkpoint_problem(Some(problem));
+                        saving_fails = true;
+                    }
+                }
                 last_save = Instant::now();
                 known_files = files;
             }

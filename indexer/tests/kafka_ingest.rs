@@ -11,6 +11,7 @@ use corral_indexer::manifest::Checkpoint;
 use corral_indexer::store::{SplitStore, StoreOptions, all_ids};
 use corral_schema::{Level, Record, Stream, Timestamp};
 use corral_tests::broker::{Broker, free_port};
+use corral_tests::disk::SmallDisk;
 use corral_tests::http;
 use corral_tests::process::ChildGuard;
 use rdkafka::ClientContext;
@@ -769,38 +770,6 @@ fn other_producers_timestamps_are_normalised_and_a_far_future_one_ages_out() {
     indexer.terminate(Duration::from_secs(30));
 }
 
-/// A tmpfs of `size` mounted for one test, unmounted when dropped (also when the test fails).
-struct SmallDisk {
-    path: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(path: &Path, size: &str) -> SmallDisk {
-        let uid = Command::new("id").arg("-u").output().expect("run id -u");
-        assert_eq!(
-            String::from_utf8_lossy(&uid.stdout).trim(),
-            "0",
-            "this test mounts a small tmpfs to fill: run it as root (CI does)"
-        );
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount -t tmpfs on {}", path.display());
-        SmallDisk {
-            path: path.to_owned(),
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 /// Regression: on a full data dir the indexer exited with "An index writer was killed". Now it
 /// stops ingesting with an error naming the data dir and its free space, `/readyz` answers 503,
 /// queries are still answered, and ingest resumes by itself when space returns — with every
@@ -815,9 +784,7 @@ fn a_full_disk_pauses_ingest_keeps_answering_and_resumes_with_every_record_once(
     let disk = SmallDisk::mount(&dir.path().join("disk"), "96m");
     let data_dir = disk.path.join("indexer");
     // Leave ~28 MiB: the index of the records below needs more.
-    let ballast = disk.path.join("ballast");
-    let free = fs4::available_space(&disk.path).unwrap();
-    std::fs::write(&ballast, vec![0u8; (free - 28 * 1024 * 1024) as usize]).unwrap();
+    let ballast = disk.fill("ballast", 28 * 1024 * 1024);
     let producer = producer(&broker);
     let mut words = 0x9e37_79b9_7f4a_7c15u64;
     for n in 0..RECORDS {

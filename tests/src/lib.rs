@@ -1,3 +1,4 @@
 pub mod broker;
+pub mod disk;
 pub mod http;
 pub mod process;
