@@ -169,6 +169,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // The audit log's lock first: a second indexer on this data dir stops here, before the
     // store's recovery touches anything.
     let audit = Arc::new(open_audit(&args.data_dir, &args.data_dir)?);
+    let audit_at_exit = Arc::clone(&audit);
     let mut store = open_store(&args.data_dir, &config, name)?;
     store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
@@ -204,12 +205,11 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             holds: Arc::new(Holds::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
-        &args.data_dir,
         retention,
         ingest,
         Arc::clone(&stop),
         move || stop.store(true, Ordering::Relaxed),
-        || {},
+        move || crate::store::anchor_audit_head(&args.data_dir, &audit_at_exit),
     )
 }
 
@@ -227,6 +227,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     // The audit log's lock first: a second indexer on this data dir stops here, before the
     // store's recovery (or the demo fleet) touches anything.
     let audit = Arc::new(open_audit(&data_dir, &data_dir.join("index"))?);
+    let audit_at_exit = Arc::clone(&audit);
     let mut globs = args.logs.clone();
     let mut metadata: Arc<dyn MetadataProvider> = Arc::new(PathProvider);
     let fleet = if args.demo {
@@ -314,7 +315,6 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             holds: Arc::new(Holds::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
         },
-        &data_dir.join("index"),
         retention,
         ingest,
         Arc::clone(&ingest_stop),
@@ -324,6 +324,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             if let Some(fleet) = fleet {
                 fleet.stop();
             }
+            crate::store::anchor_audit_head(&data_dir.join("index"), &audit_at_exit)
         },
     );
     ingest_stop.store(true, Ordering::Relaxed);
@@ -358,16 +359,15 @@ fn logq_command() -> String {
 
 /// Runs `ingest` on its own thread and the API on a tokio runtime until SIGTERM/SIGINT (or the
 /// ingest loop ends), then calls `on_signal`, waits for ingest to finish its final commit, stops
-/// the API and anchors the audit log's head in the chain head of the store under `store_root`.
+/// the API and calls `on_shutdown` (which anchors the audit log's head in the chain head).
 fn run_with_api<S: Source + 'static>(
     listen: SocketAddr,
     state: ApiState,
-    store_root: &Path,
     retention: Option<Retention>,
     ingest: Ingest<S>,
     ingest_stop: Arc<AtomicBool>,
     on_signal: impl FnOnce(),
-    on_shutdown: impl FnOnce(),
+    on_shutdown: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -399,7 +399,6 @@ fn run_with_api<S: Source + 'static>(
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let audit = Arc::clone(&state.audit);
     let server = runtime.spawn(crate::http::serve(listener, state, async {
         let _ = shutdown_rx.await;
     }));
@@ -423,7 +422,6 @@ fn run_with_api<S: Source + 'static>(
         // A pass in progress stops after the step it is on.
         let _ = thread.join();
     }
-    on_shutdown();
     let _ = shutdown_tx.send(());
     runtime.block_on(async {
         // Open tail streams never end by themselves; give the server a moment, then go.
@@ -431,7 +429,7 @@ fn run_with_api<S: Source + 'static>(
     });
     runtime.shutdown_background();
     // Every thread that writes the audit log or the chain head has ended.
-    let anchored = crate::store::anchor_audit_head(store_root, &audit);
+    let shut_down = on_shutdown();
     ingest_result?;
-    anchored
+    shut_down
 }
