@@ -109,12 +109,12 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
     let audit = if args.dry_run {
         None
     } else {
-        let audit = AuditLog::open(&args.data_dir)?;
+        let audit = open_audit(&args.data_dir, &root)?;
         crate::retention::recover(&root)?;
         Some(audit)
     };
     let catalog = Arc::new(Catalog::open_sealed(&root)?);
-    let holds = Holds::open(&args.data_dir)?.list();
+    let holds = Holds::open(&args.data_dir)?;
     let retention = Retention::new(
         &root,
         retention_config,
@@ -123,8 +123,8 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
     );
     let now = Timestamp::now();
     let steps = match &audit {
-        None => retention.plan(&holds, now)?,
-        Some(audit) => retention.run(&holds, audit, now)?,
+        None => retention.plan(&holds.list(), now)?,
+        Some(audit) => retention.run_with(&holds, audit, now)?,
     };
     for step in &steps {
         println!("{step}");
@@ -136,10 +136,23 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
         count(Step::Move),
         count(Step::Rewrite),
         count(Step::Delete),
-        holds.len(),
+        holds.list().len(),
         if args.dry_run { "; nothing was changed" } else { "" }
     );
     Ok(())
+}
+
+/// Opens the audit log of `data_dir` (its lock first, then the check of its newest file) and
+/// checks it against the head the chain head of the store under `store_root` anchored.
+fn open_audit(data_dir: &Path, store_root: &Path) -> anyhow::Result<AuditLog> {
+    let audit = AuditLog::open(data_dir)?;
+    if let Some(anchor) = crate::store::read_chain_head(store_root)?.and_then(|h| h.audit) {
+        let anchored_in = store_root
+            .join(crate::store::SPLITS_DIR)
+            .join(crate::store::CHAIN_HEAD_FILE);
+        audit.check_anchor(&anchor, &anchored_in)?;
+    }
+    Ok(audit)
 }
 
 fn host_name() -> String {
@@ -153,7 +166,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     let access = access(&config, args.listen, args.insecure_open)?;
     let name = args.instance_id.clone().unwrap_or_else(host_name);
-    let store = open_store(&args.data_dir, &config, name)?;
+    // The audit log's lock first: a second indexer on this data dir stops here, before the
+    // store's recovery touches anything.
+    let audit = Arc::new(open_audit(&args.data_dir, &args.data_dir)?);
+    let audit_at_exit = Arc::clone(&audit);
+    let mut store = open_store(&args.data_dir, &config, name)?;
+    store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
     let metrics = Arc::new(Metrics::new());
     let source = KafkaSource::connect(
@@ -185,7 +203,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             engine: Arc::new(QueryEngine::with_limits(catalog, config.limits)),
             metrics,
             access,
-            audit: Arc::new(AuditLog::open(&args.data_dir)?),
+            audit,
             holds: Arc::new(Holds::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
@@ -194,7 +212,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ingest,
         Arc::clone(&stop),
         move || stop.store(true, Ordering::Relaxed),
-        || {},
+        move || crate::store::anchor_audit_head(&args.data_dir, &audit_at_exit),
     )
 }
 
@@ -209,6 +227,10 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    // The audit log's lock first: a second indexer on this data dir stops here, before the
+    // store's recovery (or the demo fleet) touches anything.
+    let audit = Arc::new(open_audit(&data_dir, &data_dir.join("index"))?);
+    let audit_at_exit = Arc::clone(&audit);
     let mut globs = args.logs.clone();
     let mut metadata: Arc<dyn MetadataProvider> = Arc::new(PathProvider);
     let fleet = if args.demo {
@@ -227,7 +249,8 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     if globs.is_empty() {
         anyhow::bail!("nothing to collect: pass --logs <glob> (repeatable) or --demo");
     }
-    let store = open_store(&data_dir.join("index"), &config, host_name())?;
+    let mut store = open_store(&data_dir.join("index"), &config, host_name())?;
+    store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
     let retention = retention(&data_dir.join("index"), &config, &catalog);
     let metrics = Arc::new(Metrics::new());
@@ -293,7 +316,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             engine: Arc::new(QueryEngine::with_limits(catalog, config.limits)),
             metrics,
             access,
-            audit: Arc::new(AuditLog::open(&data_dir)?),
+            audit,
             holds: Arc::new(Holds::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
@@ -307,6 +330,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             if let Some(fleet) = fleet {
                 fleet.stop();
             }
+            crate::store::anchor_audit_head(&data_dir.join("index"), &audit_at_exit)
         },
     );
     ingest_stop.store(true, Ordering::Relaxed);
@@ -340,8 +364,8 @@ fn logq_command() -> String {
 }
 
 /// Runs `ingest` on its own thread and the API on a tokio runtime until SIGTERM/SIGINT (or the
-/// ingest loop ends), then calls `on_signal`, waits for ingest to finish its final commit and
-/// stops the API.
+/// ingest loop ends), then calls `on_signal`, waits for ingest to finish its final commit, stops
+/// the API and calls `on_shutdown` (which anchors the audit log's head in the chain head).
 fn run_with_api<S: Source + 'static>(
     listen: SocketAddr,
     state: ApiState,
@@ -349,7 +373,7 @@ fn run_with_api<S: Source + 'static>(
     ingest: Ingest<S>,
     ingest_stop: Arc<AtomicBool>,
     on_signal: impl FnOnce(),
-    on_shutdown: impl FnOnce(),
+    on_shutdown: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -404,12 +428,14 @@ fn run_with_api<S: Source + 'static>(
         // A pass in progress stops after the step it is on.
         let _ = thread.join();
     }
-    on_shutdown();
     let _ = shutdown_tx.send(());
     runtime.block_on(async {
         // Open tail streams never end by themselves; give the server a moment, then go.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     });
     runtime.shutdown_background();
-    ingest_result
+    // Every thread that writes the audit log or the chain head has ended.
+    let shut_down = on_shutdown();
+    ingest_result?;
+    shut_down
 }

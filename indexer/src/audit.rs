@@ -5,7 +5,16 @@
 //! Entries are hash-chained: each carries `seq` (0, 1, 2 … across files) and `prev`, the SHA-256
 //! of the previous entry's line (64 zeros for the first), so a removed or altered entry breaks
 //! the chain. Every entry is fsync'd before the API answers: a call that cannot be recorded
-//! fails.
+//! fails. The directory is fsync'd when a day's file is created.
+//!
+//! The end of the chain is anchored outside the log: [`AuditLog::head`] (last `seq`, SHA-256 of
+//! its line) goes into the store's chain head at every seal, retention pass and shutdown, so
+//! [`verify_chain_to`] sees a removed tail, a removed or truncated day file and an edited last
+//! entry, which the chain alone cannot show.
+//!
+//! Opening the log checks its newest file: only a torn final line (no trailing `\n`: a crash
+//! mid-write, so never acknowledged) is cut, and the cut is itself recorded (`audit.repair`);
+//! any other damage refuses the open with the file and line.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,7 +27,7 @@ use corral_schema::Timestamp;
 use fs4::fs_std::FileExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::sha256_hex;
+use crate::manifest::{sha256_hex, sync_dir};
 
 /// Directory of the audit log, under the data dir.
 pub const AUDIT_DIR: &str = "audit";
@@ -63,6 +72,18 @@ pub struct Stored {
     pub entry: Entry,
 }
 
+/// The last entry of the chain: what the chain head anchors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHead {
+    pub seq: u64,
+    /// SHA-256 of the entry's line (without its `\n`): the next entry's `prev`.
+    pub sha256: String,
+}
+
+/// Who the log's own repairs are recorded as.
+pub const AUDIT_ACTOR: &str = "indexer";
+
 struct Head {
     next_seq: u64,
     last_hash: String,
@@ -101,6 +122,88 @@ pub fn segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A final line without its `\n`, where a crash stopped a write.
+struct TornLine {
+    file: PathBuf,
+    /// 1-based line number.
+    line: usize,
+    /// Where the line starts.
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// The chain's head as the newest non-empty file ends, and its torn final line if it has one.
+/// Every other line of the files read must be an entry chained to the one before.
+fn read_head(dir: &Path) -> anyhow::Result<(Head, Option<TornLine>)> {
+    let mut torn = None;
+    let mut newest = true;
+    for file in segments(dir)?.into_iter().rev() {
+        let bytes = fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        if bytes.is_empty() {
+            continue;
+        }
+        let damaged = |line: usize, what: String| {
+            anyhow::anyhow!(
+                "the audit log is damaged: {} line {line}: {what}; the indexer does not append to a damaged log (restore the file, then run corral-indexer verify)",
+                file.display()
+            )
+        };
+        let mut last: Option<(Stored, &[u8])> = None;
+        let mut offset = 0usize;
+        for (n, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+            let Some(body) = line.strip_suffix(b"\n") else {
+                if !newest {
+                    return Err(damaged(
+                        n + 1,
+                        "a line without its newline ends a file older than the newest".into(),
+                    ));
+                }
+                torn = Some(TornLine {
+                    file: file.clone(),
+                    line: n + 1,
+                    offset: offset as u64,
+                    bytes: line.to_vec(),
+                });
+                break;
+            };
+            offset += line.len();
+            if body.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let stored: Stored = serde_json::from_slice(body)
+                .map_err(|e| damaged(n + 1, format!("not an audit entry ({e})")))?;
+            if let Some((prev, prev_body)) = &last
+                && (stored.seq != prev.seq + 1 || stored.prev != sha256_hex(prev_body))
+            {
+                return Err(damaged(
+                    n + 1,
+                    format!(
+                        "the chain breaks at entry {} (expected entry {} after the line before)",
+                        stored.seq,
+                        prev.seq + 1
+                    ),
+                ));
+            }
+            last = Some((stored, body));
+        }
+        newest = false;
+        if let Some((stored, body)) = last {
+            let head = Head {
+                next_seq: stored.seq + 1,
+                last_hash: sha256_hex(body),
+                last_at: Some(stored.entry.at),
+            };
+            return Ok((head, torn));
+        }
+    }
+    let empty = Head {
+        next_seq: 0,
+        last_hash: GENESIS.to_owned(),
+        last_at: None,
+    };
+    Ok((empty, torn))
+}
+
 impl AuditLog {
     /// Opens (creating) the audit log under `data_dir`, continuing the chain where it ends.
     pub fn open(data_dir: &Path) -> anyhow::Result<AuditLog> {
@@ -114,51 +217,129 @@ impl AuditLog {
             .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         if !locked {
             anyhow::bail!(
-                "the audit log in {} is in use by another process (an indexer serving this data dir?); stop it first",
-                dir.display()
+                "the data dir {} is in use by another process (an indexer serving it, or a retention pass): it holds the lock {}; stop it first",
+                data_dir.display(),
+                lock_path.display()
             );
         }
-        let mut head = Head {
-            next_seq: 0,
-            last_hash: GENESIS.to_owned(),
-            last_at: None,
-        };
-        // The chain continues from the last whole entry of the newest file that has one. A line
-        // torn by a crash mid-write is cut off; empty files are skipped.
-        for file in segments(&dir)?.into_iter().rev() {
-            let text =
-                fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let mut valid_end = 0;
-            let mut last = None;
-            for line in text.split_inclusive('\n') {
-                let body = line.trim_end_matches('\n');
-                if !line.ends_with('\n') || serde_json::from_str::<Stored>(body).is_err() {
-                    break;
-                }
-                valid_end += line.len();
-                last = Some(body.to_owned());
-            }
-            if valid_end < text.len() {
-                tracing::warn!(file = %file.display(), "cutting a torn last line off the audit log");
-                OpenOptions::new()
-                    .write(true)
-                    .open(&file)?
-                    .set_len(valid_end as u64)?;
-            }
-            if let Some(line) = last {
-                let stored: Stored = serde_json::from_str(&line)?;
-                head = Head {
-                    next_seq: stored.seq + 1,
-                    last_hash: sha256_hex(line.as_bytes()),
-                    last_at: Some(stored.entry.at),
-                };
-                break;
-            }
-        }
-        Ok(AuditLog {
+        let (head, torn) = read_head(&dir)?;
+        let log = AuditLog {
             dir,
             head: Mutex::new(head),
             _lock: lock,
+        };
+        if let Some(torn) = torn {
+            log.cut_torn_line(&torn)?;
+        }
+        Ok(log)
+    }
+
+    /// Cuts the torn final line of the newest file and records the cut.
+    fn cut_torn_line(&self, torn: &TornLine) -> anyhow::Result<()> {
+        let name = torn
+            .file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        tracing::warn!(file = %torn.file.display(), line = torn.line, bytes = torn.bytes.len(), "cutting a torn last line (a crash mid-write) off the audit log");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&torn.file)
+            .with_context(|| format!("cannot open {}", torn.file.display()))?;
+        file.set_len(torn.offset)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot cut the torn last line of {}", torn.file.display()))?;
+        let text = String::from_utf8_lossy(&torn.bytes);
+        let params = BTreeMap::from([
+            ("file".to_owned(), name),
+            ("line".to_owned(), torn.line.to_string()),
+            ("bytes_cut".to_owned(), torn.bytes.len().to_string()),
+            ("cut_sha256".to_owned(), sha256_hex(&torn.bytes)),
+            ("cut_text".to_owned(), text.chars().take(1024).collect()),
+        ]);
+        self.append(Entry {
+            at: Timestamp::now(),
+            who: AUDIT_ACTOR.to_owned(),
+            role: "system".to_owned(),
+            action: "audit.repair".to_owned(),
+            params,
+            count: 1,
+            tiers: Vec::new(),
+            took_ms: 0,
+            refused: None,
+        })
+        .context("cannot record the cut of a torn audit line")?;
+        Ok(())
+    }
+
+    /// Checks that the log still holds `anchor`, the head recorded outside it (in
+    /// `anchored_in`), as it was. A log that lost entries (a removed tail or day file, a
+    /// truncation) or was rewritten below the anchor must not be continued: the next anchor
+    /// would hide the loss.
+    pub fn check_anchor(&self, anchor: &AuditHead, anchored_in: &Path) -> anyhow::Result<()> {
+        let refuse = |what: String| {
+            anyhow::anyhow!(
+                "the audit log in {} {what}, but {} anchored entry {} (SHA-256 {}): the indexer does not continue a log that lost or changed entries; restore them, then run corral-indexer verify",
+                self.dir.display(),
+                anchored_in.display(),
+                anchor.seq,
+                anchor.sha256
+            )
+        };
+        let head = self.head();
+        let last = match &head {
+            None => return Err(refuse("holds no entry".into())),
+            Some(head) if head.seq < anchor.seq => {
+                return Err(refuse(format!("ends at entry {}", head.seq)));
+            }
+            Some(head) => head,
+        };
+        let hash = if last.seq == anchor.seq {
+            Some(last.sha256.clone())
+        } else {
+            self.entry_hash(anchor.seq)?
+        };
+        match hash {
+            Some(hash) if hash == anchor.sha256 => Ok(()),
+            Some(hash) => Err(refuse(format!(
+                "holds another entry {} (SHA-256 {hash})",
+                anchor.seq
+            ))),
+            None => Err(refuse(format!("has no entry {}", anchor.seq))),
+        }
+    }
+
+    /// SHA-256 of the line of entry `seq`, searching the newest files first.
+    fn entry_hash(&self, seq: u64) -> anyhow::Result<Option<String>> {
+        for path in segments(&self.dir)?.into_iter().rev() {
+            let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let mut first = None;
+            for line in BufReader::new(file).lines() {
+                let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+                let Ok(stored) = serde_json::from_str::<Stored>(&line) else {
+                    continue;
+                };
+                first.get_or_insert(stored.seq);
+                if stored.seq == seq {
+                    return Ok(Some(sha256_hex(line.as_bytes())));
+                }
+            }
+            // Files hold the chain in order: an older one may hold it only if this one starts
+            // after it.
+            if first.is_some_and(|first| first < seq) {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The last entry written, or `None` while the log is empty.
+    pub fn head(&self) -> Option<AuditHead> {
+        let head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        (head.next_seq > 0).then(|| AuditHead {
+            seq: head.next_seq - 1,
+            sha256: head.last_hash.clone(),
         })
     }
 
@@ -183,11 +364,21 @@ impl AuditLog {
         let path = self
             .dir
             .join(format!("audit-{}.jsonl", &day[..10.min(day.len())]));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        // A new day's file: its directory entry is made durable too.
+        let (mut file, created) = match OpenOptions::new().append(true).create_new(true).open(&path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+                OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+                false,
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+        };
+        if created {
+            sync_dir(&self.dir).with_context(|| format!("cannot sync {}", self.dir.display()))?;
+        }
         let before = file.metadata()?.len();
         if let Err(error) = file
             .write_all(format!("{line}\n").as_bytes())
@@ -257,34 +448,62 @@ impl AuditLog {
     }
 }
 
-/// Ids of the splits the audit log records as deleted by retention (`retention.delete`).
-pub fn retention_deletions(dir: &Path) -> anyhow::Result<std::collections::HashSet<String>> {
-    let mut deleted = std::collections::HashSet::new();
+/// A retention step as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedStep {
+    pub seq: u64,
+    /// `retention.move`, `retention.rewrite` or `retention.delete`.
+    pub action: String,
+    pub split: String,
+    /// The split's manifest before the step, and after it (not for a deletion).
+    pub manifest_sha256: Option<String>,
+    pub new_manifest_sha256: Option<String>,
+}
+
+/// The retention steps the audit log records, in order.
+pub fn retention_steps(dir: &Path) -> anyhow::Result<Vec<RecordedStep>> {
+    let mut steps = Vec::new();
     for path in segments(dir)? {
-        for line in BufReader::new(File::open(&path)?).lines() {
+        let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        for line in BufReader::new(file).lines() {
             let line = line?;
             // Cheap filter first: most entries are queries.
-            if !line.contains("\"retention.delete\"") {
+            if !line.contains("\"retention.") {
                 continue;
             }
             if let Ok(stored) = serde_json::from_str::<Stored>(&line)
-                && stored.entry.action == "retention.delete"
+                && stored.entry.who == crate::retention::RETENTION_ACTOR
+                && stored.entry.action.starts_with("retention.")
                 && let Some(split) = stored.entry.params.get("split")
             {
-                deleted.insert(split.clone());
+                steps.push(RecordedStep {
+                    seq: stored.seq,
+                    action: stored.entry.action.clone(),
+                    split: split.clone(),
+                    manifest_sha256: stored.entry.params.get("manifest_sha256").cloned(),
+                    new_manifest_sha256: stored.entry.params.get("new_manifest_sha256").cloned(),
+                });
             }
         }
     }
-    Ok(deleted)
+    Ok(steps)
 }
 
 /// Walks the chain of every audit file; `Err` names the file and entry where it breaks.
 pub fn verify_chain(dir: &Path) -> anyhow::Result<u64> {
+    verify_chain_to(dir, None)
+}
+
+/// [`verify_chain`], and the chain must hold `anchor` (the head recorded outside the log) as
+/// it was: an entry missing there, or a different one, fails naming it.
+pub fn verify_chain_to(dir: &Path, anchor: Option<&AuditHead>) -> anyhow::Result<u64> {
     let mut expected_seq = 0;
     let mut prev = GENESIS.to_owned();
+    let mut last_file = None;
     for path in segments(dir)? {
-        for (n, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
-            let line = line?;
+        let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        for (n, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -298,9 +517,37 @@ pub fn verify_chain(dir: &Path) -> anyhow::Result<u64> {
                     stored.seq
                 );
             }
-            expected_seq += 1;
             prev = sha256_hex(line.as_bytes());
+            if let Some(anchor) = anchor
+                && anchor.seq == stored.seq
+                && anchor.sha256 != prev
+            {
+                anyhow::bail!(
+                    "{} line {}: entry {} is not the one the chain head anchored (SHA-256 {}, anchored {}): it was edited, or the log rewritten from there",
+                    path.display(),
+                    n + 1,
+                    stored.seq,
+                    prev,
+                    anchor.sha256
+                );
+            }
+            expected_seq += 1;
         }
+        last_file = Some(path);
+    }
+    if let Some(anchor) = anchor
+        && anchor.seq >= expected_seq
+    {
+        let ends = match (expected_seq, &last_file) {
+            (0, _) | (_, None) => "the log holds no entry".to_owned(),
+            (n, Some(file)) => format!("the log ends at entry {} in {}", n - 1, file.display()),
+        };
+        anyhow::bail!(
+            "{ends}, but the chain head anchored entry {} (SHA-256 {}): entries {expected_seq} to {} are gone (a removed tail, a removed or truncated day file)",
+            anchor.seq,
+            anchor.sha256,
+            anchor.seq
+        );
     }
     Ok(expected_seq)
 }
@@ -367,8 +614,8 @@ mod tests {
         let (first, more) = log.read(None, None, None, 1).unwrap();
         assert_eq!((first.len(), more), (1, true));
 
-        // A torn last line (a crash mid-write) is cut off on open and the chain goes on; an
-        // empty newest file is skipped.
+        // A torn last line (a crash mid-write) is cut off on open, the cut is recorded, and the
+        // chain goes on; an empty newest file is skipped.
         drop(log);
         let newest = dir.path().join(AUDIT_DIR).join("audit-2026-11-23.jsonl");
         let mut torn = fs::OpenOptions::new().append(true).open(&newest).unwrap();
@@ -376,23 +623,26 @@ mod tests {
         drop(torn);
         fs::write(dir.path().join(AUDIT_DIR).join("audit-2026-11-24.jsonl"), b"").unwrap();
         let log = AuditLog::open(dir.path()).unwrap();
-        assert_eq!(
-            log.append(entry("2026-11-23T11:00:00Z", "dave", "search"))
-                .unwrap(),
-            3
-        );
-        assert_eq!(verify_chain(log.dir()).unwrap(), 4);
+        let (repair, _) = log.read(None, None, Some(AUDIT_ACTOR), 10).unwrap();
+        assert_eq!(repair.len(), 1);
+        assert_eq!(repair[0].seq, 3);
+        assert_eq!(repair[0].entry.action, "audit.repair");
+        assert_eq!(repair[0].entry.params["file"], "audit-2026-11-23.jsonl");
+        assert_eq!(repair[0].entry.params["line"], "3");
+        assert_eq!(repair[0].entry.params["bytes_cut"], "19");
+        assert_eq!(repair[0].entry.params["cut_text"], "{\"seq\":3,\"prev\":\"ab");
+        assert_eq!(log.head().unwrap().seq, 3);
+        let at = repair[0].entry.at.to_string();
+        assert_eq!(log.append(entry(&at, "dave", "search")).unwrap(), 4);
+        assert_eq!(verify_chain(log.dir()).unwrap(), 5);
         // Entries never go back in time.
         assert_eq!(
             log.append(entry("2026-11-23T09:00:00Z", "erin", "search"))
                 .unwrap(),
-            4
+            5
         );
         let (last, _) = log.read(None, None, Some("erin"), 10).unwrap();
-        assert_eq!(
-            last[0].entry.at,
-            Timestamp::parse("2026-11-23T11:00:00Z").unwrap()
-        );
+        assert_eq!(last[0].entry.at, Timestamp::parse(&at).unwrap());
 
         // Altering an entry breaks the chain at the next one.
         let file = log.dir().join("audit-2026-11-22.jsonl");
@@ -403,5 +653,42 @@ mod tests {
             error.contains("audit-2026-11-23.jsonl line 1: the chain breaks at entry 1"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn damage_other_than_a_torn_last_line_refuses_the_open_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for who in ["alice", "bob", "carol"] {
+            log.append(entry("2026-11-23T10:00:00Z", who, "search")).unwrap();
+        }
+        drop(log);
+        let file = dir.path().join(AUDIT_DIR).join("audit-2026-11-23.jsonl");
+        let good = fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        for (damaged, want) in [
+            (
+                format!("{}\n{{not json\n{}\n", lines[0], lines[2]),
+                "line 2: not an audit entry",
+            ),
+            (
+                format!("{}\n{}\n", lines[0], lines[2]),
+                "line 2: the chain breaks at entry 2",
+            ),
+        ] {
+            fs::write(&file, &damaged).unwrap();
+            let error = format!("{:#}", AuditLog::open(dir.path()).unwrap_err());
+            assert!(error.contains(&format!("{} {want}", file.display())), "{error}");
+            assert_eq!(fs::read_to_string(&file).unwrap(), damaged, "nothing cut");
+        }
+        // A torn line ending a file older than the newest is damage too.
+        fs::write(&file, good.trim_end()).unwrap();
+        fs::write(
+            dir.path().join(AUDIT_DIR).join("audit-2026-11-24.jsonl"),
+            b"{\"seq\":3",
+        )
+        .unwrap();
+        let error = format!("{:#}", AuditLog::open(dir.path()).unwrap_err());
+        assert!(error.contains("line 3: a line without its newline"), "{error}");
     }
 }

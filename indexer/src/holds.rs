@@ -1,11 +1,17 @@
 //! Legal holds (DESIGN §4.2): a selector, a reason and who placed it. Records a hold matches
 //! are never deleted by retention until the hold is released. Holds persist in
-//! `<data-dir>/holds.json`, rewritten atomically on every change; every change is audited by
-//! the API.
+//! `<data-dir>/holds.json`, rewritten atomically on every change.
+//!
+//! Order of a change, all under the one lock of [`Holds`]: the caller's audit entry (fsync'd) →
+//! `holds.json` rewritten → the in-memory list that retention reads. An audit entry that cannot
+//! be written leaves the holds as they were; a crash after the entry leaves the change recorded
+//! but not made (for a release: the records stay held). Retention takes the same lock
+//! ([`Holds::lock`]) from its last look at the holds until a step that removes records is done,
+//! so a hold placed meanwhile waits for the step and the next step sees it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::Context;
 use corral_schema::Timestamp;
@@ -91,11 +97,33 @@ impl NewHold {
     }
 }
 
+impl ChangeError<std::convert::Infallible> {
+    /// The save error of a change made without an audit entry.
+    fn unaudited(self) -> anyhow::Error {
+        match self {
+            ChangeError::Save(error) => error,
+            ChangeError::Audit(never) => match never {},
+        }
+    }
+}
+
 /// The holds of one indexer.
 #[derive(Debug)]
 pub struct Holds {
-    path: PathBuf,
+    /// `None` for a fixed set that is never saved ([`Holds::fixed`]).
+    path: Option<PathBuf>,
     holds: Mutex<Vec<Hold>>,
+}
+
+/// Why a change to the holds was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError<E> {
+    /// The audit entry could not be written: nothing changed.
+    #[error("the change could not be audited, so it was not made: {0:#}")]
+    Audit(E),
+    /// The entry was written but the holds could not be saved: nothing changed.
+    #[error("cannot save the holds: {0:#}")]
+    Save(anyhow::Error),
 }
 
 impl Holds {
@@ -110,18 +138,43 @@ impl Holds {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         Ok(Holds {
-            path,
+            path: Some(path),
             holds: Mutex::new(holds),
         })
     }
 
-    pub fn list(&self) -> Vec<Hold> {
-        self.holds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// A fixed set of holds, kept in memory only (a pass over a given set, tests).
+    pub fn fixed(holds: Vec<Hold>) -> Holds {
+        Holds {
+            path: None,
+            holds: Mutex::new(holds),
+        }
     }
 
-    /// Places a hold; it is durable when this returns.
+    pub fn list(&self) -> Vec<Hold> {
+        self.lock().clone()
+    }
+
+    /// Takes the lock every change takes: while the guard lives, no hold is placed or released.
+    pub fn lock(&self) -> MutexGuard<'_, Vec<Hold>> {
+        self.holds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Places a hold without an audit entry (tools and tests); it is durable when this returns.
     pub fn create(&self, new: NewHold, who: &str) -> anyhow::Result<Hold> {
-        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        self.create_audited(new, who, |_| Ok(()))
+            .map_err(ChangeError::unaudited)
+    }
+
+    /// Places a hold: `audit` records it first (under the lock); the hold exists, durably, only
+    /// once that succeeded and it was saved.
+    pub fn create_audited<E: std::fmt::Display>(
+        &self,
+        new: NewHold,
+        who: &str,
+        audit: impl FnOnce(&Hold) -> Result<(), E>,
+    ) -> Result<Hold, ChangeError<E>> {
+        let mut holds = self.lock();
         let created_at = Timestamp::now();
         let id = format!(
             "hold-{:016x}",
@@ -136,32 +189,50 @@ impl Holds {
         };
         let mut next = holds.clone();
         next.push(hold.clone());
-        self.save(&next)?;
+        audit(&hold).map_err(ChangeError::Audit)?;
+        self.save(&next).map_err(ChangeError::Save)?;
         *holds = next;
         Ok(hold)
     }
 
-    /// Releases a hold; `None` when there is no hold with that id.
+    /// Releases a hold without an audit entry (tools and tests); `None` when there is no hold
+    /// with that id.
     pub fn release(&self, id: &str) -> anyhow::Result<Option<Hold>> {
-        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        self.release_audited(id, |_| Ok(()))
+            .map_err(ChangeError::unaudited)
+    }
+
+    /// Releases a hold: `audit` records it first (under the lock); the hold stays in force
+    /// unless that succeeded and the release was saved. `Ok(None)` (nothing audited) when there
+    /// is no hold with that id.
+    pub fn release_audited<E: std::fmt::Display>(
+        &self,
+        id: &str,
+        audit: impl FnOnce(&Hold) -> Result<(), E>,
+    ) -> Result<Option<Hold>, ChangeError<E>> {
+        let mut holds = self.lock();
         let Some(pos) = holds.iter().position(|h| h.id == id) else {
             return Ok(None);
         };
         let mut next = holds.clone();
         let released = next.remove(pos);
-        self.save(&next)?;
+        audit(&released).map_err(ChangeError::Audit)?;
+        self.save(&next).map_err(ChangeError::Save)?;
         *holds = next;
         Ok(Some(released))
     }
 
     fn save(&self, holds: &[Hold]) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("json.tmp");
         let mut bytes = serde_json::to_vec_pretty(holds)?;
         bytes.push(b'\n');
-        fs::write(&tmp, bytes)?;
+        fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, &self.path).with_context(|| format!("cannot write {}", self.path.display()))?;
-        if let Some(dir) = self.path.parent() {
+        fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
         Ok(())

@@ -777,33 +777,70 @@ async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: By
     {
         return bad(format!("invalid hold: selector {}", e.0));
     }
-    let hold = match state.holds.create(new, &caller.name) {
-        Ok(hold) => hold,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot save the hold: {e:#}"),
+    // The entry is written under the holds' lock before the hold exists: a hold the audit log
+    // does not show placed never takes effect.
+    let created = tokio::task::block_in_place(|| {
+        state.holds.create_audited(new, &caller.name, |hold| {
+            let mut params = std::collections::BTreeMap::from([
+                ("id".to_owned(), hold.id.clone()),
+                ("reason".to_owned(), hold.reason.clone()),
+            ]);
+            params.insert(
+                "selector".to_owned(),
+                serde_json::to_string(&hold.selector).expect("serializes"),
             );
-        }
-    };
-    let mut params = std::collections::BTreeMap::from([
-        ("id".to_owned(), hold.id.clone()),
-        ("reason".to_owned(), hold.reason.clone()),
-    ]);
-    params.insert(
-        "selector".to_owned(),
-        serde_json::to_string(&hold.selector).expect("serializes"),
-    );
-    if let Err(e) = state.record_params(&caller, "hold.create", params, 1, Vec::new(), started.elapsed()) {
-        // A hold nobody can see placed in the audit log must not exist.
-        let _ = state.holds.release(&hold.id);
-        return e.into_response();
+            state
+                .audit
+                .append(hold_entry(&caller, "hold.create", params, started))
+                .map(|_| ())
+        })
+    });
+    match created {
+        Ok(hold) => (
+            StatusCode::CREATED,
+            json(serde_json::json!({"id": hold.id}).to_string()),
+        )
+            .into_response(),
+        Err(e) => hold_change_failed(&state, &caller, "hold.create", &e),
     }
-    (
-        StatusCode::CREATED,
-        json(serde_json::json!({"id": hold.id}).to_string()),
-    )
-        .into_response()
+}
+
+/// The audit entry of a hold change.
+fn hold_entry(
+    caller: &Caller,
+    action: &str,
+    params: std::collections::BTreeMap<String, String>,
+    started: Instant,
+) -> Entry {
+    Entry {
+        at: Timestamp::now(),
+        who: caller.name.clone(),
+        role: caller.role.as_str().to_owned(),
+        action: action.to_owned(),
+        params,
+        count: 1,
+        tiers: Vec::new(),
+        took_ms: started.elapsed().as_millis() as u64,
+        refused: None,
+    }
+}
+
+/// The 500 of a hold change that was not made. When its entry was written but the holds could
+/// not be saved, a second entry says the change did not happen.
+fn hold_change_failed(
+    state: &ApiState,
+    caller: &Caller,
+    action: &str,
+    e: &crate::holds::ChangeError<anyhow::Error>,
+) -> Response {
+    if let crate::holds::ChangeError::Save(save) = e {
+        let params = std::collections::BTreeMap::from([("error".to_owned(), format!("{save:#}"))]);
+        let failed = hold_entry(caller, &format!("{action}.failed"), params, Instant::now());
+        if let Err(audit) = tokio::task::block_in_place(|| state.audit.append(failed)) {
+            tracing::error!(error = %format!("{audit:#}"), "cannot record that a hold change failed");
+        }
+    }
+    error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 
 /// Lists the legal holds (auditor and admin).
@@ -846,24 +883,24 @@ async fn release_hold(State(state): State<ApiState>, headers: HeaderMap, Path(id
         Ok(caller) => caller,
         Err(response) => return *response,
     };
-    match state.holds.release(&id) {
-        Ok(Some(hold)) => {
+    // Audited under the holds' lock before the release takes effect: a hold the audit log does
+    // not show released stays in force.
+    let released = tokio::task::block_in_place(|| {
+        state.holds.release_audited(&id, |hold| {
             let params = std::collections::BTreeMap::from([
                 ("id".to_owned(), hold.id.clone()),
                 ("reason".to_owned(), hold.reason.clone()),
             ]);
-            if let Err(e) =
-                state.record_params(&caller, "hold.release", params, 1, Vec::new(), started.elapsed())
-            {
-                return e.into_response();
-            }
-            json(serde_json::json!({"released": hold.id}).to_string())
-        }
+            state
+                .audit
+                .append(hold_entry(&caller, "hold.release", params, started))
+                .map(|_| ())
+        })
+    });
+    match released {
+        Ok(Some(hold)) => json(serde_json::json!({"released": hold.id}).to_string()),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no hold {id:?}")),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot save the holds: {e:#}"),
-        ),
+        Err(e) => hold_change_failed(&state, &caller, "hold.release", &e),
     }
 }
 

@@ -29,7 +29,7 @@ use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{DocAddress, Index, IndexSettings, IndexWriter, TantivyDocument};
 
 use crate::audit::{AuditLog, Entry};
-use crate::holds::Hold;
+use crate::holds::{Hold, Holds};
 use crate::manifest::{MANIFEST_FILE, Manifest, hash_split_files, sha256_hex, sync_dir};
 use crate::query::{Filters, QueryEngine};
 use crate::store::{Catalog, HOT_TIER, SPLITS_DIR, SplitView, open_sealed, sealed_split_dirs, subdirs};
@@ -332,41 +332,116 @@ impl Retention {
         Ok((self.engine.select(view, &selections)?, reasons.join(", ")))
     }
 
-    /// Runs one pass: plans at `now`, then carries every step out, recording each in `audit`.
-    /// Returns the steps taken.
+    /// Runs one pass over a fixed set of holds: plans at `now`, then carries every step out,
+    /// recording each in `audit`. Returns the steps taken.
     pub fn run(&self, holds: &[Hold], audit: &AuditLog, now: Timestamp) -> anyhow::Result<Vec<Planned>> {
+        self.run_with(&Holds::fixed(holds.to_vec()), audit, now)
+    }
+
+    /// Runs one pass over the live `holds` (see [`Self::run_until`]); returns the steps taken.
+    pub fn run_with(&self, holds: &Holds, audit: &AuditLog, now: Timestamp) -> anyhow::Result<Vec<Planned>> {
         self.run_until(holds, audit, now, &AtomicBool::new(false))
     }
 
-    /// [`Self::run`], stopping before the next step once `stop` is set; returns the steps taken.
+    /// Plans at `now`, then carries the steps out one by one, stopping before the next step once
+    /// `stop` is set; returns the steps taken. Each step is planned again with the holds as they
+    /// are when it starts, and a step that removes records is done under the holds' lock after
+    /// checking that no hold was placed while it was prepared (if one was, it is prepared
+    /// again): a hold placed during a pass protects its records from the next step on.
     fn run_until(
         &self,
-        holds: &[Hold],
+        holds: &Holds,
         audit: &AuditLog,
         now: Timestamp,
         stop: &AtomicBool,
     ) -> anyhow::Result<Vec<Planned>> {
-        let mut planned = self.plan(holds, now)?;
-        for (n, step) in planned.iter().enumerate() {
+        let planned = self.plan(&holds.list(), now)?;
+        let mut taken = Vec::with_capacity(planned.len());
+        for step in &planned {
             if stop.load(Ordering::Relaxed) {
-                planned.truncate(n);
                 break;
             }
             let started = Instant::now();
-            self.apply(step, holds, audit, now)
+            let done = self
+                .apply(&step.split, holds, audit, now)
                 .with_context(|| format!("retention step failed: {step}"))?;
-            tracing::info!(split = %step.split, step = ?step.step, took_ms = started.elapsed().as_millis() as u64, "{step}");
+            if let Some(done) = done {
+                tracing::info!(split = %done.split, step = ?done.step, took_ms = started.elapsed().as_millis() as u64, "{done}");
+                taken.push(done);
+            }
         }
-        Ok(planned)
+        if !taken.is_empty() {
+            // The pass's entries are anchored outside the log.
+            let _layout = self.engine.catalog().lock_layout();
+            crate::store::anchor_audit_head(&self.root, audit)?;
+        }
+        Ok(taken)
     }
 
-    fn apply(&self, step: &Planned, holds: &[Hold], audit: &AuditLog, now: Timestamp) -> anyhow::Result<()> {
+    /// Plans and carries out the step for split `id` with the holds in force now; `None` when
+    /// the split needs no step any more.
+    fn apply(
+        &self,
+        id: &str,
+        holds: &Holds,
+        audit: &AuditLog,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<Planned>> {
         let catalog = self.engine.catalog();
         let view = catalog
             .splits()
             .into_iter()
-            .find(|v| v.id == step.split)
-            .with_context(|| format!("split {} is gone", step.split))?;
+            .find(|v| v.id == id)
+            .with_context(|| format!("split {id} is gone"))?;
+        // Optimistic first: prepare without the lock (a rewrite can take minutes), then check
+        // under it that no hold was placed meanwhile. After that many retries, prepare under it.
+        for attempt in 0..=HOLD_RETRIES {
+            let exclusive = (attempt == HOLD_RETRIES).then(|| holds.lock());
+            let seen = match &exclusive {
+                Some(guard) => guard.to_vec(),
+                None => holds.list(),
+            };
+            let Some(step) = self.plan_split(&view, &seen, now)? else {
+                return Ok(None);
+            };
+            let prepared = self.prepare(&step, &view, &seen, now)?;
+            let held = match exclusive {
+                Some(guard) => guard,
+                None => {
+                    let guard = holds.lock();
+                    if step.step != Step::Move && guard.iter().any(|h| !seen.contains(h)) {
+                        drop(guard);
+                        tracing::info!(split = %step.split, "a hold was placed while the step was prepared; preparing it again");
+                        if let Some((staging, _)) = &prepared.staged {
+                            fs::remove_dir_all(staging)?;
+                        }
+                        continue;
+                    }
+                    guard
+                }
+            };
+            self.commit(&step, &view, prepared, audit)?;
+            drop(held);
+            stage_point("placed");
+            let aside = self
+                .root
+                .join(STAGING_DIR)
+                .join(format!("{}{REPLACED_SUFFIX}", step.split));
+            fs::remove_dir_all(&aside).with_context(|| format!("cannot remove {}", aside.display()))?;
+            return Ok(Some(step));
+        }
+        unreachable!("the last attempt holds the lock throughout")
+    }
+
+    /// Re-encodes the split into `retention/<id>/` for a move or rewrite (nothing for a
+    /// deletion) and gathers the audit entry's parameters.
+    fn prepare(
+        &self,
+        step: &Planned,
+        view: &SplitView,
+        holds: &[Hold],
+        now: Timestamp,
+    ) -> anyhow::Result<Prepared> {
         let staging_root = self.root.join(STAGING_DIR);
         fs::create_dir_all(&staging_root)?;
         let old_hash = sha256_hex(&fs::read(view.dir.join(MANIFEST_FILE))?);
@@ -387,7 +462,7 @@ impl Retention {
                 fs::remove_dir_all(&staging)?;
             }
             let keep = match step.step {
-                Step::Rewrite => Some(self.protected(&view, holds, now)?.0),
+                Step::Rewrite => Some(self.protected(view, holds, now)?.0),
                 _ => None,
             };
             let level = self
@@ -398,18 +473,40 @@ impl Retention {
                 .and_then(|t| t.zstd_level)
                 .unwrap_or(ARCHIVE_ZSTD_LEVEL);
             let new_hash = reencode(
-                &view,
+                view,
                 keep.as_ref(),
                 (to, level),
                 &staging,
                 self.writer_memory_bytes,
             )?;
             sync_dir(&staging_root)?;
-            crash_point("staged");
+            stage_point("staged");
             params.insert("to".to_owned(), to.clone());
             params.insert("new_manifest_sha256".to_owned(), new_hash);
             staged = Some((staging, self.root.join(SPLITS_DIR).join(to).join(&step.split)));
         }
+        Ok(Prepared {
+            params,
+            staged,
+            started,
+        })
+    }
+
+    /// The audit entry, then the old directory set aside and the new one put in its place.
+    fn commit(
+        &self,
+        step: &Planned,
+        view: &SplitView,
+        prepared: Prepared,
+        audit: &AuditLog,
+    ) -> anyhow::Result<()> {
+        let catalog = self.engine.catalog();
+        let staging_root = self.root.join(STAGING_DIR);
+        let Prepared {
+            params,
+            staged,
+            started,
+        } = prepared;
         audit.append(Entry {
             at: Timestamp::now(),
             who: RETENTION_ACTOR.to_owned(),
@@ -425,34 +522,76 @@ impl Retention {
             took_ms: started.elapsed().as_millis() as u64,
             refused: None,
         })?;
-        crash_point("audited");
+        stage_point("audited");
         let aside = staging_root.join(format!("{}{REPLACED_SUFFIX}", step.split));
-        {
-            let _layout = catalog.lock_layout();
-            fs::rename(&view.dir, &aside)
-                .with_context(|| format!("cannot move {} aside", view.dir.display()))?;
-            sync_dir(&staging_root)?;
-            if let Some(parent) = view.dir.parent() {
-                sync_dir(parent)?;
-            }
-            crash_point("set-aside");
-            match &staged {
-                Some((staging, target)) => {
-                    let tier_dir = target.parent().expect("a tier directory");
-                    fs::create_dir_all(tier_dir)?;
-                    fs::rename(staging, target).with_context(|| {
-                        format!("cannot move {} to {}", staging.display(), target.display())
-                    })?;
-                    sync_dir(tier_dir)?;
-                    sync_dir(&staging_root)?;
-                    catalog.replace(open_sealed(target)?);
-                }
-                None => catalog.remove(&step.split),
-            }
+        let _layout = catalog.lock_layout();
+        fs::rename(&view.dir, &aside).with_context(|| format!("cannot move {} aside", view.dir.display()))?;
+        sync_dir(&staging_root)?;
+        if let Some(parent) = view.dir.parent() {
+            sync_dir(parent)?;
         }
-        crash_point("placed");
-        fs::remove_dir_all(&aside).with_context(|| format!("cannot remove {}", aside.display()))?;
+        stage_point("set-aside");
+        match &staged {
+            Some((staging, target)) => {
+                let tier_dir = target.parent().expect("a tier directory");
+                fs::create_dir_all(tier_dir)?;
+                fs::rename(staging, target)
+                    .with_context(|| format!("cannot move {} to {}", staging.display(), target.display()))?;
+                sync_dir(tier_dir)?;
+                sync_dir(&staging_root)?;
+                catalog.replace(open_sealed(target)?);
+            }
+            None => catalog.remove(&step.split),
+        }
         Ok(())
+    }
+}
+
+/// What [`Retention::prepare`] made ready for [`Retention::commit`].
+struct Prepared {
+    params: std::collections::BTreeMap<String, String>,
+    /// The staging directory and where it goes.
+    staged: Option<(PathBuf, PathBuf)>,
+    started: Instant,
+}
+
+/// How often a step is prepared again because holds were placed meanwhile before it is
+/// prepared under the holds' lock.
+const HOLD_RETRIES: usize = 3;
+
+/// A named stage of a step, where the tests crash or pause a pass (see [`crash_point`] and
+/// [`pause_point`]).
+fn stage_point(name: &str) {
+    crash_point(name);
+    pause_point(name);
+}
+
+/// Holds a pass at a named stage once, when `CORRAL_RETENTION_PAUSE_AT` names it: creates
+/// `<CORRAL_RETENTION_PAUSE_FILE>.paused` and waits until `CORRAL_RETENTION_PAUSE_FILE` exists
+/// (a minute at most). How the tests act during a pass. `staged` and `placed` are outside the
+/// holds' lock; a pause at `audited` or `set-aside` also holds up hold changes.
+fn pause_point(name: &str) {
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+    if !std::env::var("CORRAL_RETENTION_PAUSE_AT").is_ok_and(|at| at == name) {
+        return;
+    }
+    let Ok(gate) = std::env::var("CORRAL_RETENTION_PAUSE_FILE") else {
+        return;
+    };
+    if PAUSED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let gate = PathBuf::from(gate);
+    let mut paused = gate.clone().into_os_string();
+    paused.push(".paused");
+    eprintln!(
+        "corral-indexer: pausing at retention stage {name:?} until {} exists",
+        gate.display()
+    );
+    let _ = fs::write(&paused, name);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !gate.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -534,17 +673,21 @@ fn reencode(
     let old_hash = sha256_hex(&old_bytes);
     let old = Manifest::read(&view.dir)?;
     // The earlier manifests come along, so verify can walk from this one to the chain link.
+    // Each is fsync'd: the manifest written below makes the directory's entries durable.
     for entry in fs::read_dir(&view.dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(PREV_MANIFEST_PREFIX) {
-            fs::copy(entry.path(), dest.join(&name))?;
+            let copy = dest.join(&name);
+            fs::copy(entry.path(), &copy)?;
+            fs::File::open(&copy)?.sync_all()?;
         }
     }
-    fs::write(
-        dest.join(format!("{PREV_MANIFEST_PREFIX}{old_hash}.json")),
-        &old_bytes,
-    )?;
+    let prev_path = dest.join(format!("{PREV_MANIFEST_PREFIX}{old_hash}.json"));
+    let mut prev_file =
+        fs::File::create(&prev_path).with_context(|| format!("cannot create {}", prev_path.display()))?;
+    std::io::Write::write_all(&mut prev_file, &old_bytes)?;
+    prev_file.sync_all()?;
     let manifest = Manifest {
         tier: tier.to_owned(),
         min_ts,
@@ -608,7 +751,7 @@ pub fn run_periodically(
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next {
-            if let Err(error) = retention.run_until(&holds.list(), audit, Timestamp::now(), stop) {
+            if let Err(error) = retention.run_until(holds, audit, Timestamp::now(), stop) {
                 tracing::error!(error = %format!("{error:#}"), "retention pass failed");
             }
             next = Instant::now() + retention.config.check_interval;
@@ -704,7 +847,12 @@ mod tests {
             tiers
         };
         let stopped = retention
-            .run_until(&[], &audit, Timestamp::now(), &AtomicBool::new(true))
+            .run_until(
+                &Holds::fixed(Vec::new()),
+                &audit,
+                Timestamp::now(),
+                &AtomicBool::new(true),
+            )
             .unwrap();
         assert!(stopped.is_empty(), "{stopped:?}");
         assert_eq!(tiers(), ["hot", "hot"]);

@@ -386,9 +386,26 @@ impl Source for KafkaSource {
 
     fn committed(&mut self, checkpoint: &Checkpoint) {
         *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = checkpoint.clone();
+        // Only partitions this indexer owns now: committing a revoked partition's (older)
+        // position would move its new owner's committed offset back.
+        let assigned: std::collections::HashSet<i32> = match self.consumer.assignment() {
+            Ok(assignment) => assignment
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.topic)
+                .map(|e| e.partition())
+                .collect(),
+            Err(error) => {
+                tracing::debug!("Kafka assignment unknown, no offsets committed: {error}");
+                return;
+            }
+        };
         let mut offsets = TopicPartitionList::new();
-        for (partition, next) in checkpoint {
+        for (partition, next) in checkpoint.iter().filter(|(p, _)| assigned.contains(p)) {
             let _ = offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next));
+        }
+        if offsets.count() == 0 {
+            return;
         }
         // For lag monitoring and partitions moving to another indexer; the index's own
         // checkpoint is what this indexer resumes from.

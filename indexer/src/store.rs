@@ -28,6 +28,7 @@ use tantivy::store::Compressor;
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
 use tokio::sync::watch;
 
+use crate::audit::{AuditHead, AuditLog};
 use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, manifest_hash, sync_dir};
 
 /// Directory of the active split, under the data dir.
@@ -185,6 +186,8 @@ pub struct SplitStore {
     sealed: u64,
     /// The background seal running, if any.
     sealer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// The audit log whose head seals and [`SplitStore::close`] anchor in the chain head.
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl std::fmt::Debug for SplitStore {
@@ -253,6 +256,7 @@ impl SplitStore {
             catalog,
             sealed: 0,
             sealer: None,
+            audit: None,
         };
 
         // Finish seals interrupted after the manifest was written.
@@ -300,6 +304,11 @@ impl SplitStore {
         store.publish(&active);
         store.active = Some(active);
         Ok(store)
+    }
+
+    /// Anchors the head of `audit` in the chain head at every seal and at [`Self::close`].
+    pub fn anchor_audit(&mut self, audit: Arc<AuditLog>) {
+        self.audit = Some(audit);
     }
 
     /// The catalog the query engine reads.
@@ -460,6 +469,10 @@ impl SplitStore {
         if let Some(active) = self.active.take() {
             active.writer.wait_merging_threads()?;
         }
+        if let Some(audit) = &self.audit {
+            let _layout = self.catalog.lock_layout();
+            anchor_audit_head(&self.data_dir, audit)?;
+        }
         Ok(())
     }
 
@@ -475,6 +488,7 @@ impl SplitStore {
             writer_memory_bytes: self.options.writer_memory_bytes,
             indexer_name: self.options.indexer_name.clone(),
             catalog: Arc::clone(&self.catalog),
+            audit: self.audit.clone(),
         }
     }
 
@@ -620,6 +634,8 @@ struct SealContext {
     writer_memory_bytes: usize,
     indexer_name: String,
     catalog: Arc<Catalog>,
+    /// The audit log whose head every seal anchors in the chain head.
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Seals a split: final merge into one segment, manifest chained to the newest sealed one,
@@ -650,8 +666,9 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     let _layout = context.catalog.lock_layout();
     // The link goes to the chain head, even when retention has since rewritten or deleted
     // that split (verify follows rewrites and accepts audited deletions).
-    let prev = match read_chain_head(&context.data_dir)? {
-        Some(head) => Some((head.id, head.manifest_sha256)),
+    let head = read_chain_head(&context.data_dir)?;
+    let prev = match head.as_ref().and_then(ChainHead::split) {
+        Some((id, hash)) => Some((id.to_owned(), hash.to_owned())),
         None => newest_sealed_manifest(&context.data_dir)?,
     };
     let manifest = Manifest {
@@ -672,11 +689,16 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     };
     let hash = manifest.write(&dir)?;
     move_sealed(context, &dir)?;
+    // The audit log's head is anchored with every seal.
     write_chain_head(
         &context.data_dir,
         &ChainHead {
-            id: id.clone(),
-            manifest_sha256: hash,
+            id: Some(id.clone()),
+            manifest_sha256: Some(hash),
+            audit: match &context.audit {
+                Some(audit) => audit.head(),
+                None => head.and_then(|h| h.audit),
+            },
         },
     )?;
     tracing::info!(
@@ -733,15 +755,31 @@ fn has_commit_payload(dir: &Path) -> anyhow::Result<bool> {
 }
 
 /// File naming the newest sealed split and its manifest's hash, under `splits/`: removing the
-/// newest split (which no later manifest points at) shows against it.
+/// newest split (which no later manifest points at) shows against it. It also anchors the audit
+/// log's head (last `seq` and the hash of its line), written at every seal, after every
+/// retention pass and at shutdown: a removed tail, day file or edit of the log shows against it.
 pub const CHAIN_HEAD_FILE: &str = "chain-head.json";
 
-/// The end of this indexer's manifest chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The ends of this indexer's manifest chain and audit chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainHead {
-    pub id: String,
-    pub manifest_sha256: String,
+    /// The newest sealed split; absent before the first seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// SHA-256 of that split's manifest when it was sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// The audit log's last entry when the head was written; absent before the first entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditHead>,
+}
+
+impl ChainHead {
+    /// The newest sealed split's id and manifest hash, when a split was sealed.
+    pub fn split(&self) -> Option<(&str, &str)> {
+        Some((self.id.as_deref()?, self.manifest_sha256.as_deref()?))
+    }
 }
 
 /// Reads the chain head, if one was written.
@@ -758,13 +796,29 @@ pub fn read_chain_head(data_dir: &Path) -> anyhow::Result<Option<ChainHead>> {
 
 fn write_chain_head(data_dir: &Path, head: &ChainHead) -> anyhow::Result<()> {
     let dir = data_dir.join(SPLITS_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!("{CHAIN_HEAD_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp)?;
+    let mut file = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     std::io::Write::write_all(&mut file, &serde_json::to_vec(head)?)?;
     file.sync_all()?;
     fs::rename(&tmp, dir.join(CHAIN_HEAD_FILE))?;
     sync_dir(&dir)?;
     Ok(())
+}
+
+/// Records the audit log's head in the chain head of the store under `data_dir` (the manifest
+/// chain's end is kept). Callers that may run beside a seal hold the catalog's layout lock.
+pub fn anchor_audit_head(data_dir: &Path, audit: &AuditLog) -> anyhow::Result<()> {
+    let Some(head) = audit.head() else {
+        return Ok(());
+    };
+    let mut chain = read_chain_head(data_dir)?.unwrap_or_default();
+    if chain.audit.as_ref() == Some(&head) {
+        return Ok(());
+    }
+    chain.audit = Some(head);
+    write_chain_head(data_dir, &chain)
+        .with_context(|| format!("cannot anchor the audit log's head in {}", data_dir.display()))
 }
 
 /// After a crash between moving a sealed split into place and writing the chain head, the
@@ -774,7 +828,11 @@ fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     let head = read_chain_head(data_dir)?;
-    if head.as_ref().is_some_and(|h| h.id == id) {
+    if head
+        .as_ref()
+        .and_then(ChainHead::split)
+        .is_some_and(|(head_id, _)| head_id == id)
+    {
         return Ok(());
     }
     let newest = Manifest::read(
@@ -783,10 +841,9 @@ fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
             .find(|d| d.ends_with(&id))
             .context("newest split")?,
     )?;
-    let follows_head = match &head {
-        Some(head) => {
-            newest.prev_id.as_deref() == Some(head.id.as_str())
-                && newest.prev.as_deref() == Some(head.manifest_sha256.as_str())
+    let follows_head = match head.as_ref().and_then(ChainHead::split) {
+        Some((head_id, head_hash)) => {
+            newest.prev_id.as_deref() == Some(head_id) && newest.prev.as_deref() == Some(head_hash)
         }
         None => newest.prev.is_none(),
     };
@@ -794,8 +851,9 @@ fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
         write_chain_head(
             data_dir,
             &ChainHead {
-                id,
-                manifest_sha256: hash,
+                id: Some(id),
+                manifest_sha256: Some(hash),
+                audit: head.and_then(|h| h.audit),
             },
         )?;
     }

@@ -1,14 +1,17 @@
 //! `corral-indexer verify` (DESIGN §4.2): re-hashes every file of every sealed split against its
 //! manifest, walks the manifest chain of each indexer up to the chain head, and walks the audit
-//! log's chain. Every problem names the split or audit file.
+//! log's chain up to the head the chain head anchors. A split that is gone must be one the audit
+//! log records retention deleting, and that deletion must name a manifest the split's history
+//! (its link from the next split or the chain head, then the audited moves and rewrites)
+//! reaches. Every problem names the split or audit file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::audit::{AUDIT_DIR, retention_deletions, verify_chain};
+use crate::audit::{AUDIT_DIR, RecordedStep, retention_steps, verify_chain_to};
 use crate::manifest::{Manifest, hash_split_files, manifest_hash, sha256_hex};
 use crate::retention::PREV_MANIFEST_PREFIX;
-use crate::store::{ACTIVE_DIR, SPLITS_DIR, read_chain_head, sealed_split_dirs};
+use crate::store::{ACTIVE_DIR, CHAIN_HEAD_FILE, ChainHead, SPLITS_DIR, read_chain_head, sealed_split_dirs};
 
 /// What `verify` found.
 #[derive(Debug, Default)]
@@ -39,6 +42,56 @@ pub fn store_root(data_dir: &Path) -> PathBuf {
     } else {
         data_dir.to_owned()
     }
+}
+
+/// The splits the audit log records retention deleting, where the deletion follows from the
+/// split's history: it names a manifest reachable from `links[split]` (the hash the next split
+/// or the chain head points at) through the split's audited moves and rewrites. A deletion that
+/// does not is a problem, and does not count; one of a split nothing links to cannot be
+/// checked, and counts.
+fn audited_deletions(
+    steps: &[RecordedStep],
+    links: &HashMap<&str, &str>,
+    problems: &mut Vec<String>,
+) -> HashSet<String> {
+    let mut deleted = HashSet::new();
+    for delete in steps.iter().filter(|s| s.action == "retention.delete") {
+        let Some(start) = links.get(delete.split.as_str()) else {
+            deleted.insert(delete.split.clone());
+            continue;
+        };
+        let mut reached = HashSet::from([(*start).to_owned()]);
+        // Steps a crash undid are redone from the same manifest: follow every edge.
+        loop {
+            let before = reached.len();
+            for step in steps
+                .iter()
+                .filter(|s| s.split == delete.split && s.seq < delete.seq)
+            {
+                if let (Some(from), Some(to)) = (&step.manifest_sha256, &step.new_manifest_sha256)
+                    && reached.contains(from)
+                {
+                    reached.insert(to.clone());
+                }
+            }
+            if reached.len() == before {
+                break;
+            }
+        }
+        match &delete.manifest_sha256 {
+            Some(hash) if reached.contains(hash) => {
+                deleted.insert(delete.split.clone());
+            }
+            named => problems.push(format!(
+                "split {}: the audit log's retention.delete (entry {}) names manifest {}, which the split's manifest chain never reached (it starts at {start}; the audited moves and rewrites lead to {} manifest(s)): the deletion does not follow from the split's history",
+                delete.split,
+                delete.seq,
+                named.as_deref().unwrap_or("none"),
+                reached.len()
+            )),
+        }
+    }
+    deleted
 }
 
 /// Verifies the splits and the audit log under `data_dir`.
@@ -107,8 +160,20 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
         });
     }
     let audit_dir = data_dir.join(AUDIT_DIR);
-    let deleted = retention_deletions(&audit_dir).unwrap_or_default();
-
+    let chain_head = read_chain_head(&root)?;
+    let steps = retention_steps(&audit_dir).unwrap_or_default();
+    // Where each split's history starts: the hash the split sealed after it (or the chain
+    // head) points at.
+    let mut links: HashMap<&str, &str> = HashMap::new();
+    for split in &manifests {
+        if let (Some(prev_id), Some(prev)) = (&split.link.0, &split.link.1) {
+            links.insert(prev_id, prev);
+        }
+    }
+    if let Some((id, hash)) = chain_head.as_ref().and_then(ChainHead::split) {
+        links.entry(id).or_insert(hash);
+    }
+    let deleted = audited_deletions(&steps, &links, &mut report.problems);
     // The chain of each indexer: every split points at the one sealed before it (at any of its
     // versions); a split that is gone must be one the audit log records retention deleting.
     let by_id: HashMap<&str, &HashSet<String>> = manifests
@@ -149,39 +214,40 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
     }
     // The chain head names the newest sealed split.
     let newest = manifests.iter().max_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
-    match (read_chain_head(&root)?, newest) {
-        (Some(head), _) if deleted.contains(&head.id) && !by_id.contains_key(head.id.as_str()) => {}
-        (Some(head), Some(_)) => match by_id.get(head.id.as_str()) {
+    match (chain_head.as_ref().and_then(ChainHead::split), newest) {
+        (Some((head_id, _)), _) if deleted.contains(head_id) && !by_id.contains_key(head_id) => {}
+        (Some((head_id, head_hash)), Some(_)) => match by_id.get(head_id) {
             None => report.problems.push(format!(
-                "split {} was removed: the chain head names it as the newest",
-                head.id
+                "split {head_id} was removed: the chain head names it as the newest"
             )),
-            Some(versions) if !versions.contains(&head.manifest_sha256) => {
+            Some(versions) if !versions.contains(head_hash) => {
                 report.problems.push(format!(
-                    "split {}: its manifest differs from the one the chain head recorded",
-                    head.id
+                    "split {head_id}: its manifest differs from the one the chain head recorded"
                 ));
             }
             Some(_) => {}
         },
-        (Some(head), None) => {
+        (Some((head_id, _)), None) => {
             report.problems.push(format!(
-                "split {} was removed: the chain head names it and no sealed split is left",
-                head.id
+                "split {head_id} was removed: the chain head names it and no sealed split is left"
             ));
         }
         (None, Some(newest)) => {
             report.problems.push(format!(
-                "the chain head file is missing, yet split {} is sealed",
+                "the chain head file {SPLITS_DIR}/{CHAIN_HEAD_FILE} names no split, yet split {} is sealed",
                 newest.manifest.id
             ));
         }
         (None, None) => {}
     }
 
-    match verify_chain(&audit_dir) {
+    let anchor = chain_head.as_ref().and_then(|h| h.audit.as_ref());
+    match verify_chain_to(&audit_dir, anchor) {
         Ok(entries) => report.audit_entries = entries,
-        Err(error) => report.problems.push(format!("audit log: {error:#}")),
+        Err(error) => report.problems.push(format!(
+            "audit log: {error:#} (anchor: {})",
+            root.join(SPLITS_DIR).join(CHAIN_HEAD_FILE).display()
+        )),
     }
     Ok(report)
 }

@@ -308,3 +308,122 @@ fn an_open_api_is_refused_on_a_public_address_unless_forced() {
     let (status, _) = call(port, "/api/v1/stats?by=service", None);
     assert_eq!(status, 200);
 }
+
+/// Replaces every audit file a write could go to (the existing ones, today's and tomorrow's)
+/// by a directory, so appending fails even for root; returns how to put them back.
+fn break_audit_log(audit: &Path) -> impl FnOnce() + use<> {
+    let now = corral_schema::Timestamp::now();
+    let day = |ts: corral_schema::Timestamp| format!("audit-{}.jsonl", &ts.to_string()[..10]);
+    let mut names: Vec<String> = fs::read_dir(audit)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    names.push(day(now));
+    names.push(day(now.saturating_add_nanos(86_400_000_000_000)));
+    names.sort();
+    names.dedup();
+    let mut moved = Vec::new();
+    for name in &names {
+        let path = audit.join(name);
+        let aside = audit.join(format!("{name}.aside"));
+        if path.exists() {
+            fs::rename(&path, &aside).unwrap();
+            moved.push((path.clone(), aside));
+        }
+        fs::create_dir(&path).unwrap();
+    }
+    let paths: Vec<_> = names.iter().map(|n| audit.join(n)).collect();
+    move || {
+        for path in paths {
+            fs::remove_dir(&path).unwrap();
+        }
+        for (path, aside) in moved {
+            fs::rename(aside, path).unwrap();
+        }
+    }
+}
+
+/// A hold change the audit log cannot record is refused with a 500 and changes nothing: a
+/// release does not take effect (it did, unaudited, when holds were saved first), nor does a
+/// new hold.
+#[test]
+fn a_hold_change_that_cannot_be_audited_fails_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("pods")).unwrap();
+    let port = free_port().unwrap();
+    let data = dir.path().join("data");
+    let _indexer = ChildGuard(
+        Command::new(BIN)
+            .arg("standalone")
+            .args(["--logs", &format!("{}/pods/*.log", dir.path().display())])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("CORRAL_LOG", "off")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the API never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let send = |method: &str, path: &str, body: &str| {
+        let (status, text) = request(port, method, path, &[], body);
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{text}: {e}")),
+        )
+    };
+    let (status, body) = send(
+        "POST",
+        "/api/v1/holds",
+        r#"{"selector":{"corr":"req-1"},"reason":"case 42"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let holds_file = data.join("holds.json");
+    let saved = fs::read(&holds_file).unwrap();
+
+    let restore = break_audit_log(&data.join(AUDIT_DIR));
+    let (status, body) = send("DELETE", &format!("/api/v1/holds/{id}"), "");
+    assert_eq!(status, 500, "{body}");
+    let refused = body["error"].as_str().unwrap().to_owned();
+    let (status, body) = send(
+        "POST",
+        "/api/v1/holds",
+        r#"{"selector":{"service":"payments"},"reason":"audit 7"}"#,
+    );
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(fs::read(&holds_file).unwrap(), saved, "holds.json changed");
+    restore();
+    assert!(refused.contains("could not be audited"), "{refused}");
+
+    // The hold is still in force, alone; the log records neither refused change.
+    let (status, body) = send("GET", "/api/v1/holds", "");
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()]);
+    let (_, body) = send("GET", "/api/v1/audit", "");
+    let actions: Vec<&str> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["hold.create", "hold.list"]);
+    verify_chain(&data.join(AUDIT_DIR)).unwrap();
+    // With the log writable again the release goes through, audited.
+    let (status, _) = send("DELETE", &format!("/api/v1/holds/{id}"), "");
+    assert_eq!(status, 200);
+}

@@ -5,10 +5,11 @@
 //! split searchable exactly once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corral_indexer::audit::{AUDIT_DIR, AuditLog, Stored};
 use corral_indexer::config::IndexerConfig;
@@ -18,6 +19,9 @@ use corral_indexer::query::{Filters, QueryEngine};
 use corral_indexer::retention::Retention;
 use corral_indexer::store::{Catalog, SplitStore, StoreOptions, all_ids, sealed_split_dirs};
 use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_tests::broker::free_port;
+use corral_tests::http::request;
+use corral_tests::process::ChildGuard;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -524,4 +528,248 @@ fn phrases_on_the_archive_are_reported_and_phrase_holds_still_protect() {
         "{steps:?}"
     );
     assert_eq!(search("orders").hits.len(), 50, "the month's 30 and the fresh 20");
+}
+
+/// A data dir of `corral-indexer standalone` whose store (`index/`) holds one sealed split per
+/// entry of `splits`, and the config `config`.
+fn standalone_data(root: &Path, splits: Vec<Vec<Record>>, config: &str) -> PathBuf {
+    let data = root.join("data");
+    let mut store = open(&data.join("index"));
+    let mut offset = 0;
+    for records in splits {
+        seal(&mut store, records, &mut offset);
+    }
+    drop(store);
+    std::fs::create_dir_all(root.join("pods")).unwrap();
+    std::fs::write(root.join("indexer.toml"), config).unwrap();
+    data
+}
+
+/// The real `corral-indexer standalone` on `root`'s data dir, with `env`, serving on `port`
+/// once it answers.
+fn standalone(root: &Path, port: u16, env: &[(&str, &Path)]) -> ChildGuard {
+    let mut command = Command::new(BIN);
+    command
+        .arg("standalone")
+        .args(["--logs", &format!("{}/pods/*.log", root.display())])
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--config")
+        .arg(root.join("indexer.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("CORRAL_LOG", "warn")
+        .stdout(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    ChildGuard(command.spawn().unwrap())
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn api(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = request(port, method, path, &[], body);
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}")),
+    )
+}
+
+/// Runs standalone with its first retention pass paused once at `stage`; while it waits,
+/// places a hold on request `case-9`; then lets the pass go on and returns, once `steps`
+/// retention entries are in the audit log, their (action, split, kept) and how many records
+/// of `case-9` are searchable.
+fn hold_during_pass(root: &Path, stage: &str, steps: usize) -> (Vec<(String, String, String)>, u64) {
+    let port = free_port().unwrap();
+    let gate = root.join("gate");
+    let paused = root.join("gate.paused");
+    let stage_file = root.join("stage");
+    std::fs::write(&stage_file, stage).unwrap();
+    let indexer = standalone(
+        root,
+        port,
+        &[
+            ("CORRAL_RETENTION_PAUSE_AT", Path::new(stage)),
+            ("CORRAL_RETENTION_PAUSE_FILE", &gate),
+        ],
+    );
+    wait_until("the pass to pause", Duration::from_secs(60), || paused.exists());
+    wait_until("the API", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (status, body) = api(
+        port,
+        "POST",
+        "/api/v1/holds",
+        r#"{"selector":{"corr":"case-9"},"reason":"case 9, placed during a pass"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    std::fs::write(&gate, b"go").unwrap();
+    let mut entries = Vec::new();
+    wait_until("the pass to finish", Duration::from_secs(60), || {
+        let (_, body) = api(port, "GET", "/api/v1/audit?who=retention", "");
+        entries = body["entries"].as_array().unwrap().clone();
+        entries.len() >= steps
+    });
+    let (_, found) = api(port, "GET", "/api/v1/search?corr=case-9", "");
+    drop(indexer);
+    let steps = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["params"]["split"].as_str().unwrap().to_owned(),
+                e["params"]["kept"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (steps, found["count"].as_u64().unwrap())
+}
+
+/// The pass planned to delete both expired splits; the hold placed after it deleted the first
+/// protects the records of the second.
+#[test]
+fn a_hold_placed_between_two_steps_of_a_pass_protects_the_next_split() {
+    let root = tempfile::tempdir().unwrap();
+    let first = (0..10)
+        .map(|n| record(n, "gateway", &format!("req-{n}"), 500))
+        .collect();
+    let second = (10..20)
+        .map(|n| match n {
+            10..13 => record(n, "gateway", "case-9", 500),
+            _ => record(n, "gateway", &format!("req-{n}"), 500),
+        })
+        .collect();
+    let data = standalone_data(
+        root.path(),
+        vec![first, second],
+        CONFIG.split("[[retention.keep]]").next().unwrap(),
+    );
+    let ids: Vec<String> = tiers(&data.join("index")).keys().cloned().collect();
+    let (steps, held) = hold_during_pass(root.path(), "placed", 2);
+    assert_eq!(
+        steps,
+        vec![
+            ("retention.delete".to_owned(), ids[0].clone(), "0".to_owned()),
+            ("retention.rewrite".to_owned(), ids[1].clone(), "3".to_owned()),
+        ]
+    );
+    assert_eq!(held, 3, "the held records survived the pass");
+    let (ok, report) = verify(&data);
+    assert!(ok, "{report}");
+}
+
+/// A hold placed while a split is being rewritten (after its records to keep were chosen) is
+/// seen before the rewrite takes effect: the split is rewritten again, keeping them too.
+#[test]
+fn a_hold_placed_while_a_split_is_rewritten_is_kept_by_that_rewrite() {
+    let root = tempfile::tempdir().unwrap();
+    let split = (0..20)
+        .map(|n| match n {
+            0..10 => record(n, "payments", &format!("req-{n}"), 500),
+            10..13 => record(n, "gateway", "case-9", 500),
+            _ => record(n, "gateway", &format!("req-{n}"), 500),
+        })
+        .collect();
+    let data = standalone_data(root.path(), vec![split], CONFIG);
+    let id = tiers(&data.join("index")).keys().next().unwrap().clone();
+    let (steps, held) = hold_during_pass(root.path(), "staged", 1);
+    assert_eq!(
+        steps,
+        vec![("retention.rewrite".to_owned(), id.clone(), "13".to_owned())]
+    );
+    assert_eq!(held, 3, "the held records survived the rewrite");
+    assert_eq!(tiers(&data.join("index"))[&id], ("archive".to_owned(), 13));
+    let (ok, report) = verify(&data);
+    assert!(ok, "{report}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// A second indexer started on a data dir an indexer serves stops at the lock, naming it,
+/// before its recovery touches a half-done retention step it finds staged.
+#[test]
+fn a_second_indexer_on_a_data_dir_in_use_stops_at_the_lock_and_touches_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let records = (0..10).map(|n| record(n, "orders", "req", 30)).collect();
+    let data = standalone_data(
+        root.path(),
+        vec![records],
+        "[indexer]\ncommit_interval = \"1s\"\n",
+    );
+    let port = free_port().unwrap();
+    let _first = standalone(root.path(), port, &[]);
+    wait_until("the first indexer's API", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // A finished staging copy of the sealed split: recovery would drop it (its old split is
+    // still in place).
+    let split = sealed_split_dirs(&data.join("index")).unwrap().remove(0);
+    let staged = data.join("index/retention").join(split.file_name().unwrap());
+    copy_dir(&split, &staged);
+    // The running indexer writes its active split; the sealed splits and staging are still.
+    let still = || {
+        (
+            snapshot(&data.join("index/retention")),
+            snapshot(&data.join("index/splits")),
+        )
+    };
+    let before = still();
+
+    let second = Command::new(BIN)
+        .arg("standalone")
+        .args(["--logs", &format!("{}/pods/*.log", root.path().display())])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port().unwrap())])
+        .env("CORRAL_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut second = ChildGuard(second);
+    let mut status = None;
+    wait_until("the second indexer to exit", Duration::from_secs(20), || {
+        status = second.0.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(second.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{stderr}");
+    assert!(
+        staged.join("corral-split.json").exists(),
+        "the staged step was touched: {stderr}"
+    );
+    assert!(still() == before, "the store was touched: {stderr}");
+    let lock = data.canonicalize().unwrap().join("audit/.lock");
+    assert!(
+        stderr.contains(&format!("it holds the lock {}", lock.display())) && stderr.contains("in use"),
+        "{stderr}"
+    );
 }
