@@ -42,7 +42,8 @@ use corral_schema::Level;
 use corral_schema::duration::parse_duration;
 use serde::Deserialize;
 
-use crate::query::{QueryEngine, QueryLimits};
+use crate::limits::QueryLimits;
+use crate::query::QueryEngine;
 use crate::retention::{KeepRule, RetentionConfig, Tier};
 use crate::store::{Catalog, HOT_TIER};
 

@@ -7,7 +7,7 @@
 //! parameters; never the presented token), counted in `corral_indexer_refused_total`. A
 //! `reader` searches the hot tier only and is told so.
 //!
-//! Work per request is bounded: `q` by length and nesting ([`crate::query::QueryLimits`]), a
+//! Work per request is bounded: `q` by length and nesting ([`crate::limits::QueryLimits`]), a
 //! search by `max_limit` (more is paged with `after`), tails by [`TailPolicy`]: at most
 //! `max_tails` at once, each closed when `tail_buffer_bytes` wait for a client that stopped
 //! reading, and kept alive with an empty line every [`TAIL_KEEPALIVE`] so clients can tell a

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod holds;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
