@@ -8,24 +8,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corral_schema::Record;
 use corral_tests::disk::SmallDisk;
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-collector");
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn a_full_checkpoint_dir_pauses_reading_and_resumes_with_every_line_once() {

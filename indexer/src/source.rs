@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use corral_collector::ack::Ticket;
 use corral_collector::sink::ChannelReceiver;
-use corral_schema::Timestamp;
+use corral_schema::{Record, Timestamp};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -80,6 +80,22 @@ impl ChannelSource {
     }
 }
 
+impl ChannelSource {
+    /// A record from the collector, remembered until its commit so a rewind can deliver it again.
+    fn incoming(&mut self, record: Record, source: String) -> Incoming {
+        self.uncommitted.push(source.clone());
+        Incoming {
+            bytes: source.len(),
+            decoded: Decoded {
+                record,
+                source,
+                problem: None,
+            },
+            position: None,
+        }
+    }
+}
+
 impl Source for ChannelSource {
     fn poll(&mut self, timeout: Duration) -> anyhow::Result<Option<Vec<Incoming>>> {
         if !self.replay.is_empty() {
@@ -87,16 +103,7 @@ impl Source for ChannelSource {
             let mut out = Vec::with_capacity(replay.len());
             for source in replay {
                 let record = serde_json::from_str(&source)?;
-                self.uncommitted.push(source.clone());
-                out.push(Incoming {
-                    bytes: source.len(),
-                    decoded: Decoded {
-                        record,
-                        source,
-                        problem: None,
-                    },
-                    position: None,
-                });
+                out.push(self.incoming(record, source));
             }
             return Ok(Some(out));
         }
@@ -109,16 +116,7 @@ impl Source for ChannelSource {
         for (ticket, record) in batch {
             self.pending.push(ticket);
             let source = serde_json::to_string(&record)?;
-            self.uncommitted.push(source.clone());
-            out.push(Incoming {
-                bytes: source.len(),
-                decoded: Decoded {
-                    record,
-                    source,
-                    problem: None,
-                },
-                position: None,
-            });
+            out.push(self.incoming(record, source));
         }
         Ok(Some(out))
     }

@@ -9,11 +9,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corral_tests::broker::free_port;
 use corral_tests::http;
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_until};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
@@ -80,17 +80,6 @@ fn cri(n: u64, json: &str) -> String {
         n / 1_000_000 % 60,
         n % 1_000_000 * 1000
     )
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn get_json(port: u16, path: &str) -> (u16, Value) {

@@ -515,6 +515,32 @@ fn bad_messages_are_indexed_and_never_stall_their_partition() {
 }
 
 /// GET with a bearer token; the JSON body.
+/// Waits until the audit log shows retention moving `expected` records in all.
+fn wait_for_moved(port: u16, expected: u64, token: Option<&str>) {
+    let started = Instant::now();
+    loop {
+        let audit = match token {
+            Some(token) => get_as(port, "/api/v1/audit?who=retention", token),
+            None => serde_json::from_str(&http::get(port, "/api/v1/audit?who=retention").1).unwrap(),
+        };
+        let moved: u64 = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "retention.move")
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum();
+        if moved == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "retention moved {moved} of {expected} old records: {audit}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn get_as(port: u16, path: &str, token: &str) -> serde_json::Value {
     let auth = format!("Bearer {token}");
     let (status, body) = http::get_with(port, path, &[("Authorization", auth.as_str())]);
@@ -583,25 +609,7 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
     }
 
     // The indexer's own retention passes move what it sealed to the archive tier.
-    let started = Instant::now();
-    loop {
-        let audit = get_as(port, "/api/v1/audit?who=retention", AUDITOR);
-        let moved: u64 = audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"] == "retention.move")
-            .map(|e| e["count"].as_u64().unwrap())
-            .sum();
-        if moved == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "retention moved {moved} of 200 old records: {audit}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_moved(port, 200, Some(AUDITOR));
     // Fresh records stay hot.
     for n in 1000..1010 {
         let mut record = envelope(n);
@@ -741,26 +749,7 @@ fn other_producers_timestamps_are_normalised_and_a_far_future_one_ages_out() {
     assert_eq!(future["ts"], month_ago.to_string(), "{future}");
     assert_eq!(search("since=2100-01-01T00:00:00Z")["count"], 0);
     // Every record is past the hot tier's 7 days, the adjusted one included: all move.
-    let started = Instant::now();
-    loop {
-        let (_, body) = http::get(port, "/api/v1/audit?who=retention");
-        let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let moved: u64 = audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"] == "retention.move")
-            .map(|e| e["count"].as_u64().unwrap())
-            .sum();
-        if moved == 3 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "retention moved {moved} of 3 records: {audit}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_moved(port, 3, None);
     assert_eq!(one("producer-3")["original_ts"], "2200-01-01T00:00:00.000000000Z");
     let (_, metrics) = http::get(port, "/metrics");
     assert!(

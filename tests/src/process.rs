@@ -67,3 +67,18 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     }
     binary
 }
+
+/// Polls `check` every 100 ms until it holds.
+///
+/// # Panics
+/// When it still does not hold after `timeout`, naming `what`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
