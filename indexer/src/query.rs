@@ -511,12 +511,39 @@ impl QueryEngine {
                 .map_err(refuse)?;
             // A split with more matches than the limit means more exist, duplicates or not.
             outcome.truncated |= top.len() > filters.limit;
+            // A full top-k cut its last instant arbitrarily: records of that instant are ordered
+            // by id, so all of them must be candidates, or a page could skip some for good.
+            let edge = (top.len() == keep)
+                .then(|| {
+                    top.last()
+                        .and_then(|(ts, _)| ts.map(|t| t.into_timestamp_nanos()))
+                })
+                .flatten();
+            let taken: HashSet<DocAddress> = top.iter().map(|(_, address)| *address).collect();
             candidates.extend(top.into_iter().map(|(ts, address)| Candidate {
                 ts: ts.map_or(i64::MIN, |t| t.into_timestamp_nanos()),
                 split,
                 address,
                 hit: None,
             }));
+            if let Some(edge) = edge {
+                let at = self.with_ts(
+                    view,
+                    query.box_clone(),
+                    Bound::Included(edge),
+                    Bound::Included(edge),
+                );
+                for address in searcher.search(&at, &DocSetCollector).map_err(refuse)? {
+                    if !taken.contains(&address) {
+                        candidates.push(Candidate {
+                            ts: edge,
+                            split,
+                            address,
+                            hit: None,
+                        });
+                    }
+                }
+            }
             searchers.push((searcher, Arc::clone(view)));
             // One top-k across splits: never more than twice the page in memory.
             if candidates.len() > 2 * keep {
