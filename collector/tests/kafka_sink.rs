@@ -160,3 +160,58 @@ fn a_missing_topic_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// Loss reason `message_too_large` (hardening #9): the part of a record Kafka would not take is
+/// counted in `/metrics` with its bytes, while the record itself arrives cut and flagged.
+#[test]
+fn a_record_too_large_for_kafka_is_counted_as_a_loss_with_its_bytes() {
+    let broker = Broker::start();
+    broker.create_topic("too-large", 1);
+    let root = tempfile::tempdir().unwrap();
+    fs::write(
+        root.path().join("collector.toml"),
+        "max_line_bytes = 4194304\n[kafka.producer]\n\"linger.ms\" = 5\n",
+    )
+    .unwrap();
+    let big = root.path().join("pods/shop_big-x2k9p_uid/app/0.log");
+    fs::create_dir_all(big.parent().unwrap()).unwrap();
+    fs::write(
+        &big,
+        format!("2026-11-23T10:15:01Z stdout F {}\n", "b".repeat(2 * 1024 * 1024)),
+    )
+    .unwrap();
+    let port = corral_tests::broker::free_port().unwrap();
+    let child = Command::new(BIN)
+        .args(["--sink", "kafka", "--brokers", &broker.bootstrap_servers()])
+        .args(["--topic", "too-large", "--node", "n1"])
+        .args(["--logs", &format!("{}/pods/*/*/*.log", root.path().display())])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--config")
+        .arg(root.path().join("collector.toml"))
+        .env("CORRAL_LOG", "warn")
+        .spawn()
+        .expect("start corral-collector");
+    let _collector = corral_tests::process::ChildGuard(child);
+    let mut metrics = String::new();
+    corral_tests::process::wait_until("the loss counted", Duration::from_secs(60), || {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return false;
+        }
+        metrics = corral_tests::http::get(port, "/metrics").1;
+        metrics.contains("corral_collector_lost_total{reason=\"message_too_large\"} 1")
+    });
+    let lost_bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("corral_collector_lost_bytes_total{reason=\"message_too_large\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (500_000..2 * 1024 * 1024).contains(&lost_bytes),
+        "bytes cut off the 2 MiB record: {lost_bytes}\n{metrics}"
+    );
+    let messages = broker.consume_at_least("too-large", 1, Duration::from_secs(30));
+    let record: Record = serde_json::from_slice(messages[0].payload().unwrap()).unwrap();
+    assert!(record.flags.contains(&Flag::Truncated), "{:?}", record.flags);
+}
