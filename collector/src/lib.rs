@@ -23,6 +23,7 @@ pub mod line_splitter;
 pub mod logging;
 pub mod metadata;
 pub mod metrics;
+pub mod otlp;
 pub mod partial;
 pub mod pipeline;
 pub mod pod_path;
