@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// modest split; below it ingest pauses.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Free space below which a failed write is taken for the disk's fault even without an
+/// out-of-space error to say so.
+pub const LOW_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Watches the free space of one directory's filesystem.
 #[derive(Debug, Clone)]
 pub struct DiskGuard {
@@ -47,16 +51,24 @@ impl DiskGuard {
     }
 
     /// Why `error` happened if it was the disk: an out-of-space error anywhere in its chain, or
-    /// any write failure while free space is below twice the minimum (tantivy reports a failed
-    /// background write as a killed writer, without the I/O error).
+    /// a failed write (an I/O error, or tantivy's killed writer, which reports a failed
+    /// background write without the I/O error) while free space is low: below twice the minimum
+    /// or [`LOW_FREE_BYTES`].
     pub fn explains(&self, error: &anyhow::Error) -> Option<String> {
         let out_of_space = error.chain().any(|cause| {
             cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
                 io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)
             }) || cause.to_string().contains("No space left on device")
         });
+        let failed_write = error.chain().any(|cause| {
+            let text = cause.to_string();
+            cause.downcast_ref::<std::io::Error>().is_some()
+                || text.contains("index writer was killed")
+                || text.contains("An IO error occurred")
+        });
         let free = self.free().ok()?;
-        (out_of_space || free < self.min_free.saturating_mul(2)).then(|| self.describe(free))
+        let low = free < self.min_free.saturating_mul(2).max(LOW_FREE_BYTES);
+        (out_of_space || (failed_write && low)).then(|| self.describe(free))
     }
 
     fn describe(&self, free: u64) -> String {

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub tails_open: Gauge,
     pub tails_closed_slow: Counter,
     pub ingest_paused: Gauge,
+    pub write_failures_recovered: Counter,
     /// Set while the disk is too full to ingest; `/readyz` answers 503 with it.
     disk_problem: Mutex<Option<String>>,
     /// Set while ingest is failing; `/readyz` reports it.
@@ -152,9 +153,16 @@ impl Metrics {
             "1 while ingest is paused because the data dir's disk has less than min_free_bytes free",
             ingest_paused.clone(),
         );
+        let write_failures_recovered = Counter::default();
+        registry.register(
+            "write_failures_recovered",
+            "Writes that failed for lack of disk space, recovered from by reopening the store at its last commit and rewinding the source",
+            write_failures_recovered.clone(),
+        );
         Metrics {
             registry,
             ingest_paused,
+            write_failures_recovered,
             disk_problem: Mutex::new(None),
             ts_adjusted,
             refused,

@@ -110,11 +110,26 @@ impl<S: Source> Ingest<S> {
             ..
         } = self;
         let disk = disk.expect("recover is only called with a disk guard");
+        metrics.write_failures_recovered.inc();
         metrics.set_disk_problem(Some(why));
-        if !wait_for_space(&disk, stop) {
-            return Ok(None);
-        }
-        let store = store.reopen()?;
+        let closed = store.close_for_reopen();
+        // Opening finishes an interrupted seal, which needs room too: wait and try again.
+        let store = loop {
+            if !wait_for_space(&disk, stop) {
+                return Ok(None);
+            }
+            match closed.open() {
+                Ok(store) => break store,
+                Err(error) => match disk.explains(&error) {
+                    Some(why) => {
+                        tracing::error!(error = %format!("{error:#}"), "{why}");
+                        metrics.set_disk_problem(Some(why));
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    None => return Err(error),
+                },
+            }
+        };
         source.rewind(store.checkpoint())?;
         metrics.set_disk_problem(None);
         tracing::info!("space returned: ingest resumes from the last commit");

@@ -58,6 +58,26 @@ pub struct CommitState {
     pub docs: u64,
 }
 
+/// A store closed by [`SplitStore::close_for_reopen`], to be opened again.
+#[derive(Debug)]
+pub struct ClosedStore {
+    data_dir: PathBuf,
+    options: StoreOptions,
+    catalog: Arc<Catalog>,
+    sealed: u64,
+}
+
+impl ClosedStore {
+    /// Opens the store again as a restart would: the active split at its last commit, an
+    /// interrupted seal finished. May be tried again when it fails (a disk still full).
+    pub fn open(&self) -> anyhow::Result<SplitStore> {
+        let mut store =
+            SplitStore::open_with_catalog(&self.data_dir, self.options.clone(), Arc::clone(&self.catalog))?;
+        store.sealed += self.sealed;
+        Ok(store)
+    }
+}
+
 /// One searchable split as the query engine sees it.
 pub struct SplitView {
     pub id: String,
@@ -207,29 +227,27 @@ impl SplitStore {
         SplitStore::open_with_catalog(data_dir, options, Arc::new(Catalog::new()))
     }
 
-    /// Closes the store without committing and opens it again, as a restart would: the active
-    /// split at its last commit, an interrupted seal finished. The catalog (and so every query
-    /// engine reading it) is kept. For recovering from a failed write (a full disk).
-    pub fn reopen(mut self) -> anyhow::Result<SplitStore> {
+    /// Closes the store without committing, as a crash would, keeping what is needed to open
+    /// it again ([`ClosedStore::open`]): the catalog (and so every query engine reading it) is
+    /// kept. For recovering from a failed write (a full disk).
+    pub fn close_for_reopen(mut self) -> ClosedStore {
         if let Some(sealer) = self.sealer.take() {
-            // A seal that failed is finished by the open below.
+            // A seal that failed is finished when the store opens again.
             match sealer.join() {
                 Ok(Ok(())) => self.sealed += 1,
                 Ok(Err(error)) => tracing::warn!("a seal failed, it is redone on reopen: {error:#}"),
                 Err(_) => tracing::warn!("the seal thread panicked; the seal is redone on reopen"),
             }
         }
-        let (data_dir, options, catalog, sealed) = (
-            self.data_dir.clone(),
-            self.options.clone(),
-            Arc::clone(&self.catalog),
-            self.sealed,
-        );
+        let closed = ClosedStore {
+            data_dir: self.data_dir.clone(),
+            options: self.options.clone(),
+            catalog: Arc::clone(&self.catalog),
+            sealed: self.sealed,
+        };
         // Dropping the writer releases the split's lock; what it held uncommitted is gone.
         drop(self);
-        let mut store = SplitStore::open_with_catalog(&data_dir, options, catalog)?;
-        store.sealed += sealed;
-        Ok(store)
+        closed
     }
 
     /// The data dir this store lives in.

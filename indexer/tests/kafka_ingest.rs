@@ -765,6 +765,24 @@ fn other_producers_timestamps_are_normalised_and_a_far_future_one_ages_out() {
 /// record indexed exactly once.
 #[test]
 fn a_full_disk_pauses_ingest_keeps_answering_and_resumes_with_every_record_once() {
+    full_disk(Fill::PausedBeforeFull);
+}
+
+/// The same when writes fail for lack of space (no reserve: `min_free_bytes = 0`): each failed
+/// write is recovered from in-process — the store reopens at its last commit, the source is
+/// rewound to it — and once space returns every record is there exactly once.
+#[test]
+fn writes_that_fail_on_a_full_disk_are_recovered_with_every_record_once() {
+    full_disk(Fill::WritesFail);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fill {
+    PausedBeforeFull,
+    WritesFail,
+}
+
+fn full_disk(fill: Fill) {
     const RECORDS: u64 = 60_000;
     let broker = Broker::start();
     let topic = "full-disk";
@@ -802,44 +820,77 @@ fn a_full_disk_pauses_ingest_keeps_answering_and_resumes_with_every_record_once(
     );
 
     let port = free_port().unwrap();
+    let min_free = match fill {
+        Fill::PausedBeforeFull => 8 * 1024 * 1024,
+        Fill::WritesFail => 0,
+    };
     let indexer = start_indexer_with(
         &broker,
         topic,
         &data_dir,
         port,
-        "split_max_docs = 20000\nmin_free_bytes = 8388608\n",
+        &format!("split_max_docs = 20000\nmin_free_bytes = {min_free}\n"),
         "",
     );
-    // The disk fills: ingest pauses, says why, and the API still answers.
     let started = Instant::now();
-    let why = loop {
-        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            drop(stream);
-            let (status, body) = http::get(port, "/readyz");
-            if status == 503 && body.contains("disk full") {
-                break body;
+    if fill == Fill::PausedBeforeFull {
+        // The disk fills: ingest pauses, says why, and the API still answers.
+        let why = loop {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                drop(stream);
+                let (status, body) = http::get(port, "/readyz");
+                if status == 503 && body.contains("disk full") {
+                    break body;
+                }
             }
+            assert!(
+                indexed(port) != Some(RECORDS),
+                "everything fitted: the disk never filled"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "ingest never paused for the full disk"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            why.contains(&data_dir.display().to_string()) && why.contains("MiB free"),
+            "{why}"
+        );
+        let (_, metrics) = http::get(port, "/metrics");
+        assert!(metrics.contains("corral_indexer_ingest_paused 1"), "{metrics}");
+    } else {
+        // Writes fail and are recovered from, again and again while the disk stays full.
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                let (_, metrics) = http::get(port, "/metrics");
+                if metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix("corral_indexer_write_failures_recovered_total "))
+                    .is_some_and(|n| n.trim() != "0")
+                {
+                    break;
+                }
+            }
+            assert!(
+                indexed(port) != Some(RECORDS),
+                "everything fitted: the disk never filled"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no write failed for the full disk"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(
-            indexed(port) != Some(RECORDS),
-            "everything fitted: the disk never filled"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "ingest never paused for the full disk"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert!(
-        why.contains(&data_dir.display().to_string()) && why.contains("MiB free"),
-        "{why}"
-    );
-    let paused_at = indexed(port).expect("stats answered while the disk is full");
-    assert!(paused_at < RECORDS, "{paused_at}");
-    let (status, body) = http::get(port, "/api/v1/search?corr=req-1");
-    assert_eq!(status, 200, "{body}");
-    let (_, metrics) = http::get(port, "/metrics");
-    assert!(metrics.contains("corral_indexer_ingest_paused 1"), "{metrics}");
+    }
+    if fill == Fill::PausedBeforeFull {
+        // The reserve leaves room for the audit entry every query writes. (Without one, a
+        // query on a full disk is refused: it cannot be audited.)
+        let stuck = indexed(port).expect("stats answered while the disk is full");
+        assert!(stuck < RECORDS, "{stuck}");
+        let (status, body) = http::get(port, "/api/v1/search?corr=req-1");
+        assert_eq!(status, 200, "{body}");
+    }
 
     // Space returns: ingest resumes by itself and catches up.
     std::fs::remove_file(&ballast).unwrap();
