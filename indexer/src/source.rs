@@ -417,6 +417,19 @@ impl Source for KafkaSource {
         // exactly as after a restart; nothing fetched before the rewind can slip in.
         let options = self.options.clone();
         self.shut_down();
+        // Leave the group before the new consumer joins it: a member still in the group that
+        // never polls again would hold the new one's join for the whole rebalance timeout.
+        // Polling here serves the revocation; what it returns predates the rewind.
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && self
+                .consumer
+                .assignment()
+                .is_ok_and(|assigned| assigned.count() > 0)
+        {
+            let _ = self.consumer.poll(Duration::from_millis(100));
+        }
         *self = KafkaSource::connect(&options, checkpoint.clone())?;
         Ok(())
     }

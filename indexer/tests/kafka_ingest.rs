@@ -830,7 +830,8 @@ fn full_disk(fill: Fill) {
         &data_dir,
         port,
         &format!("split_max_docs = 20000\nmin_free_bytes = {min_free}\n"),
-        "",
+        // A rebalance waits at most this long for a member that stopped polling.
+        "\"max.poll.interval.ms\" = 20000\n",
     );
     let started = Instant::now();
     if fill == Fill::PausedBeforeFull {
