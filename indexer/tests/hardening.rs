@@ -31,30 +31,38 @@ fn start(dir: &Path, config: &str) -> Standalone {
     fs::create_dir_all(&logs).unwrap();
     let config_path = dir.join("indexer.toml");
     fs::write(&config_path, config).unwrap();
-    let port = free_port().unwrap();
     let data = dir.join("data");
-    let child = Command::new(BIN)
-        .arg("standalone")
-        .args(["--logs", &format!("{}/*/*/*.log", logs.display())])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("CORRAL_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start corral-indexer standalone");
-    let standalone = Standalone {
-        _child: ChildGuard(child),
-        port,
-        logs,
-        data,
-    };
-    wait_until("the API", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    standalone
+    // A free port can be taken by another test's server before this one binds it: then this
+    // process exits at once, and it is started again on another port.
+    for _ in 0..3 {
+        let port = free_port().unwrap();
+        let mut child = Command::new(BIN)
+            .arg("standalone")
+            .args(["--logs", &format!("{}/*/*/*.log", logs.display())])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("CORRAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start corral-indexer standalone");
+        let mut exited = false;
+        wait_until("the API", Duration::from_secs(30), || {
+            exited = child.try_wait().unwrap().is_some();
+            exited || TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if !exited && child.try_wait().unwrap().is_none() {
+            return Standalone {
+                _child: ChildGuard(child),
+                port,
+                logs,
+                data,
+            };
+        }
+    }
+    panic!("corral-indexer standalone exited at start three times");
 }
 
 fn append(root: &Path, pod: &str, lines: impl IntoIterator<Item = String>) {
