@@ -5,8 +5,7 @@
 //! Corpus: `CORRAL_BENCH_LINES` lines (default 1,000,000) of realistic JSON (300–600 bytes),
 //! ~3 % written as CRI partial chunks, across 10 pods.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +15,7 @@ use corral_collector::kafka_sink::KafkaSink;
 use corral_collector::metadata::PathProvider;
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink::StdoutSink;
+use corral_demo::corpus::write_cri_logs;
 use simd_json::prelude::ValueAsObject;
 
 const PODS: usize = 10;
@@ -34,7 +34,7 @@ fn main() {
         .tempdir()
         .expect("temp dir");
     let started = Instant::now();
-    let corpus = generate(root.path(), lines);
+    let corpus = write_cri_logs(root.path(), PODS, lines);
     println!(
         "collector bench: {} CRI lines ({:.1}% partial chunks), {:.1} MiB in {PODS} files, generated in {:.1} s",
         lines,
@@ -136,11 +136,6 @@ fn main() {
     );
 }
 
-struct Corpus {
-    bytes: u64,
-    partial_lines: usize,
-}
-
 /// Reads back the application JSON of up to `limit` whole (`F`) CRI lines.
 fn json_sample(root: &Path, limit: usize) -> Vec<Vec<u8>> {
     let mut sample = Vec::with_capacity(limit);
@@ -171,84 +166,6 @@ fn glob_files(root: &Path) -> Vec<std::path::PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn generate(root: &Path, lines: usize) -> Corpus {
-    let services = ["gateway", "orders", "payments", "inventory", "notifications"];
-    let mut writers: Vec<BufWriter<File>> = (0..PODS)
-        .map(|p| {
-            let service = services[p % services.len()];
-            let dir = root.join(format!("pods/shop_{service}-7d9f8b6c4-x2k{p}p_uid-{p}/app"));
-            fs::create_dir_all(&dir).unwrap();
-            BufWriter::with_capacity(1 << 20, File::create(dir.join("0.log")).unwrap())
-        })
-        .collect();
-    let mut corpus = Corpus {
-        bytes: 0,
-        partial_lines: 0,
-    };
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let levels = ["info", "info", "info", "debug", "warn", "error"];
-    let paths = [
-        "/api/v1/orders",
-        "/api/v1/payments/authorize",
-        "/api/v1/inventory/reserve",
-        "/healthz",
-    ];
-    for i in 0..lines {
-        let pod = i % PODS;
-        let r = next();
-        let padding = "x".repeat((r % 220) as usize);
-        let json = format!(
-            "{{\"level\":\"{}\",\"ts\":\"2026-11-23T10:{:02}:{:02}.{:06}Z\",\"logger\":\"{}.handler\",\"msg\":\"handled request {} for user {}\",\"trace_id\":\"{:032x}\",\"http\":{{\"method\":\"POST\",\"path\":\"{}\",\"status\":{},\"duration_ms\":{}.{}}},\"user\":{{\"id\":{},\"tier\":\"gold\"}},\"detail\":\"{}\"}}",
-            levels[(r % 6) as usize],
-            (i / 60_000) % 60,
-            (i / 1000) % 60,
-            i % 1_000_000,
-            services[pod % services.len()],
-            i,
-            r % 100_000,
-            (r as u128) << 7 | i as u128,
-            paths[(r % 4) as usize],
-            [200, 201, 404, 500][(r >> 8) as usize % 4],
-            r % 900,
-            r % 10,
-            r % 50_000,
-            padding
-        );
-        let ts = format!(
-            "2026-11-23T10:{:02}:{:02}.{:09}Z",
-            (i / 60_000) % 60,
-            (i / 1000) % 60,
-            i
-        );
-        let out = &mut writers[pod];
-        let written = if r % 100 < 3 {
-            // A partial line: the runtime wrote it in two chunks.
-            corpus.partial_lines += 1;
-            let cut = json.len() / 2;
-            let first = format!("{ts} stdout P {}\n", &json[..cut]);
-            let second = format!("{ts} stdout F {}\n", &json[cut..]);
-            out.write_all(first.as_bytes()).unwrap();
-            out.write_all(second.as_bytes()).unwrap();
-            first.len() + second.len()
-        } else {
-            let line = format!("{ts} stdout F {json}\n");
-            out.write_all(line.as_bytes()).unwrap();
-            line.len()
-        };
-        corpus.bytes += written as u64;
-    }
-    for mut w in writers {
-        w.flush().unwrap();
-    }
-    corpus
 }
 
 fn mib(bytes: u64) -> f64 {

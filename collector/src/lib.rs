@@ -14,7 +14,6 @@ pub mod app_json;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod file_identity;
 pub mod http;
 pub mod kafka_sink;

@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_collector::kafka_sink::PRODUCER_DEFAULTS;
+use corral_demo::SplitMix64;
+use corral_demo::corpus::{SERVICES, envelopes};
 use corral_indexer::audit::AuditLog;
 use corral_indexer::config::{
     DEFAULT_COMMIT_INTERVAL, DEFAULT_SPLIT_MAX_AGE, DEFAULT_SPLIT_MAX_DOCS, DEFAULT_WRITER_MEMORY_MB,
@@ -42,14 +44,13 @@ use corral_indexer::source::{Incoming, KafkaOptions, KafkaSource, Source};
 use corral_indexer::store::{Catalog, SplitStore, StoreOptions};
 use corral_schema::fields::{CONSUMER_GROUP, MSG, SOURCE, TOPIC};
 use corral_schema::index_schema::build_schema;
-use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_schema::{Record, Timestamp};
 use corral_tests::broker::{Broker, free_port};
 use corral_tests::process::ChildGuard;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use serde_json::{Map, Value, json};
 use tantivy::schema::{STORED, Schema, TEXT};
 use tantivy::store::Compressor;
 use tantivy::{Index, IndexSettings, IndexWriter, TantivyDocument};
@@ -76,18 +77,6 @@ const GOAL_MB_PER_CORE: f64 = 25.0;
 const GOAL_LOOKUP_P99: Duration = Duration::from_millis(50);
 const GOAL_FRESH_P99: Duration = Duration::from_secs(2);
 
-const SERVICES: [&str; 5] = ["gateway", "orders", "payments", "inventory", "notifications"];
-/// Stable and canary version of each service; the third instance runs the canary.
-const VERSIONS: [[&str; 2]; 5] = [
-    ["3.2.0", "3.3.0"],
-    ["1.14.2", "1.15.0"],
-    ["2.3.0", "2.4.0"],
-    ["0.9.7", "0.10.0"],
-    ["5.0.1", "5.1.0"],
-];
-const REPLICA_SETS: [&str; 5] = ["7d9f8b6c4", "6f7c9d5b4", "6f7c9d8b5", "5b8d7c6f9", "8c6b5d4f7"];
-const POD_SUFFIXES: [&str; 3] = ["x2k9p", "wxzqt", "fghjk"];
-
 fn main() {
     let started = Instant::now();
     let count: usize = std::env::var("CORRAL_BENCH_RECORDS")
@@ -97,7 +86,7 @@ fn main() {
     let small = SMALL.min(count);
 
     let t = Instant::now();
-    let records = generate(count);
+    let records = envelopes(count);
     let generated = t.elapsed().as_secs_f64();
     // The envelope JSON exactly as the ingest loop stores it and the collector produces it.
     let cpu_before = cpu_seconds();
@@ -345,212 +334,6 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Corpus
 
-/// splitmix64: deterministic, so every run indexes the same corpus.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-/// Envelopes as the collector builds them for a small shop: requests cross the services in
-/// order (3–7 records sharing a `corr`), ~5 % background records carry no `corr`, the canary
-/// instance of each service logs more errors.
-fn generate(count: usize) -> Vec<Record> {
-    let base = Timestamp::parse("2026-11-23T10:00:00Z").expect("valid timestamp");
-    let pods: Vec<Vec<String>> = SERVICES
-        .iter()
-        .zip(REPLICA_SETS)
-        .map(|(service, set)| {
-            POD_SUFFIXES
-                .iter()
-                .map(|suffix| format!("{service}-{set}-{suffix}"))
-                .collect()
-        })
-        .collect();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut records = Vec::with_capacity(count);
-    let (mut corr, mut left, mut step, mut user, mut order) = (String::new(), 0u64, 0usize, 0u64, 0u64);
-    for i in 0..count {
-        let background = rng.below(100) < 5;
-        if !background && left == 0 {
-            left = 3 + rng.below(5);
-            step = 0;
-            corr = format!("{:016x}{:016x}", rng.next(), rng.next());
-            user = 10_000 + rng.below(190_000);
-            order = 4_000_000 + i as u64;
-        }
-        let s = if background {
-            rng.below(5) as usize
-        } else {
-            step % SERVICES.len()
-        };
-        let instance = rng.below(3) as usize;
-        let canary = instance == 2;
-        let roll = rng.below(1000);
-        let errors = if canary { 60 } else { 20 };
-        let level = if roll < errors {
-            Level::Error
-        } else if roll < errors + 60 {
-            Level::Warn
-        } else if roll < errors + 140 {
-            Level::Debug
-        } else {
-            Level::Info
-        };
-        let ts = base.saturating_add_nanos(i as i64 * 1_000_000 + rng.below(1_000_000) as i64);
-        let duration = (rng.below(4_000) as f64) / 10.0 + if level == Level::Warn { 500.0 } else { 1.0 };
-        let status = match level {
-            Level::Error => 502,
-            Level::Warn => 429,
-            _ => 200,
-        };
-        let (msg, mut fields) = if background {
-            let entries = rng.below(50_000);
-            (
-                format!("cache refreshed: {entries} entries in {duration:.1} ms"),
-                object(json!({"job": "cache-refresh", "entries": entries, "duration_ms": duration})),
-            )
-        } else {
-            service_line(s, level, &mut rng, user, order, duration, status)
-        };
-        if !background {
-            fields.insert("user".into(), json!({"id": user}));
-            left -= 1;
-            step += 1;
-        }
-        let pod = &pods[s][instance];
-        records.push(Record {
-            v: 1,
-            id: format!("{:016x}{:016x}", rng.next(), rng.next()),
-            ts,
-            observed_ts: ts.saturating_add_nanos(2_000_000 + rng.below(40_000_000) as i64),
-            service: SERVICES[s].to_owned(),
-            version: VERSIONS[s][usize::from(canary)].to_owned(),
-            instance: format!("{pod}/app"),
-            node: format!("node-{}", (s * 3 + instance) % 4 + 1),
-            namespace: "shop".to_owned(),
-            pod: pod.clone(),
-            container: "app".to_owned(),
-            stream: if level == Level::Error {
-                Stream::Stderr
-            } else {
-                Stream::Stdout
-            },
-            level: Some(level),
-            corr: (!background).then(|| corr.clone()),
-            msg,
-            fields,
-            flags: Vec::new(),
-            original_ts: None,
-        });
-    }
-    records
-}
-
-/// The message and fields of one request's record in service `s`.
-fn service_line(
-    s: usize,
-    level: Level,
-    rng: &mut Rng,
-    user: u64,
-    order: u64,
-    duration: f64,
-    status: u16,
-) -> (String, Map<String, Value>) {
-    let (method, path, msg, extra) = match SERVICES[s] {
-        "gateway" => {
-            let method = rng.pick(&["GET", "POST", "PUT"]);
-            let path = format!("/api/v1/orders/{order}");
-            let msg = format!("{method} {path} {status} {duration:.1}ms");
-            let client = json!({"ip": format!("10.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256)), "app": rng.pick(&["ios", "android", "web"])});
-            (method, path, msg, ("client", client))
-        }
-        "orders" => {
-            let items = 1 + rng.below(9);
-            let total = (rng.below(50_000) as f64) / 100.0;
-            let msg = match level {
-                Level::Error => format!("cannot create order {order}: stock service unavailable"),
-                _ => format!("order {order} created with {items} items for user {user}"),
-            };
-            let detail = json!({"id": order, "items": items, "total": total});
-            ("POST", "/api/v1/orders".to_owned(), msg, ("order", detail))
-        }
-        "payments" => {
-            let provider = rng.pick(&["stripe", "adyen", "paypal"]);
-            let amount = (rng.below(50_000) as f64) / 100.0;
-            let msg = match level {
-                Level::Error => format!(
-                    "card declined for order {order}: {}",
-                    rng.pick(&["insufficient funds", "expired card", "do not honor"])
-                ),
-                _ => format!("payment authorized for order {order}: {amount:.2} EUR via {provider}"),
-            };
-            let detail = json!({"provider": provider, "amount": amount, "currency": "EUR"});
-            (
-                "POST",
-                "/api/v1/payments/authorize".to_owned(),
-                msg,
-                ("payment", detail),
-            )
-        }
-        "inventory" => {
-            let sku = rng.below(20_000);
-            let quantity = 1 + rng.below(5);
-            let warehouse = rng.pick(&["ams-1", "fra-2", "par-1"]);
-            let msg = format!("reserved {quantity} units of sku-{sku} in warehouse {warehouse}");
-            let detail = json!({"sku": format!("sku-{sku}"), "quantity": quantity, "warehouse": warehouse});
-            (
-                "POST",
-                "/api/v1/inventory/reserve".to_owned(),
-                msg,
-                ("reservation", detail),
-            )
-        }
-        _ => {
-            let channel = rng.pick(&["email", "sms", "push"]);
-            let msg = format!("sent {channel} notification for order {order} to user {user}");
-            let detail = json!({"channel": channel, "template": "order-confirmed"});
-            (
-                "POST",
-                "/internal/notify".to_owned(),
-                msg,
-                ("notification", detail),
-            )
-        }
-    };
-    let msg = if level == Level::Warn {
-        format!("slow ({duration:.0} ms): {msg}")
-    } else {
-        msg
-    };
-    let mut fields = object(json!({
-        "http": {"method": method, "path": path, "status": status, "duration_ms": duration},
-    }));
-    fields.insert(extra.0.to_owned(), extra.1);
-    (msg, fields)
-}
-
 /// Records per `corr`.
 fn corr_counts(records: &[Record]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
@@ -567,7 +350,7 @@ fn lookup_sample(small: &[Record], all: &HashMap<String, usize>) -> Vec<(String,
     let in_small = corr_counts(small);
     let mut distinct: Vec<&String> = in_small.keys().collect();
     distinct.sort();
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64::new(42);
     (0..LOOKUPS)
         .map(|_| {
             let corr = distinct[rng.below(distinct.len() as u64) as usize];

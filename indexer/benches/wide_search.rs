@@ -1,4 +1,5 @@
-//! Wide-search benchmark (`make bench`): one search with `limit=10000` over 50 sealed splits
+//! Wide-search benchmark (`make bench`): one search with `limit=10000` over 50 sealed splits of
+//! the demo corpus (`corral_demo::corpus`)
 //! that all overlap its time range, the engine's way (one top-k across splits from the `ts`
 //! column, documents loaded for the final page only) next to the way searches worked before
 //! (the top `limit + 1` documents of every split loaded, then merged) in the same run. Prints
@@ -8,10 +9,11 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
+use corral_demo::corpus::envelopes;
 use corral_indexer::query::{Endpoint, Filters, QueryEngine};
 use corral_indexer::store::{SplitStore, StoreOptions};
+use corral_schema::Timestamp;
 use corral_schema::fields::TS;
-use corral_schema::{Level, Record, Stream, Timestamp};
 use tantivy::collector::TopDocs;
 use tantivy::query::AllQuery;
 use tantivy::schema::Value;
@@ -43,11 +45,12 @@ fn main() {
     .expect("open store");
     let base = Timestamp::parse("2026-11-23T10:00:00Z").expect("timestamp");
     let mut checkpoint = corral_indexer::manifest::Checkpoint::new();
+    let mut corpus = envelopes((SPLITS * PER_SPLIT) as usize).into_iter();
     for split in 0..SPLITS {
         for n in 0..PER_SPLIT {
             // Every split spans the same hour, so every split overlaps every search.
-            let i = split * PER_SPLIT + n;
-            let record = record(i, base.saturating_add_nanos((n * 180_000_000 + split) as i64));
+            let mut record = corpus.next().expect("one record per slot");
+            record.ts = base.saturating_add_nanos((n * 180_000_000 + split) as i64);
             let source = serde_json::to_string(&record).expect("serializes");
             store.add(record, source).expect("add");
         }
@@ -140,33 +143,4 @@ fn status_kib(key: &str) -> u64 {
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
-}
-
-fn record(i: u64, ts: Timestamp) -> Record {
-    Record {
-        id: format!("{i:032x}"),
-        ts,
-        observed_ts: ts,
-        service: ["gateway", "orders", "payments"][(i % 3) as usize].into(),
-        version: "1.0.0".into(),
-        instance: format!("pod-{}/app", i % 7),
-        node: "node-1".into(),
-        namespace: "shop".into(),
-        pod: format!("pod-{}", i % 7),
-        container: "app".into(),
-        stream: Stream::Stdout,
-        level: Some(Level::Info),
-        corr: Some(format!("req-{}", i / 5)),
-        msg: format!(
-            "GET /api/v1/orders/{} answered 200 in {} ms",
-            i * 7919 % 100_003,
-            i % 250
-        ),
-        fields:
-            serde_json::json!({"http": {"status": 200, "path": "/api/v1/orders"}, "user": {"id": i % 9973}})
-                .as_object()
-                .expect("object")
-                .clone(),
-        ..Record::default()
-    }
 }

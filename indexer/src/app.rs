@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use corral_collector::config::CollectorConfig;
-use corral_collector::demo::{Fleet, FleetConfig};
 use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink;
+use corral_demo::{Fleet, FleetConfig};
 use corral_schema::Timestamp;
 
 use crate::audit::AuditLog;

@@ -908,3 +908,98 @@ fn full_disk(fill: Fill) {
     );
     drop(disk);
 }
+
+/// A partition moved to another member keeps the offset its new owner commits: the indexer
+/// commits only the partitions it is assigned now, not every partition in its checkpoint.
+#[test]
+fn offsets_are_committed_only_for_partitions_the_indexer_is_assigned() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let broker = Broker::start();
+    let topic = "moved";
+    broker.create_topic(topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("indexer");
+    let port = free_port().unwrap();
+    let producer = producer(&broker);
+    let send = |n: u64, partition: i32| {
+        let record = envelope(n);
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .partition(partition)
+                    .key(record.kafka_key())
+                    .payload(&serde_json::to_vec(&record).unwrap()),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    };
+    for n in 0..100 {
+        send(n, (n % 2) as i32);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let indexer = start_indexer(&broker, topic, &data_dir, port);
+    wait_for_total(port, 100, Duration::from_secs(60), &broker);
+
+    // A second member of the group takes one of the two partitions and commits offset 1 for it.
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("group.id", corral_schema::fields::CONSUMER_GROUP)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    member.subscribe(&[topic]).unwrap();
+    let started = Instant::now();
+    let taken = loop {
+        let _ = member.poll(Duration::from_millis(100));
+        let assignment = member.assignment().unwrap();
+        if let Some(element) = assignment.elements().first() {
+            break element.partition();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the second member was never assigned a partition\nbroker log:\n{}",
+            broker.logs()
+        );
+    };
+    let kept = 1 - taken;
+    let mut mine = TopicPartitionList::new();
+    mine.add_partition_offset(topic, taken, Offset::Offset(1))
+        .unwrap();
+    member.commit(&mine, CommitMode::Sync).unwrap();
+
+    // The indexer, owning the other partition only, indexes and commits more of it.
+    for n in 100..140 {
+        send(n, kept);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let mut both = TopicPartitionList::new();
+    both.add_partition(topic, taken);
+    both.add_partition(topic, kept);
+    let committed = |partition: i32| {
+        let offsets = member
+            .committed_offsets(both.clone(), Duration::from_secs(10))
+            .unwrap();
+        offsets.find_partition(topic, partition).unwrap().offset()
+    };
+    let started = Instant::now();
+    // 50 records were in the kept partition before, 40 more now.
+    while committed(kept) != Offset::Offset(90) {
+        let _ = member.poll(Duration::from_millis(100));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the indexer never committed offset 90 of partition {kept} (it is at {:?})",
+            committed(kept)
+        );
+    }
+    assert_eq!(
+        committed(taken),
+        Offset::Offset(1),
+        "the indexer committed partition {taken}, which it no longer owns, over its new owner's offset"
+    );
+    drop(member);
+    drop(indexer);
+}
