@@ -4,12 +4,13 @@ SHELL := bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test test-deps lint unit demo bench help
+.PHONY: test test-deps lint check demo bench help
 
 help:
 	@echo "make demo   the whole pipeline in one process with a simulated fleet (release build, Ctrl-C stops)"
 	@echo "make test   install the test broker if missing, check format and lints, run every test"
-	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
+	@echo "make check  the fast loop while iterating: format, lints, unit tests only (no broker, no binaries)"
+	@echo "make lint   cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings"
 	@echo "make bench  benchmarks with same-run baselines (release build): collector, indexer, logq"
 
 ## Every check CI runs: tools, format, lints, all tests (unit, integration, end-to-end).
@@ -37,6 +38,15 @@ bench: test-deps
 	$(CARGO) bench -p corral-indexer --bench wide_search
 	$(CARGO) bench -p logq --bench logq
 
+## Format, lints (clippy.toml: disallowed methods) and the API docs' links.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+## The fast loop while iterating: format, lints, the unit tests of every crate (no broker, no
+## processes). `make test` runs everything.
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --lib --quiet

@@ -159,7 +159,7 @@ mod tests {
         assert!(store.load().unwrap().positions.is_empty());
         store.save(&[position()]).unwrap();
         assert_eq!(store.load().unwrap().positions, vec![position()]);
-        assert!(!store.path().with_extension("json.tmp").exists());
+        assert!(!store.path().with_extension("json.tmp").try_exists().unwrap());
     }
 
     #[test]
@@ -201,7 +201,7 @@ mod tests {
             aside.display()
         );
         assert!(reason.contains("EOF"), "{reason}");
-        assert!(aside.exists() && !store.path().exists());
+        assert!(aside.try_exists().unwrap() && !store.path().try_exists().unwrap());
         // And the next load starts clean.
         assert!(store.load().unwrap().set_aside.is_none());
     }

@@ -1,7 +1,7 @@
 //! Pod metadata from the Kubernetes API: the `kube` [`MetadataProvider`] (DESIGN §3.4).
 //!
 //! [`KubeProvider`] watches the pods of one node (`spec.nodeName=<node>`) with
-//! [`kube::runtime::watcher`] on a dedicated thread that runs its own current-thread tokio
+//! [`kube::runtime::watcher()`] on a dedicated thread that runs its own current-thread tokio
 //! runtime, and keeps a cache of [`PodMeta`] up to date. [`MetadataProvider::pod`] only reads that
 //! cache: enrichment never waits on the network.
 //!

@@ -496,7 +496,7 @@ proptest! {
                 }
                 Op::RenameRotate(w) => {
                     read.extend(drain_origins(&mut t));
-                    if logs[w].exists() {
+                    if logs[w].try_exists().unwrap() {
                         rotations += 1;
                         let to = dir.join(format!("{w}.log.{rotations:04}"));
                         fs::rename(&logs[w], &to).unwrap();
@@ -505,7 +505,7 @@ proptest! {
                 }
                 Op::CopyTruncate(w) => {
                     read.extend(drain_origins(&mut t));
-                    if logs[w].exists() {
+                    if logs[w].try_exists().unwrap() {
                         rotations += 1;
                         let to = dir.join(format!("{w}.log.{rotations:04}"));
                         fs::copy(&logs[w], &to).unwrap();

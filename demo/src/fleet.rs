@@ -139,7 +139,7 @@ impl Fleet {
     }
 
     /// Returns the metadata of every simulated pod, with the labels
-    /// `app.kubernetes.io/name|version|instance` that [`crate::metadata::resolve`] turns into
+    /// `app.kubernetes.io/name|version|instance` that [`corral_collector::metadata::resolve`] turns into
     /// service, version and instance (the pod name).
     pub fn pods(&self) -> Vec<PodMeta> {
         self.pods.clone()

@@ -97,8 +97,8 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
             args.config.display()
         );
     };
-    let root = crate::verify::store_root(&args.data_dir);
-    if !root.join(crate::store::SPLITS_DIR).exists() {
+    let root = crate::verify::store_root(&args.data_dir)?;
+    if !crate::disk::exists(&root.join(crate::store::SPLITS_DIR))? {
         anyhow::bail!(
             "{} holds no sealed splits (no {}/ directory): is it an indexer data dir?",
             args.data_dir.display(),
@@ -350,7 +350,7 @@ fn logq_command() -> String {
     let sibling = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("logq")))
-        .filter(|path| path.exists());
+        .filter(|path| matches!(path.try_exists(), Ok(true)));
     let Some(path) = sibling else {
         return "logq".to_owned();
     };

@@ -108,7 +108,7 @@ impl std::fmt::Debug for AuditLog {
 /// The audit files of `dir` in chain order (their names sort by date).
 pub fn segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    if !dir.exists() {
+    if !crate::disk::exists(dir)? {
         return Ok(files);
     }
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {

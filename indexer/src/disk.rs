@@ -17,6 +17,13 @@ pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 /// out-of-space error to say so.
 pub const LOW_FREE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Returns whether `path` exists; unlike `Path::exists`, a failed check (permission denied, an
+/// I/O error) is an error naming the path, never taken for "not there".
+pub fn exists(path: &Path) -> anyhow::Result<bool> {
+    path.try_exists()
+        .map_err(|error| anyhow::anyhow!("cannot tell whether {} exists: {error}", path.display()))
+}
+
 /// Watches the free space of one directory's filesystem.
 #[derive(Debug, Clone)]
 pub struct DiskGuard {

@@ -1,7 +1,7 @@
 //! The HTTP API (DESIGN §4.3): search, tail and stats over the splits, plus `/metrics`,
 //! `/healthz` and `/readyz`.
 //!
-//! Every `/api/v1/*` handler asks [`ApiState::authorize`] who is calling (bearer tokens and
+//! Every `/api/v1/*` handler asks `ApiState::authorize` who is calling (bearer tokens and
 //! roles, or an open API without a tokens file), and every call is appended to the [`AuditLog`]
 //! before it is answered — refused ones too (400, 401, 403, 429: who or `anonymous`, why, the
 //! parameters; never the presented token), counted in `corral_indexer_refused_total`. A

@@ -74,7 +74,7 @@ impl<S: Source> Ingest<S> {
     }
 
     /// Runs until `stop` is set or the source ends, then commits what is pending. A write that
-    /// failed because the disk is full does not end it: see [`Ingest::recover`].
+    /// failed because the disk is full does not end it: see `Ingest::recover`.
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         loop {
             match self.ingest(stop) {

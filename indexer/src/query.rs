@@ -373,7 +373,7 @@ impl QueryEngine {
         }
     }
 
-    /// What a response says about splits that could not answer (see [`Self::query_for`]).
+    /// What a response says about splits that could not answer (see `query_for`).
     pub fn unsearched_notice(unsearched: &BTreeMap<String, usize>) -> Option<String> {
         if unsearched.is_empty() {
             return None;

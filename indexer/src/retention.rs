@@ -338,7 +338,7 @@ impl Retention {
         self.run_with(&Holds::fixed(holds.to_vec()), audit, now)
     }
 
-    /// Runs one pass over the live `holds` (see [`Self::run_until`]); returns the steps taken.
+    /// Runs one pass over the live `holds` (see `run_until`); returns the steps taken.
     pub fn run_with(&self, holds: &Holds, audit: &AuditLog, now: Timestamp) -> anyhow::Result<Vec<Planned>> {
         self.run_until(holds, audit, now, &AtomicBool::new(false))
     }
@@ -458,7 +458,7 @@ impl Retention {
         let mut staged = None;
         if let Some(to) = &step.to {
             let staging = staging_root.join(&step.split);
-            if staging.exists() {
+            if crate::disk::exists(&staging)? {
                 fs::remove_dir_all(&staging)?;
             }
             let keep = match step.step {
@@ -590,7 +590,7 @@ fn pause_point(name: &str) {
     );
     let _ = fs::write(&paused, name);
     let until = Instant::now() + Duration::from_secs(60);
-    while !gate.exists() && Instant::now() < until {
+    while !matches!(gate.try_exists(), Ok(true)) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -704,7 +704,7 @@ fn reencode(
 /// Finishes or undoes retention steps a crash interrupted (see the module docs).
 pub fn recover(root: &Path) -> anyhow::Result<()> {
     let staging_root = root.join(STAGING_DIR);
-    if !staging_root.exists() {
+    if !crate::disk::exists(&staging_root)? {
         return Ok(());
     }
     let sealed = sealed_split_dirs(root)?;
@@ -717,7 +717,7 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
         if name.ends_with(REPLACED_SUFFIX) {
             continue;
         }
-        let finished = dir.join(MANIFEST_FILE).exists();
+        let finished = crate::disk::exists(&dir.join(MANIFEST_FILE))?;
         let old_in_place = sealed.iter().any(|d| d.file_name().is_some_and(|n| *n == *name));
         if finished && !old_in_place {
             let manifest = Manifest::read(&dir)?;

@@ -280,7 +280,7 @@ impl SplitStore {
         // Finish seals interrupted after the manifest was written.
         let mut unsealed = Vec::new();
         for dir in subdirs(&active_root)? {
-            if dir.join(MANIFEST_FILE).exists() {
+            if crate::disk::exists(&dir.join(MANIFEST_FILE))? {
                 move_sealed(&store.seal_context(), &dir)?;
             } else if has_commit_payload(&dir)? {
                 unsealed.push(dir);
@@ -905,7 +905,7 @@ pub(crate) fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
 pub fn sealed_split_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let root = data_dir.join(SPLITS_DIR);
     let mut dirs = Vec::new();
-    if !root.exists() {
+    if !crate::disk::exists(&root)? {
         return Ok(dirs);
     }
     for tier in subdirs(&root)? {
@@ -937,12 +937,12 @@ fn next_id(id: &str) -> String {
 pub fn all_ids(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut dirs = sealed_split_dirs(data_dir)?;
     let active = data_dir.join(ACTIVE_DIR);
-    if active.exists() {
+    if crate::disk::exists(&active)? {
         dirs.extend(subdirs(&active)?);
     }
     let mut ids = Vec::new();
     for dir in dirs {
-        if !dir.join("meta.json").exists() {
+        if !crate::disk::exists(&dir.join("meta.json"))? {
             continue;
         }
         let index = Index::open(MmapDirectory::open(&dir)?)?;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::audit::{AUDIT_DIR, RecordedStep, retention_steps, verify_chain_to};
+use crate::disk::exists;
 use crate::manifest::{Manifest, hash_split_files, manifest_hash, sha256_hex};
 use crate::retention::PREV_MANIFEST_PREFIX;
 use crate::store::{ACTIVE_DIR, CHAIN_HEAD_FILE, ChainHead, SPLITS_DIR, read_chain_head, sealed_split_dirs};
@@ -35,13 +36,18 @@ struct Split {
 
 /// Where the split store of a data dir is: the data dir itself (`serve`) or its `index/`
 /// (`standalone`).
-pub fn store_root(data_dir: &Path) -> PathBuf {
+pub fn store_root(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let standalone = data_dir.join("index");
-    if !data_dir.join(SPLITS_DIR).exists() && !data_dir.join(ACTIVE_DIR).exists() && standalone.exists() {
-        standalone
-    } else {
-        data_dir.to_owned()
-    }
+    Ok(
+        if !exists(&data_dir.join(SPLITS_DIR))?
+            && !exists(&data_dir.join(ACTIVE_DIR))?
+            && exists(&standalone)?
+        {
+            standalone
+        } else {
+            data_dir.to_owned()
+        },
+    )
 }
 
 /// The splits the audit log records retention deleting, where the deletion follows from the
@@ -96,7 +102,7 @@ fn audited_deletions(
 
 /// Verifies the splits and the audit log under `data_dir`.
 pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
-    let root = store_root(data_dir);
+    let root = store_root(data_dir)?;
     let mut report = Report::default();
     let mut manifests: Vec<Split> = Vec::new();
     for dir in sealed_split_dirs(&root)? {

@@ -327,7 +327,7 @@ fn break_audit_log(audit: &Path) -> impl FnOnce() + use<> {
     for name in &names {
         let path = audit.join(name);
         let aside = audit.join(format!("{name}.aside"));
-        if path.exists() {
+        if path.try_exists().unwrap() {
             fs::rename(&path, &aside).unwrap();
             moved.push((path.clone(), aside));
         }

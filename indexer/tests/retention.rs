@@ -384,7 +384,8 @@ fn a_crash_between_any_two_steps_of_a_move_leaves_every_record_searchable_once()
         drop(engine);
         drop(store);
         assert!(
-            !dir.join("retention").exists() || std::fs::read_dir(dir.join("retention")).unwrap().count() == 0,
+            !dir.join("retention").try_exists().unwrap()
+                || std::fs::read_dir(dir.join("retention")).unwrap().count() == 0,
             "{stage}: staging cleaned up"
         );
         let (ok, report) = verify(&dir);
@@ -398,7 +399,7 @@ fn a_crash_between_any_two_steps_of_a_move_leaves_every_record_searchable_once()
         assert_eq!(all, vec!["archive", "archive", "hot"], "{stage}");
         let (ok, report) = verify(&dir);
         assert!(ok, "{stage}: {report}");
-        assert!(root.path().join("data").join(AUDIT_DIR).exists());
+        assert!(root.path().join("data").join(AUDIT_DIR).try_exists().unwrap());
     }
 }
 
@@ -599,7 +600,9 @@ fn hold_during_pass(root: &Path, stage: &str, steps: usize) -> (Vec<(String, Str
             ("CORRAL_RETENTION_PAUSE_FILE", &gate),
         ],
     );
-    wait_until("the pass to pause", Duration::from_secs(60), || paused.exists());
+    wait_until("the pass to pause", Duration::from_secs(60), || {
+        paused.try_exists().unwrap()
+    });
     wait_until("the API", Duration::from_secs(30), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -763,7 +766,7 @@ fn a_second_indexer_on_a_data_dir_in_use_stops_at_the_lock_and_touches_nothing()
     std::io::Read::read_to_string(second.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.unwrap().code(), Some(1), "{stderr}");
     assert!(
-        staged.join("corral-split.json").exists(),
+        staged.join("corral-split.json").try_exists().unwrap(),
         "the staged step was touched: {stderr}"
     );
     assert!(still() == before, "the store was touched: {stderr}");

@@ -385,7 +385,7 @@ fn full_splits_are_sealed_with_chained_manifests_and_stay_searchable() {
             hash
         );
     }
-    assert!(first_dir.join(MANIFEST_FILE).exists());
+    assert!(first_dir.join(MANIFEST_FILE).try_exists().unwrap());
 
     let engine = QueryEngine::new(store.catalog());
     let all = engine.search(&filters("limit=1000", Endpoint::Search)).unwrap();
@@ -427,7 +427,7 @@ fn a_seal_interrupted_after_the_manifest_is_finished_on_open() {
     std::fs::rename(&from, dir.path().join("active").join(&sealed.id)).unwrap();
 
     let store = SplitStore::open(dir.path(), options(1_000)).unwrap();
-    assert!(from.join(MANIFEST_FILE).exists());
+    assert!(from.join(MANIFEST_FILE).try_exists().unwrap());
     assert_eq!(store.checkpoint(), &Checkpoint::from([(0, 20)]));
     let engine = QueryEngine::new(store.catalog());
     assert_eq!(ids(&engine, "corr=r").len(), 20);
@@ -451,10 +451,13 @@ fn a_split_killed_before_its_first_commit_is_dropped_on_open() {
     let killed = dir.path().join("active").join("99999999999999999999");
     std::fs::create_dir_all(&killed).unwrap();
     tantivy::Index::create_in_dir(&killed, corral_schema::index_schema::build_schema(true).0).unwrap();
-    assert!(killed.join("meta.json").exists());
+    assert!(killed.join("meta.json").try_exists().unwrap());
 
     let store = SplitStore::open(dir.path(), options(1_000)).unwrap();
-    assert!(!killed.exists(), "the never-committed split is removed");
+    assert!(
+        !killed.try_exists().unwrap(),
+        "the never-committed split is removed"
+    );
     assert_eq!(store.checkpoint(), &Checkpoint::from([(0, 30)]));
     let engine = QueryEngine::new(store.catalog());
     assert_eq!(ids(&engine, "corr=r").len(), 30);

@@ -56,7 +56,7 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let binary = profile_dir.join(name);
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !binary.exists() {
+    if !binary.try_exists().expect("the target directory can be read") {
         let mut command = std::process::Command::new(env!("CARGO"));
         command.args(["build", "--bin", name]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
