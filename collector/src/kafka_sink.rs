@@ -92,6 +92,11 @@ impl ProducerContext for DeliveryContext {
             Err((error, message)) => {
                 self.stats.delivery_errors.fetch_add(1, Ordering::Relaxed);
                 reports.errors_reported += 1;
+                // Not ready until a delivery succeeds again: a record that keeps failing
+                // (a deleted topic) must show although each re-send is taken at first.
+                reports.problem = Some(format!(
+                    "deliveries to Kafka fail ({error}); producing them again"
+                ));
                 tracing::warn!(%error, "kafka delivery failed; producing again");
                 let key = message.key().unwrap_or_default().to_vec();
                 let payload = message.payload().unwrap_or_default().to_vec();
@@ -136,6 +141,29 @@ impl ResendQueue {
         self.waiting.push_back(Resend { ticket, key, payload });
     }
 
+    /// Queues a record whose delivery failed at `now`. While deliveries keep failing, each
+    /// round of re-sends waits a backoff that doubles, so a record the broker keeps refusing
+    /// is not produced again in a busy loop; [`ResendQueue::delivered`] ends the streak.
+    pub fn push_undelivered(&mut self, now: Instant, ticket: Ticket, key: Vec<u8>, payload: Vec<u8>) {
+        self.push(ticket, key, payload);
+        if self.next_attempt.is_none_or(|at| at <= now) {
+            self.failures = self.failures.saturating_add(1);
+            self.next_attempt = Some(now + self.backoff());
+        }
+    }
+
+    /// Records that a delivery succeeded: the backoff starts again from [`RESEND_BACKOFF`].
+    pub fn delivered(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The wait after the current streak of failures.
+    fn backoff(&self) -> Duration {
+        RESEND_BACKOFF
+            .saturating_mul(2u32.saturating_pow(self.failures.saturating_sub(1)))
+            .min(RESEND_MAX_BACKOFF)
+    }
+
     /// Returns the number of records waiting.
     pub fn len(&self) -> usize {
         self.waiting.len()
@@ -157,23 +185,9 @@ impl ResendQueue {
             match produce(head.ticket, &head.key, &head.payload) {
                 Ok(()) => {
                     self.waiting.pop_front();
-                    self.failures = 0;
                 }
                 Err(error) => {
-                    self.failures = self.failures.saturating_add(1);
-                    self.failed_attempts += 1;
-                    let backoff = RESEND_BACKOFF
-                        .saturating_mul(2u32.saturating_pow(self.failures - 1))
-                        .min(RESEND_MAX_BACKOFF);
-                    self.next_attempt = Some(now + backoff);
-                    let problem = format!(
-                        "{} records cannot be produced again ({error}); next try in {backoff:?}",
-                        self.waiting.len()
-                    );
-                    if self.problem.is_none() {
-                        tracing::error!(%error, records = self.waiting.len(), "cannot produce again; retrying with backoff");
-                    }
-                    self.problem = Some(problem);
+                    self.failed(now, &error);
                     return;
                 }
             }
@@ -182,6 +196,36 @@ impl ResendQueue {
         if self.problem.take().is_some() {
             tracing::info!("records produced again after failures");
         }
+    }
+
+    /// Queues a record whose first attempt to be produced failed with `error` at `now`: it
+    /// waits with the others, and the backoff starts (or grows) as for a failed re-send.
+    pub fn push_failed(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+        error: &io::Error,
+    ) {
+        self.push(ticket, key, payload);
+        self.failed(now, error);
+    }
+
+    /// Counts a failed attempt at `now` and sets the backoff and the problem it reports.
+    fn failed(&mut self, now: Instant, error: &io::Error) {
+        self.failures = self.failures.saturating_add(1);
+        self.failed_attempts += 1;
+        let backoff = self.backoff();
+        self.next_attempt = Some(now + backoff);
+        let problem = format!(
+            "{} records cannot be produced again ({error}); next try in {backoff:?}",
+            self.waiting.len()
+        );
+        if self.problem.is_none() {
+            tracing::error!(%error, records = self.waiting.len(), "cannot produce again; retrying with backoff");
+        }
+        self.problem = Some(problem);
     }
 
     /// Returns why records are waiting, if an attempt to produce them failed.
@@ -338,7 +382,13 @@ impl Sink for KafkaSink {
         for (ticket, mut record) in batch {
             let payload = self.payload(&mut record)?;
             let ts_millis = record.ts.unix_nanos().div_euclid(1_000_000);
-            self.produce(ticket, record.kafka_key().as_bytes(), &payload, Some(ts_millis))?;
+            let key = record.kafka_key();
+            // A record librdkafka refuses (the topic deleted meanwhile, say) waits with the
+            // failed re-sends, is tried again with backoff and holds its file's checkpoint.
+            if let Err(error) = self.produce(ticket, key.as_bytes(), &payload, Some(ts_millis)) {
+                self.resends
+                    .push_failed(Instant::now(), ticket, key.as_bytes().to_vec(), payload, &error);
+            }
         }
         Ok(())
     }
@@ -373,14 +423,18 @@ impl Sink for KafkaSink {
                 .reports
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            if !reports.acked.is_empty() {
+                self.resends.delivered();
+            }
             acks.append(&mut reports.acked);
             std::mem::take(&mut reports.failed)
         };
+        let now = Instant::now();
         for (ticket, key, payload) in failed {
-            self.resends.push(ticket, key, payload);
+            self.resends.push_undelivered(now, ticket, key, payload);
         }
         let mut resends = std::mem::take(&mut self.resends);
-        resends.retry(Instant::now(), |ticket, key, payload| {
+        resends.retry(now, |ticket, key, payload| {
             self.produce(ticket, key, payload, None)
         });
         self.resends = resends;
@@ -454,5 +508,43 @@ mod tests {
         attempt(&mut queue, at, broken, &mut sent);
         assert_eq!(sent, [0, 1, 2], "in order, once each");
         assert!(queue.is_empty() && queue.problem().is_none());
+    }
+
+    #[test]
+    fn records_whose_deliveries_keep_failing_are_produced_again_with_a_growing_backoff() {
+        let mut queue = ResendQueue::default();
+        let start = Instant::now();
+        let mut sent = 0;
+        let mut produce = |queue: &mut ResendQueue, at: Instant| {
+            queue.retry(at, |_, _, _| {
+                sent += 1;
+                Ok(())
+            })
+        };
+        queue.push_undelivered(start, 7, b"k".to_vec(), b"v".to_vec());
+        produce(&mut queue, start);
+        assert_eq!(queue.len(), 1, "not produced again at once");
+        produce(&mut queue, start + RESEND_BACKOFF);
+        assert!(queue.is_empty());
+        // The delivery fails again: the next wait is twice as long.
+        let again = start + RESEND_BACKOFF;
+        queue.push_undelivered(again, 7, b"k".to_vec(), b"v".to_vec());
+        produce(&mut queue, again + RESEND_BACKOFF);
+        assert_eq!(queue.len(), 1, "the backoff doubled");
+        produce(&mut queue, again + RESEND_BACKOFF * 2);
+        assert!(queue.is_empty());
+        // A delivery succeeds: the streak ends.
+        queue.delivered();
+        let later = again + RESEND_BACKOFF * 2;
+        queue.push_undelivered(later, 7, b"k".to_vec(), b"v".to_vec());
+        produce(&mut queue, later + RESEND_BACKOFF);
+        assert!(queue.is_empty(), "back to the first backoff");
+        assert_eq!(
+            queue.take_failures(),
+            0,
+            "failed deliveries are not failed re-sends"
+        );
+        drop(produce);
+        assert_eq!(sent, 3);
     }
 }

@@ -85,7 +85,14 @@ fn drive<S: Sink + 'static>(
     let mut collector = collector.with_metrics(metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let worker_stop = stop.clone();
-    let worker = std::thread::spawn(move || collector.run(&worker_stop));
+    // The process ends when the collector thread does: an error that stops reading must not
+    // leave a process that answers "ready" and reads nothing.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        let result = collector.run(&worker_stop);
+        let _ = ended_tx.send(());
+        result
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -101,6 +108,7 @@ fn drive<S: Sink + 'static>(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = ended_rx => {}
         }
         let _ = done_tx.send(());
         let _ = server.await;

@@ -215,3 +215,140 @@ fn a_record_too_large_for_kafka_is_counted_as_a_loss_with_its_bytes() {
     let record: Record = serde_json::from_slice(messages[0].payload().unwrap()).unwrap();
     assert!(record.flags.contains(&Flag::Truncated), "{:?}", record.flags);
 }
+
+/// Re-sends that fail for another reason than a full queue (hardening #11): the topic is
+/// deleted under a running collector, so deliveries fail and producing the records again is
+/// refused (the topic is unknown). The collector keeps running, retries with backoff, counts the
+/// failures and says why on `/readyz`; the records it could not deliver hold their checkpoint,
+/// so a collector started again against a broker that has the topic delivers them.
+#[test]
+fn failed_resends_are_retried_counted_and_shown_on_readyz_and_never_lost() {
+    use std::io::Write;
+
+    use corral_tests::process::{ChildGuard, wait_until};
+
+    let root = tempfile::tempdir().unwrap();
+    // Deliveries give up fast, and the producer learns soon that the topic is gone.
+    fs::write(
+        root.path().join("collector.toml"),
+        "[kafka.producer]\n\"allow.auto.create.topics\" = false\n\"message.timeout.ms\" = 3000\n\"topic.metadata.refresh.interval.ms\" = 500\n\"topic.metadata.propagation.max.ms\" = 1000\n",
+    )
+    .unwrap();
+    let pod = root.path().join("pods/shop_orders-7d9f8b6c4-x2k9p_uid/app");
+    fs::create_dir_all(&pod).unwrap();
+    let log = pod.join("0.log");
+    let line = |n: u32| format!("2026-11-23T10:00:00.000000000Z stdout F {{\"msg\":\"line {n}\"}}\n");
+    fs::write(&log, line(0)).unwrap();
+    let topic = "resent";
+    let start = |broker: &Broker, port: u16| {
+        ChildGuard(
+            Command::new(BIN)
+                .args(["--sink", "kafka", "--brokers", &broker.bootstrap_servers()])
+                .args(["--topic", topic, "--node", "n1"])
+                .args(["--logs", &format!("{}/pods/*/*/*.log", root.path().display())])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .arg("--data-dir")
+                .arg(root.path().join("data"))
+                .arg("--config")
+                .arg(root.path().join("collector.toml"))
+                .env("CORRAL_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start corral-collector"),
+        )
+    };
+    let broker = Broker::start();
+    broker.create_topic(topic, 1);
+    let port = corral_tests::broker::free_port().unwrap();
+    let mut collector = start(&broker, port);
+    broker.consume_at_least(topic, 1, Duration::from_secs(30));
+
+    let status = Command::new("tansu")
+        .args([
+            "topic",
+            "delete",
+            "--broker",
+            &format!("tcp://{}", broker.bootstrap_servers()),
+            topic,
+        ])
+        .status()
+        .expect("run tansu topic delete");
+    assert!(status.success(), "tansu topic delete {topic}");
+    let metric = |name: &str| -> u64 {
+        let (_, body) = corral_tests::http::get(port, "/metrics");
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    // Lines keep coming until the producer learns that the topic is gone and refuses them.
+    let mut file = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut written = 0;
+    let mut why = String::new();
+    wait_until(
+        "failed re-sends counted and /readyz saying why",
+        Duration::from_secs(60),
+        || {
+            written += 1;
+            file.write_all(line(written).as_bytes()).unwrap();
+            let (status, body) = corral_tests::http::get(port, "/readyz");
+            why = body;
+            status == 503 && metric("corral_collector_resend_failures_total") > 0
+        },
+    );
+    assert!(
+        why.contains("cannot be produced again") || why.contains("deliveries to Kafka fail"),
+        "{why}"
+    );
+    // Lines written now cannot be produced: they wait, retried with backoff, and the collector
+    // goes on running.
+    let failures = metric("corral_collector_resend_failures_total");
+    let waiting: Vec<String> = (written + 1..=written + 5).map(|n| format!("line {n}")).collect();
+    for n in written + 1..=written + 5 {
+        file.write_all(line(n).as_bytes()).unwrap();
+    }
+    written += 5;
+    wait_until("the new lines read and refused", Duration::from_secs(30), || {
+        metric("corral_collector_lines_read_total") == u64::from(written) + 1
+            && metric("corral_collector_resend_failures_total") > failures
+    });
+    assert!(
+        collector.0.try_wait().unwrap().is_none(),
+        "the collector still runs"
+    );
+    assert!(metric("corral_collector_in_flight_records") >= 5);
+
+    // Killed while they wait, and started again against a broker that has the topic: what was
+    // never acknowledged is read again from the checkpoint and delivered.
+    drop(collector);
+    drop(broker);
+    let broker = Broker::start();
+    broker.create_topic(topic, 1);
+    let _collector = start(&broker, port);
+    // Every line read again is delivered: nothing in flight, nothing waiting.
+    let mut read = 0;
+    wait_until("the lines read again delivered", Duration::from_secs(60), || {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return false;
+        }
+        read = metric("corral_collector_lines_read_total");
+        read >= waiting.len() as u64
+            && metric("corral_collector_in_flight_records") == 0
+            && corral_tests::http::get(port, "/readyz").0 == 200
+    });
+    let held: Vec<String> = broker
+        .consume_at_least(topic, read as usize, Duration::from_secs(60))
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<Record>(m.payload().unwrap())
+                .unwrap()
+                .msg
+        })
+        .collect();
+    for line in &waiting {
+        assert!(
+            held.contains(line),
+            "{line} delivered after the restart: {held:?}"
+        );
+    }
+}
