@@ -544,7 +544,6 @@ mod tests {
             0,
             "failed deliveries are not failed re-sends"
         );
-        drop(produce);
         assert_eq!(sent, 3);
     }
 }
