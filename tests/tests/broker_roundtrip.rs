@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use corral_schema::{Level, Record, Stream, Timestamp, fields};
 use corral_tests::broker::Broker;
+use corral_tests::record::record;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -15,7 +16,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 const COUNT: usize = 10_000;
 const TOPIC: &str = "roundtrip";
 
-fn record(i: usize) -> Record {
+/// Envelope `i` as the collector would send it, every field varied the ways real ones vary.
+fn envelope(i: usize) -> Record {
     let services = ["gateway", "orders", "payments", "inventory", "notifications"];
     let service = services[i % services.len()];
     Record {
@@ -25,10 +27,7 @@ fn record(i: usize) -> Record {
         service: service.into(),
         version: if i.is_multiple_of(7) { "2.1.0".into() } else { "2.0.3".into() },
         instance: format!("{service}-7d9f8b6c4-x2k9p/app"),
-        node: "node-1".into(),
-        namespace: "shop".into(),
         pod: format!("{service}-7d9f8b6c4-x2k9p"),
-        container: "app".into(),
         stream: if i.is_multiple_of(11) { Stream::Stderr } else { Stream::Stdout },
         level: [None, Some(Level::Info), Some(Level::Warn), Some(Level::Error)][i % 4],
         corr: (!i.is_multiple_of(3)).then(|| format!("req-{}", i / 5)),
@@ -37,7 +36,7 @@ fn record(i: usize) -> Record {
             .as_object()
             .unwrap()
             .clone(),
-        ..Record::default()
+        ..record(i as u64)
     }
 }
 
@@ -54,7 +53,7 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
         .set("linger.ms", "20")
         .create()
         .expect("producer");
-    let sent: Vec<Record> = (0..COUNT).map(record).collect();
+    let sent: Vec<Record> = (0..COUNT).map(envelope).collect();
     let mut deliveries = Vec::with_capacity(COUNT);
     for record in &sent {
         let payload = serde_json::to_vec(record).unwrap();
