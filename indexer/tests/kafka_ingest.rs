@@ -165,12 +165,8 @@ fn diagnose_missing(data_dir: &Path, broker: &Broker, topic: &str, records: u64,
         .collect();
     let missing: Vec<u64> = (0..records).filter(|n| !indexed.contains(n)).collect();
     report += &format!("{} of {records} records missing from the index\n", missing.len());
-    let messages = broker.consume_all(
-        topic,
-        sent as usize,
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-    );
+    // The producer has finished: the topic's ends are final.
+    let messages = broker.consume_all(topic, sent as usize, Duration::ZERO, Duration::from_secs(60));
     let mut on_broker: HashMap<u64, Vec<(i32, i64)>> = HashMap::new();
     for message in &messages {
         let Some(record) = message
@@ -258,6 +254,7 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
                     send(&envelope(n - 20_000));
                 }
                 if n % 1_000 == 999 {
+                    // Pacing, not waiting: production is spread over the kills.
                     std::thread::sleep(Duration::from_millis(900));
                 }
             }
@@ -311,7 +308,8 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
             broker.logs()
         );
     }
-    // Give a duplicate that slipped through time to show up before counting.
+    // Give a duplicate that slipped through time to show up before counting. (Still a sleep:
+    // waiting for the group's committed offsets to reach the topic's ends never ended.)
     std::thread::sleep(Duration::from_secs(1));
     let total = indexed(port).unwrap();
     indexer.terminate(Duration::from_secs(30));
@@ -375,7 +373,7 @@ fn a_checkpoint_inside_a_record_batch_resumes_without_skipping_its_rest() {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
     let offsets: Vec<i64> = broker
-        .consume_all(topic, 100, Duration::from_millis(200), Duration::from_secs(30))
+        .consume_all(topic, 100, Duration::ZERO, Duration::from_secs(30))
         .iter()
         .map(|m| m.offset())
         .collect();
@@ -404,7 +402,8 @@ fn a_checkpoint_inside_a_record_batch_resumes_without_skipping_its_rest() {
     let port = free_port().unwrap();
     let indexer = start_indexer(&broker, topic, &data_dir, port);
     wait_for_total(port, 100, Duration::from_secs(60), &broker);
-    // Nothing more arrives: the records re-read before the checkpoint were dropped.
+    // Nothing more arrives: the records re-read before the checkpoint were dropped. (Still a
+    // sleep, as in the exactly-once test above.)
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(indexed(port), Some(100));
     indexer.terminate(Duration::from_secs(30));

@@ -93,14 +93,11 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
     let expected: HashMap<&str, &Record> = sent.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut partitions = [0usize; 4];
+    // The next offset to read of each partition.
+    let mut next_offset = [0i64; 4];
     let deadline = Instant::now() + Duration::from_secs(90);
-    // After the last expected id arrives, keep listening a little so a duplicate would show.
-    let mut settle_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if settle_until.is_some_and(|t| now >= t) {
-            break;
-        }
         assert!(
             now < deadline,
             "only {} of {COUNT} ids arrived in 90 s\n--- broker log ---\n{}",
@@ -129,9 +126,19 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
             (fields::SCHEMA_HEADER, Some(&b"1"[..]))
         );
         partitions[message.partition() as usize] += 1;
+        next_offset[message.partition() as usize] = message.offset() + 1;
         *seen.entry(received.id).or_default() += 1;
-        if seen.len() == COUNT && settle_until.is_none() {
-            settle_until = Some(Instant::now() + Duration::from_secs(2));
+        // Every id arrived: read on to the end of every partition, so a duplicate would show
+        // (everything was delivered before reading began, so the ends do not move).
+        if seen.len() == COUNT
+            && (0..4).all(|partition| {
+                let (_, high) = consumer
+                    .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
+                    .expect("watermarks");
+                next_offset[partition as usize] >= high
+            })
+        {
+            break;
         }
     }
 
