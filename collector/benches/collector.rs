@@ -16,6 +16,7 @@ use corral_collector::metadata::PathProvider;
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink::StdoutSink;
 use corral_demo::corpus::write_cri_logs;
+use corral_tests::bench::{cpu_seconds, peak_rss_kib};
 use simd_json::prelude::ValueAsObject;
 
 const PODS: usize = 10;
@@ -170,23 +171,4 @@ fn glob_files(root: &Path) -> Vec<std::path::PathBuf> {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// User + system CPU seconds of this process, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn peak_rss_kib() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }

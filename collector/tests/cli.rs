@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_schema::{Flag, Level, Record, Stream};
+use corral_tests::bench::process_peak_rss_kib;
+use corral_tests::process::{ChildGuard, wait_for_ok};
 
 /// (service, container, stream, level, corr, msg, flags) of a record.
 type Summary<'a> = (
@@ -394,7 +396,7 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
     content.extend_from_slice(b"\n2026-11-23T10:15:01Z stdout F after\n");
     append(&log, &content);
     drop(content);
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "--once",
             "--node",
@@ -407,9 +409,9 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let mut guard = KillOnDrop(Some(pid));
-    let stdout = child.stdout.take().unwrap();
+    let mut collector = ChildGuard(child);
+    let pid = collector.0.id();
+    let stdout = collector.0.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
             .lines()
@@ -418,15 +420,10 @@ fn a_100_mib_line_is_cut_with_bounded_memory() {
     });
     // Peak resident memory (VmHWM) of the child, sampled until it exits.
     let mut peak_kib = 0u64;
-    while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
-        {
-            peak_kib = peak_kib.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
-        }
+    while collector.0.try_wait().unwrap().is_none() {
+        peak_kib = peak_kib.max(process_peak_rss_kib(pid));
         std::thread::sleep(Duration::from_millis(2));
     }
-    guard.0 = None;
     let records = reader.join().unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0].msg.len(), 1024 * 1024);
@@ -466,7 +463,7 @@ fn a_50_mib_rotated_gzip_is_read_with_bounded_memory() {
     fs::rename(dir.join("tmp.gz"), &rotated).unwrap();
     fs::remove_file(&log).unwrap();
 
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["--once", "--node", "n"])
         .args(["--logs", &format!("{}/pods/*/*/*.log", root.path().display())])
         .arg("--data-dir")
@@ -474,20 +471,15 @@ fn a_50_mib_rotated_gzip_is_read_with_bounded_memory() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let mut guard = KillOnDrop(Some(pid));
-    let stdout = child.stdout.take().unwrap();
+    let mut collector = ChildGuard(child);
+    let pid = collector.0.id();
+    let stdout = collector.0.stdout.take().unwrap();
     let reader = std::thread::spawn(move || BufReader::new(stdout).lines().count());
     let mut peak_kib = 0u64;
-    while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
-        {
-            peak_kib = peak_kib.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
-        }
+    while collector.0.try_wait().unwrap().is_none() {
+        peak_kib = peak_kib.max(process_peak_rss_kib(pid));
         std::thread::sleep(Duration::from_millis(2));
     }
-    guard.0 = None;
     assert_eq!(reader.join().unwrap(), count, "every line of the gzip, once");
     println!("peak RSS reading a 50 MiB rotated gzip: {} MiB", peak_kib / 1024);
     assert!(peak_kib > 0, "sampled the child's memory");
@@ -499,7 +491,7 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let port = corral_tests::broker::free_port().unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "--node",
             "n",
@@ -512,8 +504,8 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = KillOnDrop(Some(child.id()));
-    let stdout = child.stdout.take().unwrap();
+    let mut collector = ChildGuard(child);
+    let stdout = collector.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -552,8 +544,7 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         "corral_collector_in_flight_bytes 0",
         "corral_collector_open_files 1",
     ];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_for_ok("the record in /metrics", Duration::from_secs(5), || {
         let (status, metrics) = corral_tests::http::get(port, "/metrics");
         assert_eq!(status, 200);
         let missing: Vec<&str> = want
@@ -562,37 +553,18 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
             .filter(|w| !metrics.lines().any(|l| l == *w))
             .collect();
         if missing.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("missing {missing:?} in\n{metrics}"))
         }
-        assert!(Instant::now() < deadline, "missing {missing:?} in\n{metrics}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    guard.0 = None;
-    assert_eq!(exit.code(), Some(0), "SIGTERM exits 0");
+    // SIGTERM exits 0.
+    collector.terminate(Duration::from_secs(30));
     let checkpoint = fs::read_to_string(data.join("collector-positions.json")).unwrap();
     let saved = format!("\"offset\":{}", line.len());
     assert!(
         checkpoint.contains(&saved),
         "position {saved} saved at shutdown: {checkpoint}"
     );
-}
-
-/// Kills a child process when dropped, so a failing test leaves no collector behind (an orphan
-/// would hold the test's output pipe open).
-/// Disarmed (`None`) once the test has waited for the child, whose pid may then be reused.
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-        }
-    }
 }

@@ -83,6 +83,8 @@ fn a_full_checkpoint_dir_pauses_reading_and_resumes_with_every_line_once() {
         .unwrap();
     }
     drop(file);
+    // Time for the paused collector to read, if it would: while positions cannot be saved it
+    // shows nothing that could be waited for (its lag gauges change only when a save succeeds).
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(delivered(), 1, "nothing is read while positions cannot be saved");
 

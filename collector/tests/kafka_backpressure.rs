@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use corral_schema::{Record, fields};
 use corral_tests::broker::{Broker, free_port};
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_until};
 use rdkafka::message::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-collector");
@@ -113,6 +113,8 @@ fn a_stopped_broker_pauses_reading_and_everything_arrives_after() {
     let mut max_in_flight = 0.0f64;
     let mut max_rss = 0;
     let mut not_ready_seen = false;
+    // A window, not a wait: the broker stays stopped past the sink limit while the bounds are
+    // sampled.
     while stopped.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(500));
         max_in_flight = max_in_flight.max(metric(port, "corral_collector_in_flight_bytes"));
@@ -144,12 +146,24 @@ fn a_stopped_broker_pauses_reading_and_everything_arrives_after() {
     );
     assert!(max_rss < 150 * 1024, "collector RSS peaked at {max_rss} KiB");
 
-    let messages = broker.consume_all(
-        fields::TOPIC,
-        total,
-        Duration::from_secs(3),
+    // Nothing more is sent once every line is read and every record acknowledged: then the
+    // topic's ends are final, and reading to them shows every duplicate.
+    wait_until(
+        "every line read and acknowledged",
         Duration::from_secs(120),
+        || {
+            // Read leniently: a save briefly clears the per-file gauges.
+            let (_, text) = corral_tests::http::get(port, "/metrics");
+            let value = |name: &str| {
+                text.lines()
+                    .filter(|l| l.starts_with(name))
+                    .find_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            };
+            value("corral_collector_file_lag_bytes{") == Some(0.0)
+                && value("corral_collector_in_flight_records") == Some(0.0)
+        },
     );
+    let messages = broker.consume_all(fields::TOPIC, total, Duration::ZERO, Duration::from_secs(120));
     let mut seen = vec![false; total];
     for message in &messages {
         let record: Record = serde_json::from_slice(message.payload().unwrap()).unwrap();

@@ -6,10 +6,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use corral_schema::{Flag, Record};
+use corral_tests::process::{ChildGuard, wait_for_ok};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -45,7 +46,7 @@ fn run_once(root: &Path, extra: &[&str]) -> Vec<Record> {
 
 /// A running collector (stdout sink) with its operations endpoint; killed when dropped.
 struct Running {
-    child: Child,
+    child: ChildGuard,
     port: u16,
 }
 
@@ -62,34 +63,29 @@ impl Running {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        Running { child, port }
+        Running {
+            child: ChildGuard(child),
+            port,
+        }
     }
 
     /// Waits (bounded) until `/metrics` has every line of `want`; returns the metrics text.
     fn wait_for(&mut self, want: &[String]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+        wait_for_ok("the wanted lines on /metrics", Duration::from_secs(10), || {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
                 panic!("the collector exited early: {status}");
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let (status, text) = corral_tests::http::get(self.port, "/metrics");
-                assert_eq!(status, 200);
-                if want.iter().all(|w| text.lines().any(|l| l == w)) {
-                    return text;
-                }
-                assert!(Instant::now() < deadline, "missing some of {want:#?} in\n{text}");
+            if TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return Err(format!("no /metrics on :{}", self.port));
             }
-            assert!(Instant::now() < deadline, "no /metrics on :{}", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            let (status, text) = corral_tests::http::get(self.port, "/metrics");
+            assert_eq!(status, 200);
+            if want.iter().all(|w| text.lines().any(|l| l == w)) {
+                Ok(text)
+            } else {
+                Err(format!("missing some of {want:#?} in\n{text}"))
+            }
+        })
     }
 }
 

@@ -45,6 +45,7 @@ use corral_indexer::store::{Catalog, SplitStore, StoreOptions};
 use corral_schema::fields::{CONSUMER_GROUP, MSG, SOURCE, TOPIC};
 use corral_schema::index_schema::build_schema;
 use corral_schema::{Record, Timestamp};
+use corral_tests::bench::{cpu_seconds, percentiles, process_cpu_seconds, process_peak_rss_kib};
 use corral_tests::broker::{Broker, free_port};
 use corral_tests::process::ChildGuard;
 use rdkafka::ClientContext;
@@ -633,24 +634,6 @@ fn produce(broker: &Broker, jsons: &[String], keys: &[String]) {
 // ---------------------------------------------------------------------------------------------
 // Lookups
 
-struct Percentiles {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-/// Nearest-rank percentiles.
-fn percentiles(values: &[Duration]) -> Percentiles {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-    Percentiles {
-        p50: rank(0.50),
-        p99: rank(0.99),
-        max: rank(1.0),
-    }
-}
-
 /// Times a `corr` search (query string parsed, every split searched, hits loaded from
 /// `_source`) for each sampled id; `expected` picks how many hits each must return.
 fn lookups(
@@ -792,7 +775,7 @@ fn freshness() -> Freshness {
     }
     done.store(true, Ordering::Relaxed);
     let received = reader.join().expect("tail reader");
-    let peak_rss_kib = peak_rss_kib(&format!("/proc/{}/status", child.0.id()));
+    let peak_rss_kib = process_peak_rss_kib(child.0.id());
     drop(child);
     let missing: Vec<usize> = (0..FRESH_LINES).filter(|n| received[*n].is_none()).collect();
     assert!(
@@ -917,34 +900,4 @@ fn kinds_per_record(kinds: &BTreeMap<String, u64>, count: usize) -> String {
         .map(|(kind, bytes)| format!("{kind} {:.1}", *bytes as f64 / count as f64))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// User + system CPU seconds of this process, every thread.
-fn cpu_seconds() -> f64 {
-    stat_cpu_seconds("/proc/self/stat")
-}
-
-/// User + system CPU seconds of another process (0 when it is gone).
-fn process_cpu_seconds(pid: u32) -> f64 {
-    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
-}
-
-fn stat_cpu_seconds(path: &str) -> f64 {
-    let stat = fs::read_to_string(path).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
-/// Peak resident set (VmHWM) from a `/proc/<pid>/status` file, in KiB.
-fn peak_rss_kib(status_path: &str) -> u64 {
-    fs::read_to_string(status_path)
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }

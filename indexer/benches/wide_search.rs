@@ -14,6 +14,7 @@ use corral_indexer::query::{Endpoint, Filters, QueryEngine};
 use corral_indexer::store::{SplitStore, StoreOptions};
 use corral_schema::Timestamp;
 use corral_schema::fields::TS;
+use corral_tests::bench::{percentiles, status_kib};
 use tantivy::collector::TopDocs;
 use tantivy::query::AllQuery;
 use tantivy::schema::Value;
@@ -101,12 +102,11 @@ fn main() {
         loaded.len()
     });
     let line = |label: &str, times: &[Duration], before: u64, peak: u64| {
-        let mut sorted = times.to_vec();
-        sorted.sort();
+        let p = percentiles(times);
         println!(
             "{label:<28} p50 {:>7.1} ms  max {:>7.1} ms   RSS before {:>5} MiB, peak during {:>5} MiB (+{} MiB)",
-            sorted[sorted.len() / 2].as_secs_f64() * 1e3,
-            sorted[sorted.len() - 1].as_secs_f64() * 1e3,
+            p.p50.as_secs_f64() * 1e3,
+            p.max.as_secs_f64() * 1e3,
             before / 1024,
             peak / 1024,
             peak.saturating_sub(before) / 1024
@@ -126,21 +126,12 @@ fn main() {
 fn measure(mut search: impl FnMut() -> usize) -> (Vec<Duration>, u64, u64) {
     // Writing 5 resets the peak resident set (VmHWM) to the current one.
     let _ = fs::write("/proc/self/clear_refs", "5");
-    let before = status_kib("VmRSS:");
+    let before = status_kib("VmRSS");
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let started = Instant::now();
         std::hint::black_box(search());
         times.push(started.elapsed());
     }
-    (times, before, status_kib("VmHWM:"))
-}
-
-fn status_kib(key: &str) -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    (times, before, status_kib("VmHWM"))
 }

@@ -6,12 +6,12 @@ use std::fs;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corral_indexer::audit::{AUDIT_DIR, verify_chain};
 use corral_tests::broker::free_port;
 use corral_tests::http::{get_with, request};
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_until};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
@@ -83,19 +83,14 @@ fn tokens_roles_and_the_audit_log() {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && call(port, "/api/v1/search?corr=req-1", Some(AUDITOR)).1["count"] == 2
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "records never became searchable"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "the records to become searchable",
+        Duration::from_secs(30),
+        || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && call(port, "/api/v1/search?corr=req-1", Some(AUDITOR)).1["count"] == 2
+        },
+    );
 
     // 401 without or with an unknown token, as JSON errors.
     let (status, body) = call(port, "/api/v1/search?corr=req-1", None);
@@ -297,14 +292,9 @@ fn an_open_api_is_refused_on_a_public_address_unless_forced() {
         "{stderr}"
     );
     let _forced = ChildGuard(run(&["--insecure-open"]));
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "--insecure-open did not serve"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("--insecure-open to serve", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let (status, _) = call(port, "/api/v1/stats?by=service", None);
     assert_eq!(status, 200);
 }
@@ -365,14 +355,9 @@ fn a_hold_change_that_cannot_be_audited_fails_and_changes_nothing() {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the API never came up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the API to come up", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let send = |method: &str, path: &str, body: &str| {
         let (status, text) = request(port, method, path, &[], body);
         (

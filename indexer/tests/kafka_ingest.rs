@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use corral_indexer::manifest::Checkpoint;
 use corral_indexer::store::{SplitStore, StoreOptions, all_ids};
-use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_schema::{Level, Record, Timestamp};
 use corral_tests::broker::{Broker, free_port};
 use corral_tests::disk::SmallDisk;
 use corral_tests::http;
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_for, wait_for_ok, wait_until};
+use corral_tests::record::{BASE_TS, at, record};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::Message;
@@ -105,28 +106,16 @@ fn producer(broker: &Broker) -> ThreadedProducer<Undelivered> {
         .expect("producer")
 }
 
+/// Record `n` of five services' pods `pod-0` … `pod-6`, one request per five records, a µs apart.
 fn envelope(n: u64) -> Record {
+    let pod = format!("pod-{}", n % 7);
     Record {
-        v: 1,
-        id: format!("{n:032x}"),
-        ts: Timestamp::parse("2026-11-23T10:00:00Z")
-            .unwrap()
-            .saturating_add_nanos(n as i64 * 1_000),
-        observed_ts: Timestamp::parse("2026-11-23T10:00:01Z").unwrap(),
+        ts: at(BASE_TS).saturating_add_nanos(n as i64 * 1_000),
         service: ["gateway", "orders", "payments", "inventory", "notifications"][(n % 5) as usize].into(),
-        version: "1.0.0".into(),
-        instance: format!("pod-{}/app", n % 7),
-        node: "node-1".into(),
-        namespace: "shop".into(),
-        pod: format!("pod-{}", n % 7),
-        container: "app".into(),
-        stream: Stream::Stdout,
-        level: Some(Level::Info),
+        instance: format!("{pod}/app"),
+        pod,
         corr: Some(format!("req-{}", n / 5)),
-        msg: format!("record {n}"),
-        fields: serde_json::Map::new(),
-        flags: vec![],
-        original_ts: None,
+        ..record(n)
     }
 }
 
@@ -176,12 +165,8 @@ fn diagnose_missing(data_dir: &Path, broker: &Broker, topic: &str, records: u64,
         .collect();
     let missing: Vec<u64> = (0..records).filter(|n| !indexed.contains(n)).collect();
     report += &format!("{} of {records} records missing from the index\n", missing.len());
-    let messages = broker.consume_all(
-        topic,
-        sent as usize,
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-    );
+    // The producer has finished: the topic's ends are final.
+    let messages = broker.consume_all(topic, sent as usize, Duration::ZERO, Duration::from_secs(60));
     let mut on_broker: HashMap<u64, Vec<(i32, i64)>> = HashMap::new();
     for message in &messages {
         let Some(record) = message
@@ -269,6 +254,7 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
                     send(&envelope(n - 20_000));
                 }
                 if n % 1_000 == 999 {
+                    // Pacing, not waiting: production is spread over the kills.
                     std::thread::sleep(Duration::from_millis(900));
                 }
             }
@@ -299,17 +285,11 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
     let mut totals = Vec::new();
     let mut last = 0;
     for kill in 0..7u64 {
-        let started = Instant::now();
-        loop {
-            if indexed(port).is_some_and(|n| n > last) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no progress after restart {kill}; searchable before each kill: {totals:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            &format!("progress after restart {kill}; searchable before each kill: {totals:?}"),
+            Duration::from_secs(60),
+            || indexed(port).is_some_and(|n| n > last),
+        );
         std::thread::sleep(Duration::from_millis(150 + 170 * (kill % 3)));
         let before = indexed(port);
         totals.push(before);
@@ -328,7 +308,8 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
             broker.logs()
         );
     }
-    // Give a duplicate that slipped through time to show up before counting.
+    // Give a duplicate that slipped through time to show up before counting. (Still a sleep:
+    // waiting for the group's committed offsets to reach the topic's ends never ended.)
     std::thread::sleep(Duration::from_secs(1));
     let total = indexed(port).unwrap();
     indexer.terminate(Duration::from_secs(30));
@@ -392,7 +373,7 @@ fn a_checkpoint_inside_a_record_batch_resumes_without_skipping_its_rest() {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
     let offsets: Vec<i64> = broker
-        .consume_all(topic, 100, Duration::from_millis(200), Duration::from_secs(30))
+        .consume_all(topic, 100, Duration::ZERO, Duration::from_secs(30))
         .iter()
         .map(|m| m.offset())
         .collect();
@@ -421,7 +402,8 @@ fn a_checkpoint_inside_a_record_batch_resumes_without_skipping_its_rest() {
     let port = free_port().unwrap();
     let indexer = start_indexer(&broker, topic, &data_dir, port);
     wait_for_total(port, 100, Duration::from_secs(60), &broker);
-    // Nothing more arrives: the records re-read before the checkpoint were dropped.
+    // Nothing more arrives: the records re-read before the checkpoint were dropped. (Still a
+    // sleep, as in the exactly-once test above.)
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(indexed(port), Some(100));
     indexer.terminate(Duration::from_secs(30));
@@ -514,33 +496,33 @@ fn bad_messages_are_indexed_and_never_stall_their_partition() {
     indexer.terminate(Duration::from_secs(30));
 }
 
-/// GET with a bearer token; the JSON body.
 /// Waits until the audit log shows retention moving `expected` records in all.
 fn wait_for_moved(port: u16, expected: u64, token: Option<&str>) {
-    let started = Instant::now();
-    loop {
-        let audit = match token {
-            Some(token) => get_as(port, "/api/v1/audit?who=retention", token),
-            None => serde_json::from_str(&http::get(port, "/api/v1/audit?who=retention").1).unwrap(),
-        };
-        let moved: u64 = audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"] == "retention.move")
-            .map(|e| e["count"].as_u64().unwrap())
-            .sum();
-        if moved == expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "retention moved {moved} of {expected} old records: {audit}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_ok(
+        &format!("retention to move {expected} old records"),
+        Duration::from_secs(60),
+        || {
+            let audit = match token {
+                Some(token) => get_as(port, "/api/v1/audit?who=retention", token),
+                None => serde_json::from_str(&http::get(port, "/api/v1/audit?who=retention").1).unwrap(),
+            };
+            let moved: u64 = audit["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == "retention.move")
+                .map(|e| e["count"].as_u64().unwrap())
+                .sum();
+            if moved == expected {
+                Ok(())
+            } else {
+                Err(format!("moved {moved}: {audit}"))
+            }
+        },
+    );
 }
 
+/// GET with a bearer token; the JSON body.
 fn get_as(port: u16, path: &str, token: &str) -> serde_json::Value {
     let auth = format!("Bearer {token}");
     let (status, body) = http::get_with(port, path, &[("Authorization", auth.as_str())]);
@@ -599,14 +581,9 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
         ),
     );
 
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the indexer never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the indexer to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 
     // The indexer's own retention passes move what it sealed to the archive tier.
     wait_for_moved(port, 200, Some(AUDITOR));
@@ -617,14 +594,9 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
         send(&record);
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    let started = Instant::now();
-    while get_as(port, "/api/v1/stats?by=service", AUDITOR)["total"].as_u64() != Some(210) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the fresh records were not indexed"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("the fresh records to be indexed", Duration::from_secs(60), || {
+        get_as(port, "/api/v1/stats?by=service", AUDITOR)["total"].as_u64() == Some(210)
+    });
 
     // An auditor finds an archived request; a reader does not, and is told why.
     let audited = get_as(port, "/api/v1/search?corr=req-7", AUDITOR);
@@ -833,27 +805,26 @@ fn full_disk(fill: Fill) {
         // A rebalance waits at most this long for a member that stopped polling.
         "\"max.poll.interval.ms\" = 20000\n",
     );
-    let started = Instant::now();
     if fill == Fill::PausedBeforeFull {
         // The disk fills: ingest pauses, says why, and the API still answers.
-        let why = loop {
-            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                drop(stream);
-                let (status, body) = http::get(port, "/readyz");
-                if status == 503 && body.contains("disk full") {
-                    break body;
+        let why = wait_for(
+            "ingest to pause for the full disk",
+            Duration::from_secs(120),
+            || {
+                if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    drop(stream);
+                    let (status, body) = http::get(port, "/readyz");
+                    if status == 503 && body.contains("disk full") {
+                        return Some(body);
+                    }
                 }
-            }
-            assert!(
-                indexed(port) != Some(RECORDS),
-                "everything fitted: the disk never filled"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "ingest never paused for the full disk"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        };
+                assert!(
+                    indexed(port) != Some(RECORDS),
+                    "everything fitted: the disk never filled"
+                );
+                None
+            },
+        );
         assert!(
             why.contains(&data_dir.display().to_string()) && why.contains("MiB free"),
             "{why}"
@@ -862,27 +833,27 @@ fn full_disk(fill: Fill) {
         assert!(metrics.contains("corral_indexer_ingest_paused 1"), "{metrics}");
     } else {
         // Writes fail and are recovered from, again and again while the disk stays full.
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                let (_, metrics) = http::get(port, "/metrics");
-                if metrics
-                    .lines()
-                    .find_map(|l| l.strip_prefix("corral_indexer_write_failures_recovered_total "))
-                    .is_some_and(|n| n.trim() != "0")
-                {
-                    break;
+        wait_until(
+            "a write to fail for the full disk",
+            Duration::from_secs(120),
+            || {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let (_, metrics) = http::get(port, "/metrics");
+                    if metrics
+                        .lines()
+                        .find_map(|l| l.strip_prefix("corral_indexer_write_failures_recovered_total "))
+                        .is_some_and(|n| n.trim() != "0")
+                    {
+                        return true;
+                    }
                 }
-            }
-            assert!(
-                indexed(port) != Some(RECORDS),
-                "everything fitted: the disk never filled"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "no write failed for the full disk"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                assert!(
+                    indexed(port) != Some(RECORDS),
+                    "everything fitted: the disk never filled"
+                );
+                false
+            },
+        );
     }
     if fill == Fill::PausedBeforeFull {
         // The reserve leaves room for the audit entry every query writes. (Without one, a

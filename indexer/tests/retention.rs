@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corral_indexer::audit::{AUDIT_DIR, AuditLog, Stored};
 use corral_indexer::config::IndexerConfig;
@@ -18,10 +18,11 @@ use corral_indexer::manifest::{Checkpoint, Manifest};
 use corral_indexer::query::{Filters, QueryEngine};
 use corral_indexer::retention::Retention;
 use corral_indexer::store::{Catalog, SplitStore, StoreOptions, all_ids, sealed_split_dirs};
-use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_schema::{Record, Timestamp};
 use corral_tests::broker::free_port;
 use corral_tests::http::request;
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_until};
+use corral_tests::record::record_of;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -42,27 +43,15 @@ max_age = "7y"
 
 fn record(n: u64, service: &str, corr: &str, days_ago: i64) -> Record {
     Record {
-        v: 1,
-        id: format!("{n:032x}"),
         ts: Timestamp::now().saturating_add_nanos(-days_ago * DAY_NS + n as i64),
         observed_ts: Timestamp::now(),
-        service: service.into(),
-        version: "1.0.0".into(),
-        instance: format!("{service}-0/app"),
-        node: "node-1".into(),
-        namespace: "shop".into(),
-        pod: format!("{service}-0"),
-        container: "app".into(),
-        stream: Stream::Stdout,
-        level: Some(Level::Info),
         corr: Some(corr.into()),
         msg: format!("{service} handled request {corr}"),
         fields: serde_json::json!({"http": {"status": 200}, "user": {"id": n % 7}})
             .as_object()
             .unwrap()
             .clone(),
-        flags: vec![],
-        original_ts: None,
+        ..record_of(service, n)
     }
 }
 
@@ -564,14 +553,6 @@ fn standalone(root: &Path, port: u16, env: &[(&str, &Path)]) -> ChildGuard {
         command.env(key, value);
     }
     ChildGuard(command.spawn().unwrap())
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn api(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use corral_schema::Record;
 use corral_tests::broker::free_port;
 use corral_tests::http;
-use corral_tests::process::ChildGuard;
+use corral_tests::process::{ChildGuard, wait_until};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
@@ -57,17 +57,6 @@ fn hits(port: u16, query: &str) -> Vec<Record> {
     let (status, body) = get_json(port, &format!("/api/v1/search?{query}"));
     assert_eq!(status, 200, "{query}: {body}");
     serde_json::from_value(body["hits"].clone()).unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn api_up(port: u16) -> bool {

@@ -8,7 +8,8 @@ use corral_indexer::ingest::{Origin, decode};
 use corral_indexer::manifest::{Checkpoint, MANIFEST_FILE, Manifest, manifest_hash};
 use corral_indexer::query::{Endpoint, Filters, QueryEngine};
 use corral_indexer::store::{SplitStore, StoreOptions};
-use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_schema::{Level, Record, Timestamp};
+use corral_tests::record::record_of;
 use serde_json::json;
 
 fn options(max_docs: u64) -> StoreOptions {
@@ -22,20 +23,7 @@ fn options(max_docs: u64) -> StoreOptions {
 
 fn record(n: u64, service: &str, version: &str, level: Level, corr: &str, msg: &str) -> Record {
     Record {
-        v: 1,
-        id: format!("{n:032x}"),
-        ts: Timestamp::parse("2026-11-23T10:00:00Z")
-            .unwrap()
-            .saturating_add_nanos(n as i64 * 1_000_000),
-        observed_ts: Timestamp::parse("2026-11-23T10:00:01Z").unwrap(),
-        service: service.into(),
         version: version.into(),
-        instance: format!("{service}-0/app"),
-        node: "node-1".into(),
-        namespace: "shop".into(),
-        pod: format!("{service}-0"),
-        container: "app".into(),
-        stream: Stream::Stdout,
         level: Some(level),
         corr: Some(corr.into()),
         msg: msg.into(),
@@ -43,8 +31,7 @@ fn record(n: u64, service: &str, version: &str, level: Level, corr: &str, msg: &
             .as_object()
             .unwrap()
             .clone(),
-        flags: vec![],
-        original_ts: None,
+        ..record_of(service, n)
     }
 }
 

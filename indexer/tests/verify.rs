@@ -7,39 +7,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corral_indexer::audit::{AuditLog, Entry};
 use corral_indexer::manifest::{Checkpoint, MANIFEST_FILE, manifest_hash};
 use corral_indexer::store::{SplitStore, StoreOptions, sealed_split_dirs};
-use corral_schema::{Level, Record, Stream, Timestamp};
+use corral_schema::Timestamp;
+use corral_tests::process::wait_for;
+use corral_tests::record::record;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
-
-fn record(n: u64) -> Record {
-    Record {
-        v: 1,
-        id: format!("{n:032x}"),
-        ts: Timestamp::parse("2026-11-23T10:00:00Z")
-            .unwrap()
-            .saturating_add_nanos(n as i64),
-        observed_ts: Timestamp::parse("2026-11-23T10:00:00Z").unwrap(),
-        service: "orders".into(),
-        version: "1".into(),
-        instance: "orders-0/app".into(),
-        node: "n".into(),
-        namespace: "shop".into(),
-        pod: "orders-0".into(),
-        container: "app".into(),
-        stream: Stream::Stdout,
-        level: Some(Level::Info),
-        corr: Some(format!("req-{}", n / 10)),
-        msg: format!("record {n}"),
-        fields: serde_json::Map::new(),
-        flags: vec![],
-        original_ts: None,
-    }
-}
 
 /// Days of the audit entries of [`data_dir`]: three on the first, two on the second.
 const AUDIT_DAYS: [&str; 2] = ["2026-11-22", "2026-11-23"];
@@ -414,17 +391,11 @@ fn a_damaged_audit_line_stops_the_indexer_naming_file_and_line() {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = indexer.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the indexer started on a damaged audit log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for(
+        "the indexer to refuse a damaged audit log (it kept running)",
+        Duration::from_secs(20),
+        || indexer.0.try_wait().unwrap(),
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(indexer.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");

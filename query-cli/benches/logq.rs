@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use corral_demo::corpus::envelopes;
 use corral_indexer::manifest::Checkpoint;
 use corral_indexer::store::{SplitStore, StoreOptions};
+use corral_tests::bench::percentile;
 use corral_tests::broker::free_port;
 use corral_tests::http;
 use corral_tests::process::{ChildGuard, workspace_binary};
@@ -56,12 +57,6 @@ fn build_index(data_dir: &Path) -> Vec<String> {
 
 fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
 }
 
 struct Tmux(String);
@@ -162,15 +157,15 @@ fn main() {
     }
     println!(
         "logq --corr (TUI)    first paint p50 {:>5.0} ms  p99 {:>5.0} ms   full results p50 {:>5.0} ms  p99 {:>5.0} ms   [goal: first paint ≤ 300 ms]",
-        percentile(&mut first, 50.0),
-        percentile(&mut first, 99.0),
-        percentile(&mut full, 50.0),
-        percentile(&mut full, 99.0)
+        percentile(&first, 0.50),
+        percentile(&first, 0.99),
+        percentile(&full, 0.50),
+        percentile(&full, 0.99)
     );
     println!(
         "  baseline: the same search as one raw HTTP request   p50 {:>5.1} ms  p99 {:>5.1} ms",
-        percentile(&mut raw, 50.0),
-        percentile(&mut raw, 99.0)
+        percentile(&raw, 0.50),
+        percentile(&raw, 0.99)
     );
 
     // jsonl throughput on a 100k-record result.

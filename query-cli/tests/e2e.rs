@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use corral_schema::Record;
 use corral_tests::broker::free_port;
 use corral_tests::http;
-use corral_tests::process::{ChildGuard, workspace_binary};
+use corral_tests::process::{ChildGuard, wait_for_ok, wait_until, workspace_binary};
 
 const LOGQ: &str = env!("CARGO_BIN_EXE_logq");
 
@@ -66,21 +66,18 @@ fn start_indexer_with(
         url: format!("http://127.0.0.1:{port}"),
         port,
     };
-    let started = Instant::now();
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let (_, body) = http::get(port, "/api/v1/stats?by=service");
-            let total = serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64();
-            if total == Some(expected as u64) {
-                return indexer;
+    wait_until(
+        &format!("indexer {name} to hold {expected} records"),
+        Duration::from_secs(30),
+        || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && {
+                let (_, body) = http::get(port, "/api/v1/stats?by=service");
+                let total = serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64();
+                total == Some(expected as u64)
             }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "indexer {name} never held {expected} records"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        },
+    );
+    indexer
 }
 
 fn logq(args: &[&str]) -> Output {
@@ -319,18 +316,14 @@ impl Tmux {
     }
 
     fn wait_for(&self, what: &str, timeout: Duration) -> String {
-        let started = Instant::now();
-        loop {
+        wait_for_ok(&format!("{what:?} on the screen"), timeout, || {
             let screen = self.screen();
             if screen.contains(what) {
-                return screen;
+                Ok(screen)
+            } else {
+                Err(format!("screen:\n{screen}"))
             }
-            assert!(
-                started.elapsed() < timeout,
-                "waited {timeout:?} for {what:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 }
 
@@ -442,20 +435,12 @@ fn a_search_prints_what_the_endpoint_did_not_search() {
         .expect("start corral-indexer");
     let _indexer = ChildGuard(child);
     let auth = format!("Bearer {READER}");
-    let started = Instant::now();
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+    wait_until("the record to be indexed", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && {
             let (_, body) = http::get_with(port, "/api/v1/stats?by=service", &[("Authorization", &auth)]);
-            if serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["total"] == 1) {
-                break;
-            }
+            serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["total"] == 1)
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the record was never indexed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let url = format!("http://127.0.0.1:{port}");
     let output = logq(&[
         "search",
@@ -630,20 +615,21 @@ fn a_silent_endpoint_is_named_and_given_up_on_after_the_timeout() {
         );
     }
     // A live tail is kept alive by the indexer's empty lines (every 5 s) past the timeout.
-    let mut tail = Command::new(LOGQ)
-        .args(["tail", "-o", "jsonl", "--timeout", "6s", "--endpoint", &a.url])
-        .env("XDG_CONFIG_HOME", "/nonexistent")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = ChildGuard(
+        Command::new(LOGQ)
+            .args(["tail", "-o", "jsonl", "--timeout", "6s", "--endpoint", &a.url])
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Time itself is what is tested: more than twice the timeout passes without a record.
     std::thread::sleep(Duration::from_secs(13));
     assert!(
-        tail.try_wait().unwrap().is_none(),
+        tail.0.try_wait().unwrap().is_none(),
         "a quiet but live tail was given up on"
     );
-    let _ = tail.kill();
-    let _ = tail.wait();
 }
 
 /// A search larger than the indexers' page (`max_limit`) is paged with `after` by logq itself:

@@ -178,8 +178,9 @@ impl Broker {
 
     /// Reads `topic` from the beginning of every partition until at least `expected` messages
     /// arrived, every partition is read to its high watermark (so nothing already in the topic
-    /// is missed, duplicates or not) and no more came for `settle` (so extra messages would
-    /// show); panics after `timeout`.
+    /// is missed, duplicates or not) and no more came for `settle` (so extra messages that
+    /// producers still send would show; `Duration::ZERO` once no producer runs, since the
+    /// watermarks are then final); panics after `timeout`.
     pub fn consume_all(
         &self,
         topic: &str,
@@ -226,16 +227,19 @@ impl Broker {
         let deadline = Instant::now() + timeout;
         let mut last_arrival = Instant::now();
         loop {
-            match consumer.poll(Duration::from_millis(100)) {
+            // Whether the consumer had nothing more to hand out: only then are the watermarks
+            // asked for (a request per partition, too slow to make for every message).
+            let idle = match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     next_offset.insert(message.partition(), message.offset() + 1);
                     messages.push(message.detach());
                     last_arrival = Instant::now();
+                    false
                 }
                 Some(Err(error)) => panic!("consume {topic}: {error}\n--- broker log ---\n{}", self.logs()),
-                None => {}
-            }
-            if messages.len() >= expected && last_arrival.elapsed() >= settle {
+                None => true,
+            };
+            if messages.len() >= expected && last_arrival.elapsed() >= settle && (idle || !to_watermarks) {
                 let caught_up = !to_watermarks
                     || partitions.iter().all(|partition| {
                         let (low, high) = consumer

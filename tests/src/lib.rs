@@ -1,4 +1,6 @@
+pub mod bench;
 pub mod broker;
 pub mod disk;
 pub mod http;
 pub mod process;
+pub mod record;

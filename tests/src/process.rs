@@ -68,17 +68,54 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     binary
 }
 
+/// How often the `wait_*` functions poll.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Polls `check` every 100 ms until it holds.
 ///
 /// # Panics
 /// When it still does not hold after `timeout`, naming `what`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    wait_for(what, timeout, || check().then_some(()))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; returns its value.
+///
+/// # Panics
+/// When it still returns `None` after `timeout`, naming `what`.
+pub fn wait_for<T>(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let started = std::time::Instant::now();
-    while !check() {
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
         assert!(
             started.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Ok`; returns its value. An `Err` says what
+/// was seen instead (the metrics, the screen, a count), for the message when time runs out.
+///
+/// # Panics
+/// When it still returns `Err` after `timeout`, naming `what` and the last `Err`.
+pub fn wait_for_ok<T, E: std::fmt::Display>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                started.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        std::thread::sleep(POLL_INTERVAL);
     }
 }

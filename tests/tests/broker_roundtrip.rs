@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use corral_schema::{Level, Record, Stream, Timestamp, fields};
 use corral_tests::broker::Broker;
+use corral_tests::record::record;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -15,7 +16,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 const COUNT: usize = 10_000;
 const TOPIC: &str = "roundtrip";
 
-fn record(i: usize) -> Record {
+/// Envelope `i` as the collector would send it, every field varied the ways real ones vary.
+fn envelope(i: usize) -> Record {
     let services = ["gateway", "orders", "payments", "inventory", "notifications"];
     let service = services[i % services.len()];
     Record {
@@ -25,10 +27,7 @@ fn record(i: usize) -> Record {
         service: service.into(),
         version: if i.is_multiple_of(7) { "2.1.0".into() } else { "2.0.3".into() },
         instance: format!("{service}-7d9f8b6c4-x2k9p/app"),
-        node: "node-1".into(),
-        namespace: "shop".into(),
         pod: format!("{service}-7d9f8b6c4-x2k9p"),
-        container: "app".into(),
         stream: if i.is_multiple_of(11) { Stream::Stderr } else { Stream::Stdout },
         level: [None, Some(Level::Info), Some(Level::Warn), Some(Level::Error)][i % 4],
         corr: (!i.is_multiple_of(3)).then(|| format!("req-{}", i / 5)),
@@ -37,7 +36,7 @@ fn record(i: usize) -> Record {
             .as_object()
             .unwrap()
             .clone(),
-        ..Record::default()
+        ..record(i as u64)
     }
 }
 
@@ -54,7 +53,7 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
         .set("linger.ms", "20")
         .create()
         .expect("producer");
-    let sent: Vec<Record> = (0..COUNT).map(record).collect();
+    let sent: Vec<Record> = (0..COUNT).map(envelope).collect();
     let mut deliveries = Vec::with_capacity(COUNT);
     for record in &sent {
         let payload = serde_json::to_vec(record).unwrap();
@@ -94,14 +93,11 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
     let expected: HashMap<&str, &Record> = sent.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut partitions = [0usize; 4];
+    // The next offset to read of each partition.
+    let mut next_offset = [0i64; 4];
     let deadline = Instant::now() + Duration::from_secs(90);
-    // After the last expected id arrives, keep listening a little so a duplicate would show.
-    let mut settle_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if settle_until.is_some_and(|t| now >= t) {
-            break;
-        }
         assert!(
             now < deadline,
             "only {} of {COUNT} ids arrived in 90 s\n--- broker log ---\n{}",
@@ -130,9 +126,19 @@ async fn ten_thousand_envelopes_round_trip_exactly_once() {
             (fields::SCHEMA_HEADER, Some(&b"1"[..]))
         );
         partitions[message.partition() as usize] += 1;
+        next_offset[message.partition() as usize] = message.offset() + 1;
         *seen.entry(received.id).or_default() += 1;
-        if seen.len() == COUNT && settle_until.is_none() {
-            settle_until = Some(Instant::now() + Duration::from_secs(2));
+        // Every id arrived: read on to the end of every partition, so a duplicate would show
+        // (everything was delivered before reading began, so the ends do not move).
+        if seen.len() == COUNT
+            && (0..4).all(|partition| {
+                let (_, high) = consumer
+                    .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
+                    .expect("watermarks");
+                next_offset[partition as usize] >= high
+            })
+        {
+            break;
         }
     }
 
