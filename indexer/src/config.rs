@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use corral_schema::Level;
+use corral_schema::api::Selector;
 use corral_schema::duration::parse_duration;
 use serde::Deserialize;
 
@@ -320,9 +321,10 @@ fn parse_retention(raw: RawRetention, limits: QueryLimits) -> anyhow::Result<Ret
         let max_age =
             parse_duration(&rule.max_age).with_context(|| format!("retention.keep[{n}].max_age"))?;
         let level = match rule.level {
-            Some(name) => Some(Level::ALL.into_iter().find(|l| l.as_str() == name.to_ascii_lowercase()).with_context(
-                || format!("retention.keep[{n}].level = {name:?}: expected one of trace, debug, info, warn, error, fatal"),
-            )?),
+            Some(name) => Some(
+                Level::parse_strict(&name)
+                    .map_err(|error| anyhow::anyhow!("retention.keep[{n}].level = {name:?}: {error}"))?,
+            ),
             None => None,
         };
         if rule.service.is_none() && rule.namespace.is_none() && level.is_none() && rule.q.is_none() {
@@ -335,10 +337,13 @@ fn parse_retention(raw: RawRetention, limits: QueryLimits) -> anyhow::Result<Ret
                 .map_err(|e| anyhow::anyhow!("retention.keep[{n}].{}", e.0))?;
         }
         keep.push(KeepRule {
-            service: rule.service,
+            selector: Selector {
+                service: rule.service,
+                level,
+                q: rule.q,
+                ..Selector::default()
+            },
             namespace: rule.namespace,
-            level,
-            q: rule.q,
             max_age,
         });
     }
@@ -443,10 +448,12 @@ mod tests {
         assert_eq!(
             retention.keep,
             vec![KeepRule {
-                service: Some("payments".into()),
+                selector: Selector {
+                    service: Some("payments".into()),
+                    level: Some(Level::Warn),
+                    ..Selector::default()
+                },
                 namespace: None,
-                level: Some(Level::Warn),
-                q: None,
                 max_age: Duration::from_secs(7 * 365 * 86_400),
             }]
         );

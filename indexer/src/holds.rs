@@ -22,33 +22,9 @@ use crate::manifest::sync_dir;
 /// File of the holds, under the data dir.
 pub const HOLDS_FILE: &str = "holds.json";
 
-/// Which records a hold keeps. At least one key; all given keys must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Selector {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub corr: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// A query over `msg` and `fields`, as `q` of a search.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub q: Option<String>,
-    /// RFC 3339 instants (a hold must not move with the clock, so no durations).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<Timestamp>,
-}
-
-impl Selector {
-    pub fn is_empty(&self) -> bool {
-        self.corr.is_none()
-            && self.service.is_none()
-            && self.q.is_none()
-            && self.since.is_none()
-            && self.until.is_none()
-    }
-}
+/// Which records a hold keeps: the API's selector. At least one key; all given keys must
+/// match; `since` and `until` are RFC 3339 instants (a hold must not move with the clock).
+pub use corral_schema::api::Selector;
 
 /// One legal hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,19 +50,30 @@ impl NewHold {
     pub fn parse(body: &[u8]) -> Result<NewHold, String> {
         let hold: NewHold = serde_json::from_slice(body).map_err(|e| {
             format!(
-                "invalid hold: {e}; expected {{\"selector\": {{\"corr\"|\"service\"|\"q\"|\"since\"|\"until\": …}}, \"reason\": \"…\"}}"
+                "invalid hold: {e}; expected {{\"selector\": {{\"corr\"|\"q\"|\"service\"|\"version\"|\"instance\"|\"level\"|\"since\"|\"until\": …}}, \"reason\": \"…\"}}"
             )
         })?;
         if hold.selector.is_empty() {
             return Err(
-                "invalid hold: the selector is empty; give at least one of corr, service, q, since, until"
+                "invalid hold: the selector is empty; give at least one of corr, q, service, version, instance, level, since, until"
                     .into(),
             );
         }
         if hold.reason.trim().is_empty() {
             return Err("invalid hold: reason is empty; say why the records are held (case, ticket)".into());
         }
-        if let (Some(since), Some(until)) = (hold.selector.since, hold.selector.until)
+        let instant = |key: &str, text: &Option<String>| -> Result<Option<Timestamp>, String> {
+            let Some(text) = text else { return Ok(None) };
+            match Timestamp::parse(text) {
+                Some(ts) if text.len() >= 19 => Ok(Some(ts)),
+                _ => Err(format!(
+                    "invalid hold: selector {key} {text:?} is not an RFC 3339 instant (2026-11-23T10:15:00Z); a hold must not move with the clock, so durations are not accepted"
+                )),
+            }
+        };
+        let since = instant("since", &hold.selector.since)?;
+        let until = instant("until", &hold.selector.until)?;
+        if let (Some(since), Some(until)) = (since, until)
             && since > until
         {
             return Err(format!(
@@ -274,7 +261,7 @@ mod tests {
             (br#"{"selector":{},"reason":"x"}"#, "the selector is empty"),
             (br#"{"selector":{"corr":"a"},"reason":" "}"#, "reason is empty"),
             (br#"{"selector":{"pod":"a"},"reason":"x"}"#, "unknown field `pod`"),
-            (br#"{"selector":{"since":"15m"},"reason":"x"}"#, "invalid hold"),
+            (br#"{"selector":{"since":"15m"},"reason":"x"}"#, "since \"15m\" is not an RFC 3339 instant"),
             (br#"{"selector":{"since":"2026-01-02T00:00:00Z","until":"2026-01-01T00:00:00Z"},"reason":"x"}"#, "is after until"),
         ];
         for (body, want) in cases {

@@ -14,7 +14,6 @@
 //! quiet stream from a dead one.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +25,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use corral_schema::Timestamp;
-use corral_schema::api::{ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH};
+use corral_schema::api::{
+    ApiQuery, ErrorResponse, SEARCH_PATH, STATS_PATH, SearchResponse, StatsResponse, TAIL_PATH,
+};
 use tokio::net::TcpListener;
 
 use crate::audit::{AuditLog, Entry, Refusal};
@@ -363,9 +364,11 @@ fn prepare(
     let caller = state.authorize(headers, Role::Reader, "query logs", action(endpoint), || {
         query_params(query)
     })?;
-    let parsed = Filters::parse(query.unwrap_or(""), endpoint, Timestamp::now()).and_then(|mut filters| {
+    let parsed = ApiQuery::parse(query.unwrap_or(""), endpoint).and_then(|api| {
+        let limit_given = api.page.limit.is_some();
+        let mut filters = Filters::resolve(api, Timestamp::now())?;
         // The default page is never more than the cap; a `limit` asked for is checked.
-        if !form_urlencoded::parse(query.unwrap_or("").as_bytes()).any(|(key, _)| key == "limit") {
+        if !limit_given {
             filters.limit = filters.limit.min(state.engine.limits().max_limit);
         }
         state.engine.validate(&filters).map(|()| filters)
@@ -418,42 +421,23 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
     ) {
         return e.into_response();
     }
-    // Hits are the stored envelopes, written out verbatim.
-    let mut body =
-        String::with_capacity(outcome.hits.iter().map(|h| h.source.len() + 1).sum::<usize>() + 128);
-    body.push_str("{\"hits\":[");
-    for (i, hit) in outcome.hits.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&hit.source);
-    }
-    let tiers = serde_json::to_string(&outcome.tiers).expect("strings serialize");
-    let _ = write!(
-        body,
-        "],\"count\":{},\"truncated\":{},\"took_ms\":{},\"splits\":{},\"tiers\":{}",
-        outcome.hits.len(),
-        outcome.truncated,
-        took.as_millis(),
-        outcome.splits,
-        tiers
-    );
-    if let Some(after) = &outcome.after {
-        let _ = write!(body, ",\"after\":{}", serde_json::Value::from(after.to_string()));
-    }
     let notices: Vec<String> = (caller.role == Role::Reader)
         .then(|| READER_NOTICE.to_owned())
         .into_iter()
         .chain(QueryEngine::unsearched_notice(&outcome.unsearched))
         .collect();
-    if !notices.is_empty() {
-        let _ = write!(
-            body,
-            ",\"notice\":{}",
-            serde_json::Value::from(notices.join("; "))
-        );
-    }
-    body.push('}');
+    let response = SearchResponse::<()> {
+        hits: Vec::new(),
+        count: outcome.hits.len(),
+        truncated: outcome.truncated,
+        took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        splits: outcome.splits,
+        tiers: outcome.tiers,
+        notice: (!notices.is_empty()).then(|| notices.join("; ")),
+        after: outcome.after.map(|after| after.to_string()),
+    };
+    // Hits are the stored envelopes, written out verbatim.
+    let body = response.write_with_hits(outcome.hits.iter().map(|hit| hit.source.as_str()));
     json(body)
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use corral_schema::api::{Cursor, GroupBy, Order, resolve_time_bound};
+use corral_schema::api::{ApiQuery, Cursor, DEFAULT_LIMIT, GroupBy, Order, Selector, resolve_time_bound};
 use corral_schema::fields as f;
 use corral_schema::{Level, Timestamp};
 use tantivy::collector::{Collector, Count, DocSetCollector, SegmentCollector, TopDocs};
@@ -24,13 +24,7 @@ use tantivy::{DateTime, DocAddress, DocId, Score, SegmentReader, TantivyDocument
 use crate::limits::QueryLimits;
 use crate::store::{Catalog, SplitView};
 
-/// Which endpoint a query string is for: each accepts a slightly different set of parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Search,
-    Tail,
-    Stats,
-}
+pub use corral_schema::api::{Endpoint, ParamError};
 
 /// Filters of a search, tail or stats request, validated.
 #[derive(Debug, Clone, Default)]
@@ -55,119 +49,52 @@ pub struct Filters {
     pub tiers: Option<Vec<String>>,
 }
 
-/// A bad request parameter; the message names the parameter and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParamError(pub String);
-
-const COMMON: [&str; 8] = [
-    "corr", "q", "service", "version", "instance", "level", "since", "until",
-];
-
 impl Filters {
-    /// Parses a URL query string (`corr=…&since=15m`) for `endpoint`, resolving durations
-    /// against `now`.
+    /// Parses a URL query string (`corr=…&since=15m`) for `endpoint` ([`ApiQuery::parse`]) and
+    /// resolves it against `now`.
     pub fn parse(query: &str, endpoint: Endpoint, now: Timestamp) -> Result<Filters, ParamError> {
-        let mut filters = Filters {
-            limit: corral_schema::api::DEFAULT_LIMIT,
+        Filters::resolve(ApiQuery::parse(query, endpoint)?, now)
+    }
+
+    /// The filters of a parsed request, its durations resolved against `now`; the limit is
+    /// [`DEFAULT_LIMIT`] when the request gives none.
+    pub fn resolve(query: ApiQuery, now: Timestamp) -> Result<Filters, ParamError> {
+        let mut filters = Filters::select(&query.selector, now)?;
+        filters.limit = query.page.limit.unwrap_or(DEFAULT_LIMIT);
+        filters.order = query.page.order.unwrap_or_default();
+        filters.after = query.page.after;
+        filters.by = query.by;
+        Ok(filters)
+    }
+
+    /// The filters of a [`Selector`] (a request's, a hold's), `since`/`until` resolved against
+    /// `now`.
+    pub fn select(selector: &Selector, now: Timestamp) -> Result<Filters, ParamError> {
+        let bound = |key: &str, text: &Option<String>| -> Result<Option<Timestamp>, ParamError> {
+            text.as_deref()
+                .map(|text| {
+                    resolve_time_bound(text, now)
+                        .map_err(|error| ParamError(format!("parameter {key}: {error}")))
+                })
+                .transpose()
+        };
+        let filters = Filters {
+            corr: selector.corr.clone(),
+            q: selector.q.clone(),
+            service: selector.service.clone(),
+            version: selector.version.clone(),
+            instance: selector.instance.clone(),
+            level: selector.level,
+            since: bound("since", &selector.since)?,
+            until: bound("until", &selector.until)?,
             ..Filters::default()
         };
-        let mut seen = HashSet::new();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let key = key.into_owned();
-            if !seen.insert(key.clone()) {
-                return Err(ParamError(format!("parameter {key} is given more than once")));
-            }
-            let value = value.into_owned();
-            let text = || -> Result<Option<String>, ParamError> {
-                if value.is_empty() {
-                    return Err(ParamError(format!("parameter {key} is empty")));
-                }
-                Ok(Some(value.clone()))
-            };
-            match (key.as_str(), endpoint) {
-                ("corr", _) => filters.corr = text()?,
-                ("q", _) => filters.q = text()?,
-                ("service", _) => filters.service = text()?,
-                ("version", _) => filters.version = text()?,
-                ("instance", _) => filters.instance = text()?,
-                ("level", _) => {
-                    let level = Level::ALL
-                        .into_iter()
-                        .find(|l| l.as_str() == value.to_ascii_lowercase());
-                    filters.level = Some(level.ok_or_else(|| {
-                        ParamError(format!(
-                            "parameter level: expected one of trace, debug, info, warn, error, fatal; got {value:?}"
-                        ))
-                    })?);
-                }
-                ("since", _) | ("until", _) => {
-                    let ts = resolve_time_bound(&value, now)
-                        .map_err(|error| ParamError(format!("parameter {key}: {error}")))?;
-                    if key == "since" {
-                        filters.since = Some(ts);
-                    } else {
-                        filters.until = Some(ts);
-                    }
-                }
-                ("limit", Endpoint::Search) => {
-                    // The upper bound is the engine's `max_limit` (QueryLimits).
-                    filters.limit = value.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                        ParamError(format!(
-                            "parameter limit: expected a positive integer; got {value:?}"
-                        ))
-                    })?;
-                }
-                ("after", Endpoint::Search) => {
-                    filters.after = Some(
-                        value
-                            .parse::<Cursor>()
-                            .map_err(|error| ParamError(format!("parameter after: {error}")))?,
-                    );
-                }
-                ("order", Endpoint::Search) => {
-                    filters.order = match value.as_str() {
-                        "asc" => Order::Asc,
-                        "desc" => Order::Desc,
-                        _ => {
-                            return Err(ParamError(format!(
-                                "parameter order: expected asc or desc; got {value:?}"
-                            )));
-                        }
-                    };
-                }
-                ("by", Endpoint::Stats) => {
-                    filters.by = Some(
-                        value
-                            .parse::<GroupBy>()
-                            .map_err(|error| ParamError(format!("parameter by: {error}")))?,
-                    );
-                }
-                (other, endpoint) => {
-                    let mut known: Vec<&str> = COMMON.to_vec();
-                    match endpoint {
-                        Endpoint::Search => known.extend(["limit", "order", "after"]),
-                        Endpoint::Stats => known.push("by"),
-                        Endpoint::Tail => {}
-                    }
-                    return Err(ParamError(format!(
-                        "unknown parameter {other:?}: expected one of {}",
-                        known.join(", ")
-                    )));
-                }
-            }
-        }
         if let (Some(since), Some(until)) = (filters.since, filters.until)
             && since > until
         {
             return Err(ParamError(format!(
                 "parameter since ({since}) is after until ({until})"
             )));
-        }
-        if endpoint == Endpoint::Stats && filters.by.is_none() {
-            return Err(ParamError(
-                "parameter by is required: expected service, version, instance or level".to_owned(),
-            ));
         }
         Ok(filters)
     }

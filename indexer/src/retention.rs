@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use corral_schema::api::Selector;
 use corral_schema::index_schema::build_schema;
-use corral_schema::{Level, Record, Timestamp};
+use corral_schema::{Record, Timestamp};
 use serde::Serialize;
 use tantivy::indexer::NoMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
@@ -70,53 +71,48 @@ pub struct Tier {
 /// Records matching this are kept `max_age` (from their `ts`), whatever their tier says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeepRule {
-    pub service: Option<String>,
+    /// Which records: `service`, `level` (minimum) and `q` of the API's selector.
+    pub selector: Selector,
+    /// Kubernetes namespace (keep rules only: not a search parameter).
     pub namespace: Option<String>,
-    /// Minimum level.
-    pub level: Option<Level>,
-    pub q: Option<String>,
     pub max_age: Duration,
 }
 
 impl KeepRule {
     fn describe(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(service) = &self.service {
+        if let Some(service) = &self.selector.service {
             parts.push(format!("service={service}"));
         }
         if let Some(namespace) = &self.namespace {
             parts.push(format!("namespace={namespace}"));
         }
-        if let Some(level) = self.level {
+        if let Some(level) = self.selector.level {
             parts.push(format!("level>={}", level.as_str()));
         }
-        if let Some(q) = &self.q {
+        if let Some(q) = &self.selector.q {
             parts.push(format!("q={q:?}"));
         }
         format!("{} for {}", parts.join(" "), format_age(self.max_age))
     }
 
     fn filters(&self, now: Timestamp) -> Filters {
+        // Without time bounds of its own, a selector always resolves.
+        let selected = Filters::select(&self.selector, now).unwrap_or_default();
         Filters {
-            service: self.service.clone(),
             namespace: self.namespace.clone(),
-            level: self.level,
-            q: self.q.clone(),
             since: Some(before(now, self.max_age)),
-            ..Filters::default()
+            ..selected
         }
     }
 }
 
 fn hold_filters(hold: &Hold) -> Filters {
-    Filters {
-        corr: hold.selector.corr.clone(),
-        service: hold.selector.service.clone(),
-        q: hold.selector.q.clone(),
-        since: hold.selector.since,
-        until: hold.selector.until,
-        ..Filters::default()
-    }
+    // A hold's bounds are instants (checked when it was placed): the clock does not matter.
+    Filters::select(&hold.selector, Timestamp::now()).unwrap_or_else(|error| {
+        tracing::error!(hold = %hold.id, %error, "a hold's selector cannot be read; it holds everything");
+        Filters::default()
+    })
 }
 
 fn before(now: Timestamp, age: Duration) -> Timestamp {
@@ -762,6 +758,8 @@ pub fn run_periodically(
 
 #[cfg(test)]
 mod tests {
+    use corral_schema::Level;
+
     use super::*;
     use crate::manifest::Checkpoint;
     use crate::store::{SplitStore, StoreOptions};

@@ -11,7 +11,9 @@ use corral_schema::Level;
 use corral_schema::api::GroupBy;
 use serde::Deserialize;
 
-use crate::client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Params, Timeouts};
+use corral_schema::api::{ApiQuery, Selector};
+
+use crate::client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Timeouts};
 
 /// Default endpoint: a standalone indexer on this machine.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7280";
@@ -123,10 +125,7 @@ pub enum Output {
 }
 
 fn parse_level(text: &str) -> Result<Level, String> {
-    Level::ALL
-        .into_iter()
-        .find(|l| l.as_str() == text.to_ascii_lowercase())
-        .ok_or_else(|| format!("expected one of trace, debug, info, warn, error, fatal; got {text:?}"))
+    Level::parse_strict(text)
 }
 
 fn parse_group_by(text: &str) -> Result<GroupBy, String> {
@@ -237,29 +236,25 @@ impl Args {
     }
 
     /// The filters shared by search, tail and stats as query parameters.
-    pub fn filter_params(&self) -> Params {
-        let mut params = Params::new();
-        if let Some(corr) = &self.corr {
-            params.push(("corr", corr.clone()));
+    /// The request the flags describe (its selector; pages are logq's business).
+    pub fn query(&self) -> ApiQuery {
+        let q = match &self.command {
+            Some(Command::Search { query }) => Some(query.clone()),
+            _ => None,
+        };
+        ApiQuery {
+            selector: Selector {
+                corr: self.corr.clone(),
+                q,
+                service: self.service.clone(),
+                version: self.version.clone(),
+                instance: self.instance.clone(),
+                level: self.level,
+                since: self.since.clone(),
+                until: self.until.clone(),
+            },
+            ..ApiQuery::default()
         }
-        if let Some(Command::Search { query }) = &self.command {
-            params.push(("q", query.clone()));
-        }
-        for (key, value) in [
-            ("service", &self.service),
-            ("version", &self.version),
-            ("instance", &self.instance),
-            ("since", &self.since),
-            ("until", &self.until),
-        ] {
-            if let Some(value) = value {
-                params.push((key, value.clone()));
-            }
-        }
-        if let Some(level) = self.level {
-            params.push(("level", level.as_str().to_owned()));
-        }
-        params
     }
 }
 
@@ -284,7 +279,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            args.filter_params(),
+            args.query().to_pairs(),
             vec![
                 ("q", "card declined".to_string()),
                 ("version", "2.4.0".to_string()),

@@ -10,12 +10,12 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use corral_schema::api::{
-    DEFAULT_MAX_LIMIT, ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH,
+    ApiQuery, DEFAULT_MAX_LIMIT, ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH,
 };
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
-use crate::model::{Hit, RawSearch};
+use crate::model::{Hit, RawSearch, parse_hits};
 
 /// Default of `--connect-timeout` / `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -41,7 +41,8 @@ impl Default for Timeouts {
 }
 
 /// Query-string parameters of a request.
-pub type Params = Vec<(&'static str, String)>;
+/// What `logq` asks an indexer: the request's parameters, written as its query string.
+pub type Params = ApiQuery;
 
 /// What went wrong with one endpoint, as a one-line message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +108,10 @@ impl Client {
     }
 
     fn request(&self, endpoint: &str, path: &str, params: &Params) -> reqwest::RequestBuilder {
-        let mut request = self.http.get(format!("{endpoint}{path}")).query(params);
+        let mut request = self
+            .http
+            .get(format!("{endpoint}{path}"))
+            .query(&params.to_pairs());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -202,7 +206,10 @@ impl Client {
             .iter()
             .map(|endpoint| SearchPages {
                 endpoint: endpoint.clone(),
-                params: params.iter().filter(|(k, _)| *k != "limit").cloned().collect(),
+                params: ApiQuery {
+                    selector: params.selector.clone(),
+                    ..ApiQuery::default()
+                },
                 page: DEFAULT_MAX_LIMIT,
                 remaining: limit,
                 after: None,
@@ -343,10 +350,14 @@ impl SearchPages {
     pub async fn next_page(&mut self, client: &Client) -> Result<(), EndpointError> {
         loop {
             let mut params = self.params.clone();
-            params.push(("limit", self.page.min(self.remaining.max(1)).to_string()));
-            if let Some(after) = &self.after {
-                params.push(("after", after.clone()));
-            }
+            params.page.limit = Some(self.page.min(self.remaining.max(1)));
+            params.page.after = match &self.after {
+                Some(after) => Some(after.parse().map_err(|e| EndpointError {
+                    endpoint: self.endpoint.clone(),
+                    message: format!("unexpected search response: after: {e}"),
+                })?),
+                None => None,
+            };
             let body = match client.get(&self.endpoint, SEARCH_PATH, &params).await {
                 Ok(body) => body,
                 // An indexer configured with a smaller page says so: use its page size.
@@ -367,7 +378,8 @@ impl SearchPages {
             if !self.started {
                 self.notice = search.notice.clone();
             }
-            let (hits, truncated) = search.into_hits().map_err(|e| EndpointError {
+            let truncated = search.truncated;
+            let hits = parse_hits(&search).map_err(|e| EndpointError {
                 endpoint: self.endpoint.clone(),
                 message: format!("unexpected search response: {e}"),
             })?;

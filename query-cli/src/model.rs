@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use corral_schema::Record;
-use corral_schema::api::{Order, StatsGroup, StatsResponse};
-use serde::Deserialize;
+use corral_schema::api::{Order, SearchResponse, StatsGroup, StatsResponse};
 use serde_json::value::RawValue;
 
 /// One record as an indexer returned it: parsed, and the exact JSON for `-o jsonl`.
@@ -25,31 +24,12 @@ impl Hit {
     }
 }
 
-/// A search response with the hits kept as raw JSON.
-#[derive(Debug, Deserialize)]
-pub struct RawSearch {
-    pub hits: Vec<Box<RawValue>>,
-    #[serde(default)]
-    pub truncated: bool,
-    #[serde(default)]
-    pub tiers: Vec<String>,
-    #[serde(default)]
-    pub notice: Option<String>,
-    /// With `truncated`: the cursor of the next page.
-    #[serde(default)]
-    pub after: Option<String>,
-}
+/// A search response with the hits kept as raw JSON, byte for byte as the indexer stored them.
+pub type RawSearch = SearchResponse<Box<RawValue>>;
 
-impl RawSearch {
-    /// Parses every hit.
-    pub fn into_hits(self) -> Result<(Vec<Hit>, bool), serde_json::Error> {
-        let hits = self
-            .hits
-            .iter()
-            .map(|raw| Hit::parse(raw.get()))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((hits, self.truncated))
-    }
+/// Parses every hit of a search response.
+pub fn parse_hits(search: &RawSearch) -> Result<Vec<Hit>, serde_json::Error> {
+    search.hits.iter().map(|raw| Hit::parse(raw.get())).collect()
 }
 
 /// Sorts by (`ts`, `id`) in `order`.

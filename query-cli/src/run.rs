@@ -7,7 +7,9 @@ use corral_schema::api::DEFAULT_LIMIT;
 use tokio::sync::mpsc;
 
 use crate::cli::{Args, Command, ConfigFile, Output, resolve_endpoints, resolve_timeouts};
-use crate::client::{Client, EndpointError, Params, TailEvent};
+use corral_schema::api::ApiQuery;
+
+use crate::client::{Client, EndpointError, TailEvent};
 use crate::model::{Hit, error_rate, errors, sum_stats};
 use crate::output::{jsonl_line, logfmt_line, text_line};
 use crate::tui::{self, Query};
@@ -49,11 +51,10 @@ fn run(args: &Args) -> anyhow::Result<i32> {
     match &args.command {
         Some(Command::Stats { by }) => {
             let by_name = by.field().to_owned();
-            let params = args
-                .filter_params()
-                .into_iter()
-                .chain([("by", by_name.clone())])
-                .collect::<Params>();
+            let params = ApiQuery {
+                by: Some(*by),
+                ..args.query()
+            };
             if output == Output::Tui {
                 let matched = tui::run(
                     &runtime,
@@ -76,7 +77,7 @@ fn run(args: &Args) -> anyhow::Result<i32> {
             Ok(if stats.total > 0 { MATCHED } else { NO_MATCH })
         }
         Some(Command::Tail) => {
-            let params = args.filter_params();
+            let params = args.query();
             if output == Output::Tui {
                 let matched = tui::run(&runtime, &client, "tail".to_owned(), &Query::Tail { params })?;
                 return Ok(if matched { MATCHED } else { NO_MATCH });
@@ -85,12 +86,12 @@ fn run(args: &Args) -> anyhow::Result<i32> {
             Ok(if printed > 0 { MATCHED } else { NO_MATCH })
         }
         Some(Command::Search { .. }) | None => {
-            if args.command.is_none() && args.filter_params().is_empty() {
+            if args.command.is_none() && args.query().selector.is_empty() {
                 anyhow::bail!(
                     "nothing to query: use --corr <id>, `search <query>`, `tail` or `stats --by <field>` (see --help)"
                 );
             }
-            let params = args.filter_params();
+            let params = args.query();
             let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
             let title = match (&args.corr, &args.command) {
                 (Some(corr), _) => format!("corr {corr}"),
@@ -126,7 +127,7 @@ fn print_hit(out: &mut impl Write, hit: &Hit, output: Output, color: bool) -> st
 
 async fn search(
     client: &Client,
-    params: &Params,
+    params: &ApiQuery,
     limit: usize,
     output: Output,
     color: bool,
@@ -237,7 +238,7 @@ fn broken_pipe(error: std::io::Error, matched: bool) -> anyhow::Result<i32> {
 /// many were printed.
 async fn follow(
     client: &Client,
-    params: &Params,
+    params: &ApiQuery,
     output: Output,
     color: bool,
     seen: Vec<String>,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::parse_duration;
-use crate::{Level, Record, Timestamp};
+use crate::{Level, Timestamp};
 
 /// Path of the search endpoint.
 pub const SEARCH_PATH: &str = "/api/v1/search";
@@ -16,7 +16,7 @@ pub const SEARCH_PATH: &str = "/api/v1/search";
 pub const TAIL_PATH: &str = "/api/v1/tail";
 /// Path of the stats endpoint.
 pub const STATS_PATH: &str = "/api/v1/stats";
-/// Default for [`SearchParams::limit`].
+/// Default for [`Page::limit`].
 pub const DEFAULT_LIMIT: usize = 1000;
 /// Default of the indexer's `max_limit`: the most hits one search answers; more are paged
 /// with [`Cursor`]s.
@@ -57,13 +57,30 @@ impl FromStr for Cursor {
     }
 }
 
-/// Filters shared by search, tail and stats, as query-string parameters.
+/// Which endpoint a query string is for: besides the [`Selector`], search takes a [`Page`]
+/// and stats a [`GroupBy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Search,
+    Tail,
+    Stats,
+}
+
+/// A bad request parameter; the message names the parameter and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
+/// Which records a request is about — a search, a tail, stats, a legal hold. Every field given
+/// must match. `logq` writes it as query-string parameters ([`ApiQuery::to_pairs`]), the
+/// indexer reads and validates it ([`ApiQuery::parse`]); a hold's body carries it as JSON.
 ///
-/// `since` and `until` stay text here: they are either RFC 3339 instants or durations back from
-/// now (`15m`, `7d`), resolved with [`resolve_time_bound`] by the server at request time.
+/// `since` and `until` stay text: RFC 3339 instants or durations back from now (`15m`, `7d`),
+/// resolved with [`resolve_time_bound`] by the server at request time (a hold takes instants
+/// only: it must not move with the clock).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SearchParams {
+pub struct Selector {
     /// Correlation id: every record of one request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corr: Option<String>,
@@ -85,12 +102,179 @@ pub struct SearchParams {
     /// End of the time range: RFC 3339 or a duration back from now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+}
+
+impl Selector {
+    /// True when nothing is selected on (every record matches).
+    pub fn is_empty(&self) -> bool {
+        *self == Selector::default()
+    }
+
+    /// The selector's parameters in query-string order, for a request.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        for (key, value) in [
+            ("corr", &self.corr),
+            ("q", &self.q),
+            ("service", &self.service),
+            ("version", &self.version),
+            ("instance", &self.instance),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if let Some(value) = value {
+                pairs.push((key, value.clone()));
+            }
+        }
+        if let Some(level) = self.level {
+            pairs.push(("level", level.as_str().to_owned()));
+        }
+        pairs
+    }
+}
+
+/// Which page of a search: how many hits, in which order, after which hit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
     /// Maximum number of hits; [`DEFAULT_LIMIT`] when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Order of hits by `ts`; ascending when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<Order>,
+    /// The page starts strictly after this hit in `order`.
+    pub after: Option<Cursor>,
+}
+
+/// The parameters of a search, tail or stats request: what the query string of
+/// `GET /api/v1/search|tail|stats` says, parsed and checked, but not yet resolved against the
+/// clock (`since=15m` stays text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiQuery {
+    pub selector: Selector,
+    /// Search only.
+    pub page: Page,
+    /// Stats only, and required there.
+    pub by: Option<GroupBy>,
+}
+
+const SELECTOR_KEYS: [&str; 8] = [
+    "corr", "q", "service", "version", "instance", "level", "since", "until",
+];
+
+impl ApiQuery {
+    /// Parses a URL query string (`corr=…&since=15m`) for `endpoint`. Each bad parameter is an
+    /// error naming it: given twice, empty, unknown to the endpoint, or a value of the wrong
+    /// form.
+    pub fn parse(query: &str, endpoint: Endpoint) -> Result<ApiQuery, ParamError> {
+        let mut parsed = ApiQuery::default();
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let key = key.into_owned();
+            if !seen.insert(key.clone()) {
+                return Err(ParamError(format!("parameter {key} is given more than once")));
+            }
+            let value = value.into_owned();
+            let text = || -> Result<Option<String>, ParamError> {
+                if value.is_empty() {
+                    return Err(ParamError(format!("parameter {key} is empty")));
+                }
+                Ok(Some(value.clone()))
+            };
+            let selector = &mut parsed.selector;
+            match (key.as_str(), endpoint) {
+                ("corr", _) => selector.corr = text()?,
+                ("q", _) => selector.q = text()?,
+                ("service", _) => selector.service = text()?,
+                ("version", _) => selector.version = text()?,
+                ("instance", _) => selector.instance = text()?,
+                ("level", _) => {
+                    selector.level = Some(
+                        Level::parse_strict(&value)
+                            .map_err(|error| ParamError(format!("parameter level: {error}")))?,
+                    );
+                }
+                ("since", _) | ("until", _) => {
+                    // Checked now, resolved against the clock by the server.
+                    resolve_time_bound(&value, Timestamp::from_unix_nanos(0))
+                        .map_err(|error| ParamError(format!("parameter {key}: {error}")))?;
+                    if key == "since" {
+                        selector.since = Some(value);
+                    } else {
+                        selector.until = Some(value);
+                    }
+                }
+                ("limit", Endpoint::Search) => {
+                    // The upper bound is the indexer's `max_limit`.
+                    parsed.page.limit =
+                        Some(value.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            ParamError(format!(
+                                "parameter limit: expected a positive integer; got {value:?}"
+                            ))
+                        })?);
+                }
+                ("after", Endpoint::Search) => {
+                    parsed.page.after = Some(
+                        value
+                            .parse::<Cursor>()
+                            .map_err(|error| ParamError(format!("parameter after: {error}")))?,
+                    );
+                }
+                ("order", Endpoint::Search) => {
+                    parsed.page.order = Some(match value.as_str() {
+                        "asc" => Order::Asc,
+                        "desc" => Order::Desc,
+                        _ => {
+                            return Err(ParamError(format!(
+                                "parameter order: expected asc or desc; got {value:?}"
+                            )));
+                        }
+                    });
+                }
+                ("by", Endpoint::Stats) => {
+                    parsed.by = Some(
+                        value
+                            .parse::<GroupBy>()
+                            .map_err(|error| ParamError(format!("parameter by: {error}")))?,
+                    );
+                }
+                (other, endpoint) => {
+                    let mut known: Vec<&str> = SELECTOR_KEYS.to_vec();
+                    match endpoint {
+                        Endpoint::Search => known.extend(["limit", "order", "after"]),
+                        Endpoint::Stats => known.push("by"),
+                        Endpoint::Tail => {}
+                    }
+                    return Err(ParamError(format!(
+                        "unknown parameter {other:?}: expected one of {}",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        if endpoint == Endpoint::Stats && parsed.by.is_none() {
+            return Err(ParamError(
+                "parameter by is required: expected service, version, instance or level".to_owned(),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// The query's parameters, in the order [`ApiQuery::parse`] reads them back.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = self.selector.to_pairs();
+        if let Some(limit) = self.page.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        if let Some(order) = self.page.order {
+            pairs.push(("order", order.as_str().to_owned()));
+        }
+        if let Some(after) = &self.page.after {
+            pairs.push(("after", after.to_string()));
+        }
+        if let Some(by) = self.by {
+            pairs.push(("by", by.field().to_owned()));
+        }
+        pairs
+    }
 }
 
 /// Order of search hits by event time.
@@ -102,19 +286,37 @@ pub enum Order {
     Desc,
 }
 
-/// Response of `GET /api/v1/search`.
+impl Order {
+    /// `asc` or `desc`, as the `order` parameter spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Asc => "asc",
+            Order::Desc => "desc",
+        }
+    }
+}
+
+/// Response of `GET /api/v1/search`, generic over the hit: both ends keep hits as raw JSON
+/// (`Box<RawValue>` in `logq`, the stored envelope text in the indexer), so a hit arrives byte
+/// for byte as it was indexed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SearchResponse {
-    /// Matching records ordered by `ts` then `id`, deduplicated by `id`.
-    pub hits: Vec<Record>,
+pub struct SearchResponse<H> {
+    /// Matching records ordered by `ts` then `id`, deduplicated by `id`. First: the indexer
+    /// writes its hits in place of an empty list ([`SearchResponse::write_with_hits`]).
+    pub hits: Vec<H>,
     /// Number of hits returned.
+    #[serde(default)]
     pub count: usize,
     /// True when more records matched than `limit` allowed.
+    #[serde(default)]
     pub truncated: bool,
+    #[serde(default)]
     pub took_ms: u64,
     /// Number of splits searched.
+    #[serde(default)]
     pub splits: usize,
     /// Tiers searched, newest first.
+    #[serde(default)]
     pub tiers: Vec<String>,
     /// Set when not everything was searched: a reader's tier limit, or splits that cannot answer
     /// a phrase query.
@@ -124,6 +326,29 @@ pub struct SearchResponse {
     /// next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+}
+
+impl SearchResponse<()> {
+    /// Writes this response as JSON with `hits` — each already a JSON value — as its hits,
+    /// copied as they are (no parse, no re-encoding). `self.hits` must be empty.
+    pub fn write_with_hits<'a>(&self, hits: impl IntoIterator<Item = &'a str>) -> String {
+        debug_assert!(self.hits.is_empty());
+        let meta = serde_json::to_string(self).expect("a search response serializes");
+        let rest = meta
+            .strip_prefix("{\"hits\":[]")
+            .expect("hits is the first field of a search response");
+        let mut out = String::with_capacity(meta.len() + 64);
+        out.push_str("{\"hits\":[");
+        for (i, hit) in hits.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(hit);
+        }
+        out.push(']');
+        out.push_str(rest);
+        out
+    }
 }
 
 /// What a stats query groups by.
@@ -234,22 +459,90 @@ mod tests {
     use super::*;
 
     #[test]
-    fn params_round_trip_through_a_query_string_shape() {
-        let params = SearchParams {
-            corr: Some("abc".into()),
-            level: Some(Level::Warn),
-            since: Some("15m".into()),
-            limit: Some(10),
-            order: Some(Order::Desc),
-            ..SearchParams::default()
+    fn a_query_round_trips_through_its_query_string() {
+        let query = ApiQuery {
+            selector: Selector {
+                corr: Some("abc".into()),
+                q: Some("card declined".into()),
+                level: Some(Level::Warn),
+                since: Some("15m".into()),
+                ..Selector::default()
+            },
+            page: Page {
+                limit: Some(10),
+                order: Some(Order::Desc),
+                after: Some("12:0a1b".parse().unwrap()),
+            },
+            by: None,
         };
-        let value = serde_json::to_value(&params).unwrap();
+        let text: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.to_pairs())
+            .finish();
+        assert_eq!(ApiQuery::parse(&text, Endpoint::Search), Ok(query));
+        let stats = ApiQuery::parse("by=version&service=orders", Endpoint::Stats).unwrap();
+        assert_eq!(stats.by, Some(GroupBy::Version));
         assert_eq!(
-            value,
-            serde_json::json!({"corr":"abc","level":"warn","since":"15m","limit":10,"order":"desc"})
+            stats.to_pairs(),
+            [("service", "orders".to_owned()), ("by", "version".to_owned())]
         );
-        assert_eq!(serde_json::from_value::<SearchParams>(value).unwrap(), params);
-        assert!(serde_json::from_value::<SearchParams>(serde_json::json!({"corr_id": "x"})).is_err());
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let cases: &[(&str, Endpoint, &str)] = &[
+            (
+                "corr=a&corr=b",
+                Endpoint::Search,
+                "parameter corr is given more than once",
+            ),
+            ("q=", Endpoint::Search, "parameter q is empty"),
+            ("level=loud", Endpoint::Tail, "parameter level: expected one of"),
+            (
+                "since=yesterday",
+                Endpoint::Search,
+                "parameter since: invalid time",
+            ),
+            (
+                "limit=0",
+                Endpoint::Search,
+                "parameter limit: expected a positive integer",
+            ),
+            ("limit=5", Endpoint::Tail, "unknown parameter \"limit\""),
+            (
+                "order=up",
+                Endpoint::Search,
+                "parameter order: expected asc or desc",
+            ),
+            ("service=x", Endpoint::Stats, "parameter by is required"),
+            ("corr_id=x", Endpoint::Search, "expected one of corr, q,"),
+        ];
+        for (query, endpoint, want) in cases {
+            let error = ApiQuery::parse(query, *endpoint).unwrap_err().0;
+            assert!(error.contains(want), "{query}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_search_response_carries_its_hits_byte_for_byte() {
+        let meta = SearchResponse::<()> {
+            count: 2,
+            truncated: true,
+            tiers: vec!["hot".into()],
+            after: Some("12:b".into()),
+            ..SearchResponse::default()
+        };
+        let hits = [r#"{"id":"a","msg":"x  y"}"#, r#"{"id":"b","n":1.50}"#];
+        let json = meta.write_with_hits(hits);
+        let back: SearchResponse<Box<serde_json::value::RawValue>> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.hits.iter().map(|h| h.get()).collect::<Vec<_>>(), hits);
+        assert_eq!(
+            (back.count, back.truncated, back.after.as_deref()),
+            (2, true, Some("12:b"))
+        );
+        assert_eq!(
+            meta.write_with_hits([]),
+            r#"{"hits":[],"count":2,"truncated":true,"took_ms":0,"splits":0,"tiers":["hot"],"after":"12:b"}"#
+        );
     }
 
     #[test]

@@ -42,6 +42,16 @@ impl Level {
         Level::Fatal,
     ];
 
+    /// Parses one of the six envelope names, in any case — what a request parameter, a flag
+    /// or a config key takes (unlike [`Level::from_name`], no library spellings). The error says
+    /// what is accepted.
+    pub fn parse_strict(text: &str) -> Result<Level, String> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("expected one of trace, debug, info, warn, error, fatal; got {text:?}"))
+    }
+
     /// Returns the envelope spelling (`trace` … `fatal`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -15,7 +15,9 @@ use corral_schema::api::{Order, StatsResponse};
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tokio::sync::mpsc;
 
-use crate::client::{Client, EndpointError, Params, TailEvent};
+use corral_schema::api::ApiQuery;
+
+use crate::client::{Client, EndpointError, TailEvent};
 use crate::model::{Hit, merge, sort_hits, sum_stats};
 
 /// What background work reports to the UI.
@@ -352,14 +354,14 @@ fn errors_status(errors: &[EndpointError]) -> Option<String> {
 pub enum Query {
     /// A search (`--corr` or `search`), optionally followed.
     Search {
-        params: Params,
+        params: ApiQuery,
         limit: usize,
         follow: bool,
     },
     /// Follow only.
-    Tail { params: Params },
+    Tail { params: ApiQuery },
     /// Stats grouped by a field.
-    Stats { params: Params, by: String },
+    Stats { params: ApiQuery, by: String },
 }
 
 /// Runs the TUI until the user quits; returns whether anything matched. The terminal is
@@ -373,7 +375,7 @@ pub fn run(
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let mut app = App::new(title);
     let mut follow: Option<mpsc::Receiver<TailEvent>> = None;
-    let start_follow = |params: &Params| {
+    let start_follow = |params: &ApiQuery| {
         let (tail_tx, tail_rx) = mpsc::channel(1024);
         let _guard = runtime.enter();
         client.tail(params, &tail_tx);
@@ -386,11 +388,10 @@ pub fn run(
             limit,
             follow: want,
         } => {
-            tail_params = params
-                .iter()
-                .filter(|(k, _)| *k != "limit")
-                .cloned()
-                .collect::<Params>();
+            tail_params = ApiQuery {
+                selector: params.selector.clone(),
+                ..ApiQuery::default()
+            };
             if *want {
                 app.following = true;
                 follow = Some(start_follow(&tail_params));
@@ -420,7 +421,7 @@ pub fn run(
             follow = Some(start_follow(&tail_params));
         }
         Query::Stats { params, by } => {
-            tail_params = Params::new();
+            tail_params = ApiQuery::default();
             app.stats_by = Some(by.clone());
             let client = client.clone();
             let params = params.clone();
