@@ -1,11 +1,12 @@
 //! The HTTP API (DESIGN §4.3): search, tail and stats over the splits, plus `/metrics`,
 //! `/healthz` and `/readyz`.
 //!
-//! Every `/api/v1/*` handler asks `ApiState::authorize` who is calling (bearer tokens and
-//! roles, or an open API without a tokens file), and every call is appended to the [`AuditLog`]
-//! before it is answered — refused ones too (400, 401, 403, 429: who or `anonymous`, why, the
+//! Every `/api/v1/*` handler takes the caller's [`Identity`] (an extractor over the bearer
+//! token, or `anonymous` on an open API without a tokens file) and asks whether its role may
+//! make the call; every call is appended to the [`AuditLog`] before it is answered — refused ones too (400, 401, 403, 429: who or `anonymous`, why, the
 //! parameters; never the presented token), counted in `corral_indexer_refused_total`. A
-//! `reader` searches the hot tier only and is told so.
+//! `reader` searches the hot tier only and is told so. Errors are [`ApiError`]s, whose kind
+//! alone decides the status.
 //!
 //! Work per request is bounded: `q` by length and nesting ([`crate::limits::QueryLimits`]), a
 //! search by `max_limit` (more is paged with `after`), tails by [`TailPolicy`]: at most
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -34,7 +36,7 @@ use crate::audit::{AuditLog, Entry, Refusal};
 use crate::auth::{Caller, Role, Tokens};
 use crate::holds::{Holds, NewHold};
 use crate::metrics::{EndpointLabel, Metrics, RefusedLabel};
-use crate::query::{Endpoint, Filters, QueryEngine};
+use crate::query::{Endpoint, Filters, ParamError, QueryEngine, QueryError};
 use crate::store::HOT_TIER;
 
 /// Records sent per tail round at most.
@@ -49,16 +51,75 @@ pub const HOLDS_PATH: &str = "/api/v1/holds";
 /// What a reader's search response says about the tiers it did not search.
 pub const READER_NOTICE: &str = "role reader searches the hot tier only: older tiers were not searched";
 
-/// An error answered as `{"error": "..."}` with its status.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
+/// Why a call is answered with an error, as `{"error": "..."}`. [`ApiError::status`] is the one
+/// place a kind of error gets its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter or body the caller got wrong, or a query the engine refuses to run.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No token, or one nobody was given.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A known caller whose role is too low.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// Over a limit on concurrent work (tails).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// A fault of the server itself.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text of the `error` field.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::TooManyRequests(m)
+            | ApiError::Internal(m) => m,
+        }
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(error: ParamError) -> ApiError {
+        ApiError::BadRequest(error.0)
+    }
+}
+
+impl From<QueryError> for ApiError {
+    /// A query refused is the caller's mistake; any other failure is ours.
+    fn from(error: QueryError) -> ApiError {
+        match error {
+            QueryError::Refused(param) => param.into(),
+            QueryError::Failed(error) => ApiError::Internal(format!("{error:#}")),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error(self.status, self.message)
+        let status = self.status();
+        error(status, self.message())
     }
 }
 
@@ -136,22 +197,14 @@ pub enum Access {
 }
 
 impl Access {
-    /// Returns the caller if it may act as `needed`: 401 without a known token, 403 when its
-    /// role is below `needed`.
-    pub fn authorize(&self, headers: &HeaderMap, needed: Role, what: &str) -> Result<Caller, ApiError> {
-        self.check(headers, needed, what).map_err(|denied| denied.error)
-    }
-
-    /// As [`Access::authorize`], saying who was refused when the token was known.
-    pub fn check(&self, headers: &HeaderMap, needed: Role, what: &str) -> Result<Caller, Denied> {
+    /// Who presents these headers: the caller of a known bearer token (anyone, as
+    /// `anonymous`, on an open API), or why not (401).
+    pub fn identify(&self, headers: &HeaderMap) -> Result<Caller, Denied> {
         let Access::Tokens(tokens) = self else {
             return Ok(Caller::anonymous());
         };
         let unauthorized = |message: &str| Denied {
-            error: ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                message: message.to_owned(),
-            },
+            error: ApiError::Unauthorized(message.to_owned()),
             caller: None,
         };
         let header = headers
@@ -163,24 +216,44 @@ impl Access {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| unauthorized("malformed Authorization header: expected Bearer <token>"))?;
-        let caller = tokens
+        tokens
             .caller(token)
-            .ok_or_else(|| unauthorized("unknown token"))?;
+            .cloned()
+            .ok_or_else(|| unauthorized("unknown token"))
+    }
+}
+
+/// Who is calling: an axum extractor over the `Authorization` header. It never rejects a
+/// request itself; the handler decides what the caller may do ([`Identity::may`]), so a refusal
+/// is audited with the call's own action and parameters.
+#[derive(Debug, Clone)]
+pub struct Identity(Result<Caller, Denied>);
+
+impl FromRequestParts<ApiState> for Identity {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Identity, Self::Rejection> {
+        Ok(Identity(state.access.identify(&parts.headers)))
+    }
+}
+
+impl Identity {
+    /// The caller if it may act as `needed` to `what`: 401 without a known token, 403 when its
+    /// role is below `needed`.
+    pub fn may(self, needed: Role, what: &str) -> Result<Caller, Denied> {
+        let caller = self.0?;
         if caller.role < needed {
             return Err(Denied {
-                error: ApiError {
-                    status: StatusCode::FORBIDDEN,
-                    message: format!(
-                        "{} (role {}) may not {what}: it needs role {} or above",
-                        caller.name,
-                        caller.role.as_str(),
-                        needed.as_str()
-                    ),
-                },
-                caller: Some(caller.clone()),
+                error: ApiError::Forbidden(format!(
+                    "{} (role {}) may not {what}: it needs role {} or above",
+                    caller.name,
+                    caller.role.as_str(),
+                    needed.as_str()
+                )),
+                caller: Some(caller),
             });
         }
-        Ok(caller.clone())
+        Ok(caller)
     }
 }
 
@@ -208,14 +281,14 @@ impl ApiState {
     /// Returns the caller if it may act as `needed`; else the refusal, audited and counted.
     fn authorize(
         &self,
-        headers: &HeaderMap,
+        identity: Identity,
         needed: Role,
         what: &str,
         action: &'static str,
         params: impl FnOnce() -> BTreeMap<String, String>,
     ) -> Result<Caller, Box<Response>> {
-        self.access
-            .check(headers, needed, what)
+        identity
+            .may(needed, what)
             .map_err(|denied| Box::new(self.refuse(denied.caller.as_ref(), action, params(), denied.error)))
     }
 
@@ -233,7 +306,7 @@ impl ApiState {
             .refused
             .get_or_create(&RefusedLabel {
                 endpoint: action,
-                status: error.status.as_u16(),
+                status: error.status().as_u16(),
             })
             .inc();
         let entry = Entry {
@@ -246,8 +319,8 @@ impl ApiState {
             tiers: Vec::new(),
             took_ms: 0,
             refused: Some(Refusal {
-                status: error.status.as_u16(),
-                reason: error.message.clone(),
+                status: error.status().as_u16(),
+                reason: error.message().to_owned(),
             }),
         };
         if let Err(e) = tokio::task::block_in_place(|| self.audit.append(entry)) {
@@ -293,9 +366,10 @@ impl ApiState {
         // The append waits for an fsync: let the runtime move other tasks off this worker.
         tokio::task::block_in_place(|| self.audit.append(entry))
             .map(|_| ())
-            .map_err(|e| ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: format!("cannot write the audit log, so the call is refused: {e:#}"),
+            .map_err(|e| {
+                ApiError::Internal(format!(
+                    "cannot write the audit log, so the call is refused: {e:#}"
+                ))
             })
     }
 }
@@ -356,12 +430,12 @@ fn action(endpoint: Endpoint) -> &'static str {
 /// Authorizes, parses and bounds the filters, counts the call; `Err` is the response to send.
 fn prepare(
     state: &ApiState,
-    headers: &HeaderMap,
+    identity: Identity,
     query: Option<&str>,
     endpoint: Endpoint,
 ) -> Result<(Caller, Filters), Box<Response>> {
     state.metrics.queries.get_or_create(&label(endpoint)).inc();
-    let caller = state.authorize(headers, Role::Reader, "query logs", action(endpoint), || {
+    let caller = state.authorize(identity, Role::Reader, "query logs", action(endpoint), || {
         query_params(query)
     })?;
     let parsed = ApiQuery::parse(query.unwrap_or(""), endpoint).and_then(|api| {
@@ -379,10 +453,7 @@ fn prepare(
             Some(&caller),
             action(endpoint),
             query_params(query),
-            ApiError {
-                status: StatusCode::BAD_REQUEST,
-                message: e.0,
-            },
+            ApiError::BadRequest(e.0),
         ))
     })?;
     if caller.role == Role::Reader {
@@ -391,9 +462,9 @@ fn prepare(
     Ok((caller, filters))
 }
 
-async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn search(State(state): State<ApiState>, identity: Identity, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Search) {
+    let (caller, filters) = match prepare(&state, identity, query.as_deref(), Endpoint::Search) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
@@ -407,8 +478,8 @@ async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(quer
         .observe(took.as_secs_f64());
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), &e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")),
+        Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
+        Err(e) => return ApiError::Internal(format!("search failed: {e}")).into_response(),
     };
     let count = outcome.hits.len() as u64;
     if let Err(e) = state.record(
@@ -446,28 +517,21 @@ fn query_failed(
     endpoint: Endpoint,
     caller: &Caller,
     query: Option<&str>,
-    e: &anyhow::Error,
+    e: QueryError,
 ) -> Response {
     state.metrics.query_errors.get_or_create(&label(endpoint)).inc();
-    // A query that cannot be built or that the engine refuses to run is the caller's mistake;
-    // anything else is ours.
-    match e.downcast_ref::<crate::query::ParamError>() {
-        Some(param) => state.refuse(
-            Some(caller),
-            action(endpoint),
-            query_params(query),
-            ApiError {
-                status: StatusCode::BAD_REQUEST,
-                message: param.0.clone(),
-            },
-        ),
-        None => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    match ApiError::from(e) {
+        // The caller's mistake: audited as a refusal.
+        refused @ ApiError::BadRequest(_) => {
+            state.refuse(Some(caller), action(endpoint), query_params(query), refused)
+        }
+        failed => failed.into_response(),
     }
 }
 
-async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn stats(State(state): State<ApiState>, identity: Identity, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Stats) {
+    let (caller, filters) = match prepare(&state, identity, query.as_deref(), Endpoint::Stats) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
@@ -495,16 +559,16 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
                 .expect("serializes"),
             )
         }
-        Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), &e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stats failed: {e}")),
+        Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
+        Err(e) => ApiError::Internal(format!("stats failed: {e}")).into_response(),
     }
 }
 
 /// Streams matching records as they become searchable, one JSON envelope per line, and an
 /// empty line every [`TAIL_KEEPALIVE`] while there is nothing to send.
-async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn tail(State(state): State<ApiState>, identity: Identity, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, &headers, query.as_deref(), Endpoint::Tail) {
+    let (caller, filters) = match prepare(&state, identity, query.as_deref(), Endpoint::Tail) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
@@ -513,13 +577,10 @@ async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query)
             Some(&caller),
             "tail",
             query_params(query.as_deref()),
-            ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                message: format!(
-                    "too many tails: {} are open (indexer.max_tails); close one or try again later",
-                    state.tails.max_tails
-                ),
-            },
+            ApiError::TooManyRequests(format!(
+                "too many tails: {} are open (indexer.max_tails); close one or try again later",
+                state.tails.max_tails
+            )),
         );
     };
     let tiers = filters.tiers.clone().unwrap_or_default();
@@ -533,8 +594,8 @@ async fn tail(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query)
     };
     match check {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return query_failed(&state, Endpoint::Tail, &caller, query.as_deref(), &e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("tail failed: {e}")),
+        Ok(Err(e)) => return query_failed(&state, Endpoint::Tail, &caller, query.as_deref(), e),
+        Err(e) => return ApiError::Internal(format!("tail failed: {e}")).into_response(),
     }
     // A tail is recorded when it starts; what it streams is not known yet.
     if let Err(e) = state.record(&caller, "tail", query.as_deref(), 0, tiers, started.elapsed()) {
@@ -651,9 +712,9 @@ async fn follow(engine: Arc<QueryEngine>, filters: Filters, mut from: u64, tx: T
 }
 
 /// The audit log between `since` and `until`, of `who`, for auditors.
-async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn audit(State(state): State<ApiState>, identity: Identity, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let caller = match state.authorize(&headers, Role::Auditor, "read the audit log", "audit", || {
+    let caller = match state.authorize(identity, Role::Auditor, "read the audit log", "audit", || {
         query_params(query.as_deref())
     }) {
         Ok(caller) => caller,
@@ -667,10 +728,7 @@ async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
                 Some(&caller),
                 "audit",
                 query_params(query.as_deref()),
-                ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    message,
-                },
+                ApiError::BadRequest(message),
             )
         };
         match key.as_ref() {
@@ -727,9 +785,9 @@ async fn audit(State(state): State<ApiState>, headers: HeaderMap, RawQuery(query
 }
 
 /// Places a legal hold (admin).
-async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_hold(State(state): State<ApiState>, identity: Identity, body: Bytes) -> Response {
     let started = Instant::now();
-    let caller = match state.authorize(&headers, Role::Admin, "place legal holds", "hold.create", || {
+    let caller = match state.authorize(identity, Role::Admin, "place legal holds", "hold.create", || {
         BTreeMap::from([(
             "body".to_owned(),
             String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
@@ -746,10 +804,7 @@ async fn create_hold(State(state): State<ApiState>, headers: HeaderMap, body: By
                 "body".to_owned(),
                 String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
             )]),
-            ApiError {
-                status: StatusCode::BAD_REQUEST,
-                message,
-            },
+            ApiError::BadRequest(message),
         )
     };
     let new = match NewHold::parse(&body) {
@@ -824,14 +879,14 @@ fn hold_change_failed(
             tracing::error!(error = %format!("{audit:#}"), "cannot record that a hold change failed");
         }
     }
-    error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    ApiError::Internal(format!("{e:#}")).into_response()
 }
 
 /// Lists the legal holds (auditor and admin).
-async fn list_holds(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+async fn list_holds(State(state): State<ApiState>, identity: Identity) -> Response {
     let started = Instant::now();
     let caller = match state.authorize(
-        &headers,
+        identity,
         Role::Auditor,
         "list legal holds",
         "hold.list",
@@ -855,10 +910,10 @@ async fn list_holds(State(state): State<ApiState>, headers: HeaderMap) -> Respon
 }
 
 /// Releases a legal hold (admin).
-async fn release_hold(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn release_hold(State(state): State<ApiState>, identity: Identity, Path(id): Path<String>) -> Response {
     let started = Instant::now();
     let caller = match state.authorize(
-        &headers,
+        identity,
         Role::Admin,
         "release legal holds",
         "hold.release",
@@ -883,7 +938,7 @@ async fn release_hold(State(state): State<ApiState>, headers: HeaderMap, Path(id
     });
     match released {
         Ok(Some(hold)) => json(serde_json::json!({"released": hold.id}).to_string()),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no hold {id:?}")),
+        Ok(None) => ApiError::NotFound(format!("no hold {id:?}")).into_response(),
         Err(e) => hold_change_failed(&state, &caller, "hold.release", &e),
     }
 }

@@ -100,6 +100,23 @@ impl Filters {
     }
 }
 
+/// Why a query was not answered: the request (the caller's to fix) or the server.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request cannot be run as asked: a parameter, or a `q` the engine refuses to run.
+    #[error(transparent)]
+    Refused(#[from] ParamError),
+    /// A fault of the server itself (a split that cannot be read …).
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<TantivyError> for QueryError {
+    fn from(error: TantivyError) -> QueryError {
+        QueryError::Failed(error.into())
+    }
+}
+
 /// One hit: its sort keys and the stored envelope JSON.
 #[derive(Debug, Clone)]
 pub struct Hit {
@@ -334,7 +351,7 @@ impl QueryEngine {
         let searcher = view.reader.searcher();
         searcher
             .search(&BooleanQuery::new(clauses), &DocSetCollector)
-            .map_err(|e| refused(e, None))
+            .map_err(|e| refused(e, None).into())
     }
 
     /// Number of documents of `view` matching `filters`.
@@ -376,7 +393,7 @@ impl QueryEngine {
     /// of its top `limit + 1` from the fast column (no document loaded), the candidates of all
     /// splits are kept to one top-k by `ts`, and only the documents of the final page (plus
     /// duplicates and `ts` ties at its edge) are loaded.
-    pub fn search(&self, filters: &Filters) -> anyhow::Result<SearchOutcome> {
+    pub fn search(&self, filters: &Filters) -> Result<SearchOutcome, QueryError> {
         self.validate(filters)?;
         let q = self.parsed_q(filters)?;
         let splits = self.splits_for(filters);
@@ -528,7 +545,7 @@ impl QueryEngine {
 
     /// Counts matching records per group of `filters.by`, with counts per level.
     /// Also returns the splits that could not answer, by tier.
-    pub fn stats(&self, filters: &Filters) -> anyhow::Result<StatsOutcome> {
+    pub fn stats(&self, filters: &Filters) -> Result<StatsOutcome, QueryError> {
         let by = filters.by.unwrap_or(GroupBy::Service);
         let mut counts: HashMap<(String, String), u64> = HashMap::new();
         let mut unsearched: BTreeMap<String, usize> = BTreeMap::new();
@@ -579,7 +596,7 @@ impl QueryEngine {
         from: u64,
         to: u64,
         max: usize,
-    ) -> anyhow::Result<Vec<(u64, Hit)>> {
+    ) -> Result<Vec<(u64, Hit)>, QueryError> {
         let mut out = Vec::new();
         if from >= to {
             return Ok(out);
@@ -616,7 +633,7 @@ impl QueryEngine {
     }
 
     /// Number of documents matching `filters` in every split, without dedup; for tests and tools.
-    pub fn count(&self, filters: &Filters) -> anyhow::Result<usize> {
+    pub fn count(&self, filters: &Filters) -> Result<usize, QueryError> {
         let mut total = 0;
         let q = self.parsed_q(filters)?;
         for view in self.splits_for(filters) {
@@ -694,7 +711,7 @@ fn past(hit: &Hit, after: &Cursor, order: Order) -> bool {
 /// An error of running a query: what the engine refuses to run (a range on a JSON field, a
 /// field it does not know) is the caller's mistake, named as `q`'s; anything else is a fault of
 /// the server and stays one.
-fn refused(error: TantivyError, q: Option<&str>) -> anyhow::Error {
+fn refused(error: TantivyError, q: Option<&str>) -> QueryError {
     match error {
         TantivyError::InvalidArgument(reason)
         | TantivyError::SchemaError(reason)
@@ -706,7 +723,7 @@ fn refused(error: TantivyError, q: Option<&str>) -> anyhow::Error {
             q.unwrap_or("")
         ))
         .into(),
-        other => other.into(),
+        other => QueryError::Failed(other.into()),
     }
 }
 
