@@ -433,12 +433,12 @@ fn timed_ingest<S: Source + 'static>(
 ) -> (Run, Duration) {
     let catalog = store.catalog();
     let metrics = Arc::new(Metrics::new());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let ingest = Ingest::new(store, source, Arc::clone(&metrics), DEFAULT_COMMIT_INTERVAL).expect("ingest");
     let thread = {
-        let stop = Arc::clone(&stop);
+        let stop = stop.clone();
         std::thread::spawn(move || ingest.run(&stop))
     };
     let mut first_docs = None;
@@ -462,7 +462,7 @@ fn timed_ingest<S: Source + 'static>(
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     thread.join().expect("ingest thread").expect("ingest loop");
     assert_eq!(metrics.records_indexed.get(), expected, "records indexed");
     assert_eq!(metrics.duplicates_dropped.get(), 0, "no duplicates in the corpus");

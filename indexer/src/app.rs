@@ -14,6 +14,8 @@ use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink;
 use corral_demo::{Fleet, FleetConfig};
 use corral_schema::Timestamp;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::auth::Tokens;
@@ -196,7 +198,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?
         .with_max_future_skew(config.max_future_skew)
         .with_min_free_bytes(config.min_free_bytes);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     run_with_api(
         args.listen,
         ApiState {
@@ -210,8 +212,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         retention,
         ingest,
-        Arc::clone(&stop),
-        move || stop.store(true, Ordering::Relaxed),
+        stop.clone(),
+        move || stop.cancel(),
         move || crate::store::anchor_audit_head(&args.data_dir, &audit_at_exit),
     )
 }
@@ -308,7 +310,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         .write_all(banner.join("\n").as_bytes())
         .and_then(|()| stdout.flush());
     drop(stdout);
-    let ingest_stop = Arc::new(AtomicBool::new(false));
+    let ingest_stop = CancellationToken::new();
     let collector_stop_on_error = Arc::clone(&collector_stop);
     let result = run_with_api(
         args.listen,
@@ -323,7 +325,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         },
         retention,
         ingest,
-        Arc::clone(&ingest_stop),
+        ingest_stop.clone(),
         // The collector drains into the channel and ends; the ingest loop then ends with it.
         move || collector_stop.store(true, Ordering::Relaxed),
         move || {
@@ -333,7 +335,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             crate::store::anchor_audit_head(&data_dir.join("index"), &audit_at_exit)
         },
     );
-    ingest_stop.store(true, Ordering::Relaxed);
+    ingest_stop.cancel();
     // Also when the API could not start (port taken): the collector must stop before the join.
     collector_stop_on_error.store(true, Ordering::Relaxed);
     let collected = collector_thread
@@ -363,15 +365,18 @@ fn logq_command() -> String {
     }
 }
 
-/// Runs `ingest` on its own thread and the API on a tokio runtime until SIGTERM/SIGINT (or the
-/// ingest loop ends), then calls `on_signal`, waits for ingest to finish its final commit, stops
-/// the API and calls `on_shutdown` (which anchors the audit log's head in the chain head).
+/// Runs `ingest`, retention and the API until SIGTERM/SIGINT (or the ingest loop ends), then
+/// shuts down in order: `on_signal` (which makes ingest end: `serve` cancels `ingest_stop`,
+/// `standalone` stops its collector so the channel drains and closes), ingest's final commit,
+/// then `after_ingest` is cancelled for retention (after the step it is on) and the API, every
+/// task of `tasks` is waited for, and `on_shutdown` anchors the audit log's head in the chain
+/// head. Threads and tasks stop on cancellation tokens and are waited for through one tracker.
 fn run_with_api<S: Source + 'static>(
     listen: SocketAddr,
     state: ApiState,
     retention: Option<Retention>,
     ingest: Ingest<S>,
-    ingest_stop: Arc<AtomicBool>,
+    ingest_stop: CancellationToken,
     on_signal: impl FnOnce(),
     on_shutdown: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -382,57 +387,52 @@ fn run_with_api<S: Source + 'static>(
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let (ingest_done_tx, ingest_done_rx) = tokio::sync::oneshot::channel::<()>();
-    let ingest_thread = std::thread::Builder::new().name("ingest".into()).spawn(move || {
-        let result = ingest.run(&ingest_stop);
-        let _ = ingest_done_tx.send(());
-        result
-    })?;
-    let retention_stop = Arc::new(AtomicBool::new(false));
-    let retention_thread = match retention {
-        Some(retention) => {
-            let (holds, audit, stop) = (
-                Arc::clone(&state.holds),
-                Arc::clone(&state.audit),
-                Arc::clone(&retention_stop),
-            );
-            Some(
-                std::thread::Builder::new()
-                    .name("retention".into())
-                    .spawn(move || crate::retention::run_periodically(&retention, &holds, &audit, &stop))?,
-            )
-        }
-        None => None,
-    };
-    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(crate::http::serve(listener, state, async {
-        let _ = shutdown_rx.await;
-    }));
-    let ingest_ended_early = runtime.block_on(async {
+    let tasks = TaskTracker::new();
+    let after_ingest = CancellationToken::new();
+    let _context = runtime.enter();
+    let mut ingest_task = tasks.spawn_blocking(move || ingest.run(&ingest_stop));
+    if let Some(retention) = retention {
+        let (holds, audit, stop) = (
+            Arc::clone(&state.holds),
+            Arc::clone(&state.audit),
+            after_ingest.clone(),
+        );
+        tasks.spawn_blocking(move || crate::retention::run_periodically(&retention, &holds, &audit, &stop));
+    }
+    let server = tasks.spawn(crate::http::serve(
+        listener,
+        state,
+        after_ingest.clone().cancelled_owned(),
+    ));
+    tasks.close();
+    let ingest_result = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => anyhow::Ok(false),
-            _ = term.recv() => Ok(false),
-            _ = ingest_done_rx => Ok(true),
+        let ended_early = tokio::select! {
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+            ended = &mut ingest_task => Some(ended),
+        };
+        if ended_early.is_none() {
+            tracing::info!("stopping: final commit, then the API");
         }
+        on_signal();
+        let ended = match ended_early {
+            Some(ended) => ended,
+            None => ingest_task.await,
+        };
+        after_ingest.cancel();
+        // Open tail streams never end by themselves: give the server a moment, then go.
+        if tokio::time::timeout(std::time::Duration::from_secs(2), tasks.wait())
+            .await
+            .is_err()
+        {
+            server.abort();
+            // Retention stops after the step it is on: wait for it, however long that is.
+            tasks.wait().await;
+        }
+        anyhow::Ok(ended.map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?)
     })?;
-    if !ingest_ended_early {
-        tracing::info!("stopping: final commit, then the API");
-    }
-    on_signal();
-    let ingest_result = ingest_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
-    retention_stop.store(true, Ordering::Relaxed);
-    if let Some(thread) = retention_thread {
-        // A pass in progress stops after the step it is on.
-        let _ = thread.join();
-    }
-    let _ = shutdown_tx.send(());
-    runtime.block_on(async {
-        // Open tail streams never end by themselves; give the server a moment, then go.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
-    });
+    drop(_context);
     runtime.shutdown_background();
     // Every thread that writes the audit log or the chain head has ended.
     let shut_down = on_shutdown();

@@ -6,10 +6,10 @@
 //! last commit and the source is rewound to it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_schema::{Flag, Timestamp};
+use tokio_util::sync::CancellationToken;
 
 use crate::disk::DiskGuard;
 use crate::ingest::{RecentIds, normalise_times};
@@ -75,7 +75,7 @@ impl<S: Source> Ingest<S> {
 
     /// Runs until `stop` is set or the source ends, then commits what is pending. A write that
     /// failed because the disk is full does not end it: see `Ingest::recover`.
-    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+    pub fn run(mut self, stop: &CancellationToken) -> anyhow::Result<()> {
         loop {
             match self.ingest(stop) {
                 Ok(()) => break,
@@ -99,7 +99,7 @@ impl<S: Source> Ingest<S> {
     /// After a write failed for lack of space: waits until there is room, reopens the store at
     /// its last commit and rewinds the source to it, as a restart would (the duplicate filter is
     /// warmed again from what is committed). `None` when stopped while waiting.
-    fn recover(self, why: String, stop: &AtomicBool) -> anyhow::Result<Option<Self>> {
+    fn recover(self, why: String, stop: &CancellationToken) -> anyhow::Result<Option<Self>> {
         let Ingest {
             store,
             mut source,
@@ -140,7 +140,7 @@ impl<S: Source> Ingest<S> {
     }
 
     /// The loop itself; returns when stopped or the source ended, or on the first error.
-    fn ingest(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+    fn ingest(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
         let mut last_commit = Instant::now();
         let mut dirty = false;
         loop {
@@ -202,7 +202,7 @@ impl<S: Source> Ingest<S> {
                 }
                 last_commit = Instant::now();
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_cancelled() {
                 return Ok(());
             }
         }
@@ -232,10 +232,10 @@ impl<S: Source> Ingest<S> {
 }
 
 /// Waits until `disk` has room again; false when `stop` was set first.
-fn wait_for_space(disk: &DiskGuard, stop: &AtomicBool) -> bool {
+fn wait_for_space(disk: &DiskGuard, stop: &CancellationToken) -> bool {
     let mut waited = Instant::now();
     while !disk.recovered() {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_cancelled() {
             return false;
         }
         if waited.elapsed() >= Duration::from_secs(60) {

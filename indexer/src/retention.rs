@@ -28,6 +28,7 @@ use serde::Serialize;
 use tantivy::indexer::NoMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{DocAddress, Index, IndexSettings, IndexWriter, TantivyDocument};
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, Entry};
 use crate::holds::{Hold, Holds};
@@ -336,7 +337,7 @@ impl Retention {
 
     /// Runs one pass over the live `holds` (see `run_until`); returns the steps taken.
     pub fn run_with(&self, holds: &Holds, audit: &AuditLog, now: Timestamp) -> anyhow::Result<Vec<Planned>> {
-        self.run_until(holds, audit, now, &AtomicBool::new(false))
+        self.run_until(holds, audit, now, &CancellationToken::new())
     }
 
     /// Plans at `now`, then carries the steps out one by one, stopping before the next step once
@@ -349,12 +350,12 @@ impl Retention {
         holds: &Holds,
         audit: &AuditLog,
         now: Timestamp,
-        stop: &AtomicBool,
+        stop: &CancellationToken,
     ) -> anyhow::Result<Vec<Planned>> {
         let planned = self.plan(&holds.list(), now)?;
         let mut taken = Vec::with_capacity(planned.len());
         for step in &planned {
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_cancelled() {
                 break;
             }
             let started = Instant::now();
@@ -742,10 +743,10 @@ pub fn run_periodically(
     retention: &Retention,
     holds: &crate::holds::Holds,
     audit: &AuditLog,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
 ) {
     let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() {
         if Instant::now() >= next {
             if let Err(error) = retention.run_until(holds, audit, Timestamp::now(), stop) {
                 tracing::error!(error = %format!("{error:#}"), "retention pass failed");
@@ -845,12 +846,11 @@ mod tests {
             tiers
         };
         let stopped = retention
-            .run_until(
-                &Holds::fixed(Vec::new()),
-                &audit,
-                Timestamp::now(),
-                &AtomicBool::new(true),
-            )
+            .run_until(&Holds::fixed(Vec::new()), &audit, Timestamp::now(), &{
+                let stop = CancellationToken::new();
+                stop.cancel();
+                stop
+            })
             .unwrap();
         assert!(stopped.is_empty(), "{stopped:?}");
         assert_eq!(tiers(), ["hot", "hot"]);
