@@ -18,13 +18,14 @@ pub type Ticket = u64;
 #[derive(Debug, Default)]
 pub struct AckTracker {
     next: Ticket,
-    in_flight: HashMap<Ticket, Holds>,
+    in_flight: HashMap<Ticket, Held>,
     held: HashMap<FileKey, BTreeMap<u64, u32>>,
     bytes: usize,
 }
 
+/// What one ticket holds back: the offsets of its first (and, across a rotation, last) chunk.
 #[derive(Debug)]
-struct Holds {
+struct Held {
     first: (FileKey, u64),
     last: Option<(FileKey, u64)>,
     bytes: usize,
@@ -40,7 +41,7 @@ impl AckTracker {
         for (file, offset) in std::iter::once(first).chain(last) {
             *self.held.entry(file).or_default().entry(offset).or_default() += 1;
         }
-        self.in_flight.insert(ticket, Holds { first, last, bytes });
+        self.in_flight.insert(ticket, Held { first, last, bytes });
         self.bytes += bytes;
         ticket
     }

@@ -34,7 +34,7 @@ pub struct RecordBuilder {
     default_namespace: Option<String>,
     default_pod: Option<String>,
     max_future_skew: std::time::Duration,
-    sources: HashMap<Arc<Path>, Source>,
+    writers: HashMap<Arc<Path>, Writer>,
     scratch: Vec<u8>,
 }
 
@@ -48,7 +48,7 @@ impl RecordBuilder {
             default_namespace: config.default_namespace.clone(),
             default_pod: config.default_pod.clone(),
             max_future_skew: config.max_future_skew,
-            sources: HashMap::new(),
+            writers: HashMap::new(),
             scratch: Vec::new(),
         }
     }
@@ -81,7 +81,7 @@ impl RecordBuilder {
 
         let id = record_id(&self.node, line.origin.file, line.origin.offset);
         let node = self.node.clone();
-        let Source { pod, identity, .. } = self.source(&tailed.source);
+        let Writer { pod, identity, .. } = self.writer(&tailed.source);
         let mut record = Record {
             v: ENVELOPE_VERSION,
             id,
@@ -121,8 +121,8 @@ impl RecordBuilder {
         record
     }
 
-    fn source(&mut self, source: &Arc<Path>) -> &Source {
-        let stale = match self.sources.get(source) {
+    fn writer(&mut self, source: &Arc<Path>) -> &Writer {
+        let stale = match self.writers.get(source) {
             None => true,
             Some(cached) => cached
                 .unresolved_since
@@ -139,27 +139,27 @@ impl RecordBuilder {
             let meta = self.metadata.pod(&pod.namespace, &pod.pod);
             let identity = resolve(&pod, meta.as_deref());
             let unresolved_since = meta.is_none().then(Instant::now);
-            self.sources.insert(
+            self.writers.insert(
                 source.clone(),
-                Source {
+                Writer {
                     pod,
                     identity,
                     unresolved_since,
                 },
             );
         }
-        &self.sources[source]
+        &self.writers[source]
     }
 
     /// Forgets cached identities, so pod metadata that changed is looked up again.
-    pub fn forget_sources(&mut self) {
-        self.sources.clear();
+    pub fn forget_writers(&mut self) {
+        self.writers.clear();
     }
 }
 
-/// A file's coordinates and identity, cached per file.
+/// Who writes a file: its pod coordinates and the identity resolved for them, cached per file.
 #[derive(Debug)]
-struct Source {
+struct Writer {
     pod: PodPath,
     identity: Identity,
     /// When the identity was resolved without pod metadata (the provider may not know a new

@@ -34,10 +34,10 @@ use corral_indexer::audit::AuditLog;
 use corral_indexer::config::{
     DEFAULT_COMMIT_INTERVAL, DEFAULT_SPLIT_MAX_AGE, DEFAULT_SPLIT_MAX_DOCS, DEFAULT_WRITER_MEMORY_MB,
 };
-use corral_indexer::ingest::Decoded;
+use corral_indexer::decode::Decoded;
+use corral_indexer::ingest::Ingest;
 use corral_indexer::manifest::Checkpoint;
 use corral_indexer::metrics::Metrics;
-use corral_indexer::pipeline::Ingest;
 use corral_indexer::query::{Endpoint, Filters, QueryEngine};
 use corral_indexer::retention::{Retention, RetentionConfig, Tier};
 use corral_indexer::source::{Incoming, KafkaOptions, KafkaSource, Source};

@@ -123,7 +123,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Why [`Access::check`] refused a caller: the answer, and who it was when the token was known.
+/// Why a caller was refused ([`Access::identify`], [`Identity::may`]): the answer, and who it
+/// was when the token was known.
 #[derive(Debug, Clone)]
 pub struct Denied {
     pub error: ApiError,

@@ -1,7 +1,7 @@
 //! corral-indexer: consumes records into tantivy splits and serves the query API (DESIGN §4).
 //!
 //! Data flows through the modules in this order: a [`source`] (Kafka, or the in-process
-//! collector) → [`ingest`] decodes and drops duplicates → [`pipeline`] adds records to the
+//! collector) → [`decode`] turns messages into records → [`ingest`] drops duplicates, adds records to the
 //! active split of the [`store`] and commits it with the source checkpoint → [`manifest`] seals
 //! splits with hash-chained manifests → [`retention`] moves them through tiers, keeping what
 //! keep rules and holds protect → [`query`] searches every split → [`http`] serves the
@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod decode;
 pub mod disk;
 pub mod holds;
 pub mod http;
@@ -19,7 +20,6 @@ pub mod ingest;
 pub mod limits;
 pub mod manifest;
 pub mod metrics;
-pub mod pipeline;
 pub mod query;
 pub mod retention;
 pub mod source;

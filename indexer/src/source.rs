@@ -24,7 +24,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::ingest::{Decoded, Origin, decode};
+use crate::decode::{Decoded, MessageOrigin, decode};
 use crate::manifest::Checkpoint;
 
 /// One record from a source, decoded, with its Kafka position if it has one.
@@ -324,7 +324,7 @@ impl KafkaSource {
                 }
                 *next = offset + 1;
                 let bytes = payload.len();
-                let origin = Origin {
+                let origin = MessageOrigin {
                     topic: &self.topic,
                     partition,
                     offset,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use corral_indexer::ingest::{Origin, decode};
+use corral_indexer::decode::{MessageOrigin, decode};
 use corral_indexer::manifest::{Checkpoint, MANIFEST_FILE, Manifest, manifest_hash};
 use corral_indexer::query::{Endpoint, Filters, QueryEngine};
 use corral_indexer::store::{SplitStore, StoreOptions};
@@ -256,7 +256,7 @@ fn queries_filter_order_limit_and_count() {
 fn bad_input_is_indexed_and_searchable() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SplitStore::open(dir.path(), options(1_000_000)).unwrap();
-    let origin = |offset| Origin {
+    let origin = |offset| MessageOrigin {
         topic: "t",
         partition: 0,
         offset,
