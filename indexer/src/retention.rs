@@ -557,10 +557,13 @@ struct Prepared {
 const HOLD_RETRIES: usize = 3;
 
 /// A named stage of a step, where the tests crash or pause a pass (see [`crash_point`] and
-/// [`pause_point`]).
+/// [`pause_point`]). Both are test hooks, compiled in only with the `test-hooks` feature (which
+/// the tests turn on); a build without it never reads their variables.
 fn stage_point(name: &str) {
-    crash_point(name);
-    pause_point(name);
+    if cfg!(feature = "test-hooks") {
+        crash_point(name);
+        pause_point(name);
+    }
 }
 
 /// Holds a pass at a named stage once, when `CORRAL_RETENTION_PAUSE_AT` names it: creates

@@ -118,7 +118,8 @@ fn main() {
     println!("logq benchmark — {RECORDS} records in one indexer (release build)");
     let corrs = build_index(&data);
     let indexer_bin = workspace_binary("corral-indexer");
-    let logq = workspace_binary("logq");
+    // Built with this bench, so with its `bench-timings` feature.
+    let logq = std::path::PathBuf::from(env!("CARGO_BIN_EXE_logq"));
     let port = free_port().unwrap();
     let _indexer = ChildGuard(
         Command::new(&indexer_bin)

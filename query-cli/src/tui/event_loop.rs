@@ -25,9 +25,14 @@ pub fn run(
     let tail_params = started.tail_params;
     let mut follow = started.follow;
 
-    // For `make bench`: when set, the moments of the first paint and of the first paint with
-    // results are written to this file (Unix ms) and the TUI quits.
-    let timings = std::env::var_os("LOGQ_BENCH_TIMINGS").map(std::path::PathBuf::from);
+    // For `make bench` (the `bench-timings` feature only): when set, the moments of the first
+    // paint and of the first paint with results are written to this file (Unix ms) and the TUI
+    // quits.
+    let timings = if cfg!(feature = "bench-timings") {
+        std::env::var_os("LOGQ_BENCH_TIMINGS").map(std::path::PathBuf::from)
+    } else {
+        None
+    };
     let mut first_paint = None;
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
