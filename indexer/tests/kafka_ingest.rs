@@ -215,6 +215,64 @@ fn diagnose_missing(data_dir: &Path, broker: &Broker, topic: &str, records: u64,
     report
 }
 
+/// The index's checkpoint as its files say now: per partition, the highest next offset of the
+/// sealed splits' manifests and of the active split's last commit.
+fn index_checkpoint(data_dir: &Path) -> Checkpoint {
+    let mut checkpoint = Checkpoint::new();
+    let mut take = |value: &serde_json::Value| {
+        for (partition, next) in value.as_object().into_iter().flatten() {
+            if let (Ok(partition), Some(next)) = (partition.parse::<i32>(), next.as_i64()) {
+                let known = checkpoint.entry(partition).or_insert(next);
+                *known = (*known).max(next);
+            }
+        }
+    };
+    for dir in corral_indexer::store::sealed_split_dirs(data_dir).unwrap_or_default() {
+        let manifest = std::fs::read_to_string(dir.join("corral-split.json")).unwrap_or_default();
+        let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap_or_default();
+        take(&manifest["checkpoint"]);
+    }
+    for entry in std::fs::read_dir(data_dir.join("active"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let meta = std::fs::read_to_string(entry.path().join("meta.json")).unwrap_or_default();
+        let meta: serde_json::Value = serde_json::from_str(&meta).unwrap_or_default();
+        let state: serde_json::Value =
+            serde_json::from_str(meta["payload"].as_str().unwrap_or("null")).unwrap_or_default();
+        take(&state["checkpoint"]);
+    }
+    checkpoint
+}
+
+/// Waits until the index has read every partition of `topic` (the producers done) to its end,
+/// so nothing more can arrive: what it holds now is what it will hold.
+fn wait_for_index_at_topic_ends(data_dir: &Path, broker: &Broker, topic: &str, partitions: i32) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    let ends: Checkpoint = (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (p, high)
+        })
+        .collect();
+    corral_tests::process::wait_until(
+        &format!("the index's checkpoint at the topic's ends {ends:?}"),
+        Duration::from_secs(60),
+        || {
+            let at = index_checkpoint(data_dir);
+            ends.iter()
+                .all(|(p, end)| *end == 0 || at.get(p).is_some_and(|next| next >= end))
+        },
+    );
+}
+
 #[test]
 fn every_record_is_indexed_exactly_once_across_sigkills() {
     const RECORDS: u64 = 50_000;
@@ -308,9 +366,8 @@ fn every_record_is_indexed_exactly_once_across_sigkills() {
             broker.logs()
         );
     }
-    // Give a duplicate that slipped through time to show up before counting. (Still a sleep:
-    // waiting for the group's committed offsets to reach the topic's ends never ended.)
-    std::thread::sleep(Duration::from_secs(1));
+    // Every partition read to its end: a duplicate that slipped through is counted by now.
+    wait_for_index_at_topic_ends(&data_dir, &broker, topic, 4);
     let total = indexed(port).unwrap();
     indexer.terminate(Duration::from_secs(30));
 
@@ -402,9 +459,9 @@ fn a_checkpoint_inside_a_record_batch_resumes_without_skipping_its_rest() {
     let port = free_port().unwrap();
     let indexer = start_indexer(&broker, topic, &data_dir, port);
     wait_for_total(port, 100, Duration::from_secs(60), &broker);
-    // Nothing more arrives: the records re-read before the checkpoint were dropped. (Still a
-    // sleep, as in the exactly-once test above.)
-    std::thread::sleep(Duration::from_secs(1));
+    // Nothing more arrives once the partition is read to its end: the records re-read before
+    // the checkpoint were dropped.
+    wait_for_index_at_topic_ends(&data_dir, &broker, topic, 1);
     assert_eq!(indexed(port), Some(100));
     indexer.terminate(Duration::from_secs(30));
     let mut ids = all_ids(&data_dir).unwrap();
