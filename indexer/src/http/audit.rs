@@ -1,6 +1,15 @@
 //! The audit log, read by auditors.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use corral_schema::Timestamp;
+
+use super::{ApiError, ApiState, Identity, error, json, query_params};
+use crate::auth::Role;
 
 /// The audit log between `since` and `until`, of `who`, for auditors.
 pub(super) async fn audit(

@@ -1,6 +1,13 @@
 //! Who is calling and what they may do: bearer tokens and roles, or an open API.
 
-use super::*;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+use super::{ApiError, ApiState};
+use crate::auth::{Caller, Role, Tokens};
 
 /// Why a caller was refused ([`Access::identify`], [`Identity::may`]): the answer, and who it
 /// was when the token was known.

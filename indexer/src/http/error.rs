@@ -1,6 +1,10 @@
 //! The API's errors: one kind per status.
 
-use super::*;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::error;
+use crate::query::{ParamError, QueryError};
 
 /// Why a call is answered with an error, as `{"error": "..."}`. [`ApiError::status`] is the one
 /// place a kind of error gets its HTTP status.

@@ -1,6 +1,18 @@
 //! Legal holds: placed and released by admins, listed for auditors, each change audited first.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use corral_schema::Timestamp;
+
+use super::{ApiError, ApiState, Identity, json};
+use crate::audit::Entry;
+use crate::auth::{Caller, Role};
+use crate::holds::NewHold;
 
 /// Places a legal hold (admin).
 pub(super) async fn create_hold(State(state): State<ApiState>, identity: Identity, body: Bytes) -> Response {

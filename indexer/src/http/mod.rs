@@ -16,28 +16,22 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use corral_schema::Timestamp;
-use corral_schema::api::{
-    ApiQuery, ErrorResponse, SEARCH_PATH, STATS_PATH, SearchResponse, StatsResponse, TAIL_PATH,
-};
+use corral_schema::api::{ErrorResponse, SEARCH_PATH, STATS_PATH, TAIL_PATH};
 use tokio::net::TcpListener;
 
 use crate::audit::{AuditLog, Entry, Refusal};
-use crate::auth::{Caller, Role, Tokens};
-use crate::holds::{Holds, NewHold};
-use crate::metrics::{EndpointLabel, Metrics, RefusedLabel};
-use crate::query::{Endpoint, Filters, ParamError, QueryEngine, QueryError};
-use crate::store::HOT_TIER;
+use crate::auth::{Caller, Role};
+use crate::holds::Holds;
+use crate::metrics::{Metrics, RefusedLabel};
+use crate::query::QueryEngine;
 
 mod audit;
 mod auth;
@@ -47,13 +41,13 @@ mod ops;
 mod search;
 mod tail;
 
-use audit::*;
+use audit::audit;
 pub use auth::{Access, Denied, Identity};
 pub use error::ApiError;
-use holds::*;
-use ops::*;
-use search::*;
-use tail::*;
+use holds::{create_hold, list_holds, release_hold};
+use ops::{metrics, readyz};
+use search::{search, stats};
+use tail::tail;
 pub use tail::{TAIL_KEEPALIVE, TailPolicy};
 
 /// Path of the audit-log endpoint.

@@ -1,6 +1,12 @@
 //! Operations endpoints: `/metrics` and `/readyz`.
 
-use super::*;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiState;
 
 pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
     (

@@ -1,6 +1,18 @@
 //! Search and stats: a request's filters authorized, parsed and bounded, run on the engine, answered.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use corral_schema::Timestamp;
+use corral_schema::api::{ApiQuery, SearchResponse, StatsResponse};
+
+use super::{ApiError, ApiState, Identity, READER_NOTICE, json, query_params};
+use crate::auth::{Caller, Role};
+use crate::metrics::EndpointLabel;
+use crate::query::{Endpoint, Filters, QueryEngine, QueryError};
+use crate::store::HOT_TIER;
 
 pub(super) fn label(endpoint: Endpoint) -> EndpointLabel {
     EndpointLabel {

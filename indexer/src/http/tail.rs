@@ -1,7 +1,19 @@
 //! Tails: matching records streamed as they become searchable, bounded in number and in
 //! buffered bytes, kept alive while quiet.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::search::{prepare, query_failed};
+use super::{ApiError, ApiState, Identity, query_params};
+use crate::metrics::Metrics;
+use crate::query::{Endpoint, Filters, QueryEngine};
 
 /// Records sent per tail round at most.
 pub(super) const TAIL_BATCH: usize = 10_000;
