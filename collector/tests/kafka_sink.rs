@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use corral_schema::{Flag, Record, fields};
 use corral_tests::broker::Broker;
+use corral_tests::process::ChildGuard;
 use rdkafka::message::{Headers, Message};
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral-collector");
@@ -34,6 +35,36 @@ fn collector(root: &Path, broker: &Broker, topic: &str) -> std::process::Output 
         .arg(root.join("collector.toml"))
         .output()
         .expect("run corral-collector")
+}
+
+/// Starts `corral-collector --sink kafka` running (not `--once`) on the logs under `root`, with
+/// `root/collector.toml`, serving `/metrics` and `/readyz` on `port`.
+fn serving_collector(root: &Path, broker: &Broker, topic: &str, port: u16) -> ChildGuard {
+    ChildGuard(
+        Command::new(BIN)
+            .args(["--sink", "kafka", "--brokers", &broker.bootstrap_servers()])
+            .args(["--topic", topic, "--node", "n1"])
+            .args(["--logs", &format!("{}/pods/*/*/*.log", root.display())])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .arg("--config")
+            .arg(root.join("collector.toml"))
+            .env("CORRAL_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start corral-collector"),
+    )
+}
+
+/// The value of the metric line that starts with `name` (labels included) on `port`'s
+/// `/metrics`; `None` when the collector does not answer or has no such line.
+fn metric(port: u16, name: &str) -> Option<u64> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let (_, body) = corral_tests::http::get(port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 #[test]
@@ -172,35 +203,18 @@ fn a_record_too_large_for_kafka_is_counted_as_a_loss_with_its_bytes() {
     )
     .unwrap();
     let port = corral_tests::broker::free_port().unwrap();
-    let child = Command::new(BIN)
-        .args(["--sink", "kafka", "--brokers", &broker.bootstrap_servers()])
-        .args(["--topic", "too-large", "--node", "n1"])
-        .args(["--logs", &format!("{}/pods/*/*/*.log", root.path().display())])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(root.path().join("data"))
-        .arg("--config")
-        .arg(root.path().join("collector.toml"))
-        .env("CORRAL_LOG", "warn")
-        .spawn()
-        .expect("start corral-collector");
-    let _collector = corral_tests::process::ChildGuard(child);
-    let mut metrics = String::new();
+    let _collector = serving_collector(root.path(), &broker, "too-large", port);
     corral_tests::process::wait_until("the loss counted", Duration::from_secs(60), || {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            return false;
-        }
-        metrics = corral_tests::http::get(port, "/metrics").1;
-        metrics.contains("corral_collector_lost_total{reason=\"message_too_large\"} 1")
+        metric(port, "corral_collector_lost_total{reason=\"message_too_large\"}") == Some(1)
     });
-    let lost_bytes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("corral_collector_lost_bytes_total{reason=\"message_too_large\"} "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    let lost_bytes = metric(
+        port,
+        "corral_collector_lost_bytes_total{reason=\"message_too_large\"}",
+    )
+    .unwrap_or(0);
     assert!(
         (500_000..2 * 1024 * 1024).contains(&lost_bytes),
-        "bytes cut off the 2 MiB record: {lost_bytes}\n{metrics}"
+        "bytes cut off the 2 MiB record: {lost_bytes}"
     );
     let messages = broker.consume_at_least("too-large", 1, Duration::from_secs(30));
     let record: Record = serde_json::from_slice(messages[0].payload().unwrap()).unwrap();
@@ -216,7 +230,7 @@ fn a_record_too_large_for_kafka_is_counted_as_a_loss_with_its_bytes() {
 fn failed_resends_are_retried_counted_and_shown_on_readyz_and_never_lost() {
     use std::io::Write;
 
-    use corral_tests::process::{ChildGuard, wait_until};
+    use corral_tests::process::wait_until;
 
     let root = tempfile::tempdir().unwrap();
     // Deliveries give up fast, and the producer learns soon that the topic is gone.
@@ -231,27 +245,10 @@ fn failed_resends_are_retried_counted_and_shown_on_readyz_and_never_lost() {
     let line = |n: u32| format!("2026-11-23T10:00:00.000000000Z stdout F {{\"msg\":\"line {n}\"}}\n");
     fs::write(&log, line(0)).unwrap();
     let topic = "resent";
-    let start = |broker: &Broker, port: u16| {
-        ChildGuard(
-            Command::new(BIN)
-                .args(["--sink", "kafka", "--brokers", &broker.bootstrap_servers()])
-                .args(["--topic", topic, "--node", "n1"])
-                .args(["--logs", &format!("{}/pods/*/*/*.log", root.path().display())])
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .arg("--data-dir")
-                .arg(root.path().join("data"))
-                .arg("--config")
-                .arg(root.path().join("collector.toml"))
-                .env("CORRAL_LOG", "error")
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("start corral-collector"),
-        )
-    };
     let broker = Broker::start();
     broker.create_topic(topic, 1);
     let port = corral_tests::broker::free_port().unwrap();
-    let mut collector = start(&broker, port);
+    let mut collector = serving_collector(root.path(), &broker, topic, port);
     broker.consume_at_least(topic, 1, Duration::from_secs(30));
 
     let status = Command::new("tansu")
@@ -265,13 +262,7 @@ fn failed_resends_are_retried_counted_and_shown_on_readyz_and_never_lost() {
         .status()
         .expect("run tansu topic delete");
     assert!(status.success(), "tansu topic delete {topic}");
-    let metric = |name: &str| -> u64 {
-        let (_, body) = corral_tests::http::get(port, "/metrics");
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let metric = |name: &str| metric(port, name).unwrap_or(0);
     // Lines keep coming until the producer learns that the topic is gone and refuses them.
     let mut file = fs::OpenOptions::new().append(true).open(&log).unwrap();
     let mut written = 0;
@@ -315,7 +306,7 @@ fn failed_resends_are_retried_counted_and_shown_on_readyz_and_never_lost() {
     drop(broker);
     let broker = Broker::start();
     broker.create_topic(topic, 1);
-    let _collector = start(&broker, port);
+    let _collector = serving_collector(root.path(), &broker, topic, port);
     // Every line read again is delivered: nothing in flight, nothing waiting.
     let mut read = 0;
     wait_until("the lines read again delivered", Duration::from_secs(60), || {
