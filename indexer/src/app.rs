@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::query::QueryEngine;
 use crate::retention::{Retention, Step};
 use crate::source::{ChannelSource, KafkaOptions, KafkaSource, Source};
+use crate::storage::{SplitStorage, StorageUrl};
 use crate::store::{Catalog, SplitStore, StoreOptions};
 
 /// Batches waiting between the in-process collector and the indexer.
@@ -40,9 +41,20 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<IndexerConfig> {
     }
 }
 
-fn open_store(data_dir: &Path, config: &IndexerConfig, name: String) -> anyhow::Result<SplitStore> {
-    SplitStore::open(
+fn open_store(
+    data_dir: &Path,
+    storage: Option<&StorageUrl>,
+    config: &IndexerConfig,
+    name: String,
+) -> anyhow::Result<SplitStore> {
+    let url = storage
+        .cloned()
+        .unwrap_or_else(|| StorageUrl::default_for(data_dir));
+    let storage = SplitStorage::open(&url, data_dir)?;
+    tracing::info!(storage = %url, local = %storage.root().display(), indexer = %name, "split storage");
+    SplitStore::open_in(
         data_dir,
+        Arc::new(storage),
         StoreOptions {
             split_max_docs: config.split_max_docs,
             split_max_age: config.split_max_age,
@@ -74,7 +86,8 @@ fn access(config: &IndexerConfig, listen: SocketAddr, insecure_open: bool) -> an
 }
 
 /// Retention over the store's splits, when the config has a `[retention]` section.
-fn retention(root: &Path, config: &IndexerConfig, catalog: &Arc<Catalog>) -> Option<Retention> {
+fn retention(store: &SplitStore, config: &IndexerConfig, indexer: &str) -> Option<Retention> {
+    let catalog = &store.catalog();
     let retention = config.retention.clone()?;
     tracing::info!(
         tiers = %retention.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(" → "),
@@ -82,12 +95,15 @@ fn retention(root: &Path, config: &IndexerConfig, catalog: &Arc<Catalog>) -> Opt
         every_s = retention.check_interval.as_secs(),
         "retention on"
     );
-    Some(Retention::new(
-        root,
-        retention,
-        Arc::clone(catalog),
-        config.writer_memory_mb * 1024 * 1024,
-    ))
+    Some(
+        Retention::new(
+            store.data_dir(),
+            retention,
+            Arc::clone(catalog),
+            config.writer_memory_mb * 1024 * 1024,
+        )
+        .with_storage(Arc::clone(store.storage()), indexer),
+    )
 }
 
 /// `corral-indexer retention`: one pass over a data dir, or with `--dry-run` what a pass would do.
@@ -100,7 +116,8 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
         );
     };
     let root = crate::verify::store_root(&args.data_dir)?;
-    if !crate::disk::exists(&root.join(crate::store::SPLITS_DIR))? {
+    let split_root = crate::storage::local_root(&root);
+    if !crate::disk::exists(&split_root.join(crate::store::SPLITS_DIR))? {
         anyhow::bail!(
             "{} holds no sealed splits (no {}/ directory): is it an indexer data dir?",
             args.data_dir.display(),
@@ -112,7 +129,7 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
         None
     } else {
         let audit = open_audit(&args.data_dir, &root)?;
-        crate::retention::recover(&root)?;
+        crate::retention::recover(&SplitStorage::local_unchecked(&split_root))?;
         Some(audit)
     };
     let catalog = Arc::new(Catalog::open_sealed(&root)?);
@@ -148,8 +165,9 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
 /// checks it against the head the chain head of the store under `store_root` anchored.
 fn open_audit(data_dir: &Path, store_root: &Path) -> anyhow::Result<AuditLog> {
     let audit = AuditLog::open(data_dir)?;
-    if let Some(anchor) = crate::store::read_chain_head(store_root)?.and_then(|h| h.audit) {
-        let anchored_in = store_root
+    let split_root = crate::storage::local_root(store_root);
+    if let Some(anchor) = crate::store::read_chain_head(&split_root)?.and_then(|h| h.audit) {
+        let anchored_in = split_root
             .join(crate::store::SPLITS_DIR)
             .join(crate::store::CHAIN_HEAD_FILE);
         audit.check_anchor(&anchor, &anchored_in)?;
@@ -167,12 +185,16 @@ fn host_name() -> String {
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     let access = access(&config, args.listen, args.insecure_open)?;
-    let name = args.instance_id.clone().unwrap_or_else(host_name);
+    let name = args
+        .indexer_id
+        .clone()
+        .or_else(|| args.instance_id.clone())
+        .unwrap_or_else(host_name);
     // The audit log's lock first: a second indexer on this data dir stops here, before the
     // store's recovery touches anything.
     let audit = Arc::new(open_audit(&args.data_dir, &args.data_dir)?);
     let audit_at_exit = Arc::clone(&audit);
-    let mut store = open_store(&args.data_dir, &config, name)?;
+    let mut store = open_store(&args.data_dir, args.storage.as_ref(), &config, name.clone())?;
     store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
     let metrics = Arc::new(Metrics::new());
@@ -194,7 +216,9 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         "indexer started"
     );
-    let retention = retention(&args.data_dir, &config, &catalog);
+    let retention = retention(&store, &config, &name);
+    let refresher = Refresher::new(&store, &name, config.catalog_refresh, &metrics);
+    let storage_at_exit = Arc::clone(store.storage());
     let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?
         .with_max_future_skew(config.max_future_skew)
         .with_min_free_bytes(config.min_free_bytes);
@@ -210,11 +234,11 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
         },
-        retention,
+        Background { retention, refresher },
         ingest,
         stop.clone(),
         move || stop.cancel(),
-        move || crate::store::anchor_audit_head(&args.data_dir, &audit_at_exit),
+        move || crate::store::anchor_audit_head(&storage_at_exit, &name, &audit_at_exit),
     )
 }
 
@@ -251,11 +275,19 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     if globs.is_empty() {
         anyhow::bail!("nothing to collect: pass --logs <glob> (repeatable) or --demo");
     }
-    let mut store = open_store(&data_dir.join("index"), &config, host_name())?;
+    let name = args.indexer_id.clone().unwrap_or_else(host_name);
+    let mut store = open_store(
+        &data_dir.join("index"),
+        args.storage.as_ref(),
+        &config,
+        name.clone(),
+    )?;
     store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
-    let retention = retention(&data_dir.join("index"), &config, &catalog);
+    let retention = retention(&store, &config, &name);
     let metrics = Arc::new(Metrics::new());
+    let refresher = Refresher::new(&store, &name, config.catalog_refresh, &metrics);
+    let storage_at_exit = Arc::clone(store.storage());
     let (channel_sink, receiver) = sink::channel(STANDALONE_CHANNEL);
     let builder = RecordBuilder::new(host_name(), &collector_config, metadata);
     let mut collector = Collector::new(
@@ -323,7 +355,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
         },
-        retention,
+        Background { retention, refresher },
         ingest,
         ingest_stop.clone(),
         // The collector drains into the channel and ends; the ingest loop then ends with it.
@@ -332,7 +364,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             if let Some(fleet) = fleet {
                 fleet.stop();
             }
-            crate::store::anchor_audit_head(&data_dir.join("index"), &audit_at_exit)
+            crate::store::anchor_audit_head(&storage_at_exit, &name, &audit_at_exit)
         },
     );
     ingest_stop.cancel();
@@ -374,7 +406,7 @@ fn logq_command() -> String {
 fn run_with_api<S: Source + 'static>(
     listen: SocketAddr,
     state: ApiState,
-    retention: Option<Retention>,
+    background: Background,
     ingest: Ingest<S>,
     ingest_stop: CancellationToken,
     on_signal: impl FnOnce(),
@@ -391,6 +423,7 @@ fn run_with_api<S: Source + 'static>(
     let after_ingest = CancellationToken::new();
     let _context = runtime.enter();
     let mut ingest_task = tasks.spawn_blocking(move || ingest.run(&ingest_stop));
+    let Background { retention, refresher } = background;
     if let Some(retention) = retention {
         let (holds, audit, stop) = (
             Arc::clone(&state.holds),
@@ -398,6 +431,10 @@ fn run_with_api<S: Source + 'static>(
             after_ingest.clone(),
         );
         tasks.spawn_blocking(move || crate::retention::run_periodically(&retention, &holds, &audit, &stop));
+    }
+    if let Some(refresher) = refresher {
+        let stop = after_ingest.clone();
+        tasks.spawn_blocking(move || refresher.run(&stop));
     }
     let server = tasks.spawn(crate::http::serve(
         listener,
@@ -438,4 +475,63 @@ fn run_with_api<S: Source + 'static>(
     let shut_down = on_shutdown();
     ingest_result?;
     shut_down
+}
+
+/// The threads beside ingest and the API: retention passes, catalog refreshes.
+struct Background {
+    retention: Option<Retention>,
+    refresher: Option<Refresher>,
+}
+
+/// Keeps the catalog up to date with an object store's published splits (see
+/// [`crate::store::refresh_catalog`]).
+struct Refresher {
+    storage: Arc<SplitStorage>,
+    catalog: Arc<Catalog>,
+    indexer: String,
+    every: std::time::Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Refresher {
+    /// A refresher for `store`'s storage; `None` for a store of its own (a local directory).
+    fn new(
+        store: &SplitStore,
+        indexer: &str,
+        every: std::time::Duration,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Refresher> {
+        store.storage().is_shared().then(|| Refresher {
+            storage: Arc::clone(store.storage()),
+            catalog: store.catalog(),
+            indexer: indexer.to_owned(),
+            every,
+            metrics: Arc::clone(metrics),
+        })
+    }
+
+    /// Refreshes every `every` until `stop`; a failed listing is logged and tried again.
+    fn run(self, stop: &CancellationToken) {
+        while !stop.is_cancelled() {
+            match crate::store::refresh_catalog(&self.storage, &self.catalog, &self.indexer) {
+                Ok(refreshed) => {
+                    if refreshed.added + refreshed.removed > 0 {
+                        tracing::info!(
+                            added = refreshed.added,
+                            removed = refreshed.removed,
+                            "catalog refreshed"
+                        );
+                    }
+                    self.metrics.splits.set(self.catalog.splits().len() as i64);
+                }
+                Err(error) => {
+                    tracing::warn!(storage = %self.storage.url(), "cannot refresh the catalog: {error:#}")
+                }
+            }
+            let started = std::time::Instant::now();
+            while started.elapsed() < self.every && !stop.is_cancelled() {
+                std::thread::sleep(std::time::Duration::from_millis(100).min(self.every));
+            }
+        }
+    }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::storage::StorageUrl;
+
 /// Indexes corral records from Kafka into tantivy splits and serves the query API.
 #[derive(Debug, Parser)]
 #[command(
@@ -72,9 +74,18 @@ pub struct ServeArgs {
     /// in Kubernetes, the pod name from the downward API.
     #[arg(long = "instance-id", env = "POD_NAME", value_name = "NAME")]
     pub instance_id: Option<String>,
-    /// Where splits live.
+    /// The identity under which this indexer publishes splits and its chain head (default: the
+    /// instance id, else the host name).
+    #[arg(long, value_name = "ID")]
+    pub indexer_id: Option<String>,
+    /// Where the active split, the audit log, holds and (with an object store) the cache live.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/corral/indexer")]
     pub data_dir: PathBuf,
+    /// Where sealed splits are published: file:///abs/path or s3://bucket/prefix (S3 settings
+    /// from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_ALLOW_HTTP). Default: store/ in the data dir.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<StorageUrl>,
     /// Address of the query API, `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7280")]
     pub listen: SocketAddr,
@@ -96,6 +107,12 @@ pub struct StandaloneArgs {
     /// Where splits and collector checkpoints live.
     #[arg(long, value_name = "DIR", default_value = "corral-data")]
     pub data_dir: PathBuf,
+    /// Where sealed splits are published, as for `serve`. Default: index/store/ in the data dir.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<StorageUrl>,
+    /// The identity under which this indexer publishes (default: the host name).
+    #[arg(long, value_name = "ID")]
+    pub indexer_id: Option<String>,
     /// Address of the query API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7280")]
     pub listen: SocketAddr,

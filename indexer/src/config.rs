@@ -15,6 +15,7 @@
 //! max_tails = 64               # concurrent /api/v1/tail streams; more get 429
 //! tail_buffer_bytes = 4194304  # a tail whose client stops reading is closed past this
 //! max_future_skew = "15m"      # a ts this far after observed_ts is indexed at observed_ts
+//! catalog_refresh = "5s"       # with an object store: how often its published splits are listed
 //! min_free_bytes = 268435456   # below this much free space on the data dir, ingest pauses
 //! [auth]
 //! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
@@ -118,6 +119,7 @@ struct RawIndexer {
     max_tails: Option<usize>,
     tail_buffer_bytes: Option<usize>,
     max_future_skew: Option<String>,
+    catalog_refresh: Option<String>,
     min_free_bytes: Option<u64>,
 }
 
@@ -139,6 +141,8 @@ pub struct IndexerConfig {
     pub tail_buffer_bytes: usize,
     /// How far after `observed_ts` a record's `ts` may be before it is indexed at `observed_ts`.
     pub max_future_skew: Duration,
+    /// How often the published catalog of an object store is listed.
+    pub catalog_refresh: Duration,
     /// Free space the data dir's filesystem keeps; below it ingest pauses until space returns.
     pub min_free_bytes: u64,
     /// API tokens and roles; without it the API is open (and loopback-only unless forced).
@@ -159,6 +163,7 @@ impl Default for IndexerConfig {
             max_tails: DEFAULT_MAX_TAILS,
             tail_buffer_bytes: DEFAULT_TAIL_BUFFER_BYTES,
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
+            catalog_refresh: Duration::from_secs(5),
             min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
             tokens_file: None,
             retention: None,
@@ -228,6 +233,12 @@ impl IndexerConfig {
         }
         if let Some(min_free) = indexer.min_free_bytes {
             config.min_free_bytes = min_free;
+        }
+        if let Some(every) = indexer.catalog_refresh {
+            config.catalog_refresh = parse_duration(&every).context("indexer.catalog_refresh")?;
+            if config.catalog_refresh.is_zero() {
+                bail!("indexer.catalog_refresh must be more than 0");
+            }
         }
         if let Some(skew) = indexer.max_future_skew {
             config.max_future_skew = parse_duration(&skew).context("indexer.max_future_skew")?;

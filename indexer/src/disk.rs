@@ -45,16 +45,25 @@ impl DiskGuard {
     }
 
     /// Why ingest must pause now, or `None` while there is room (or the space cannot be read:
-    /// a write will then say what is wrong).
-    pub fn low(&self) -> Option<String> {
+    /// a write will then say what is wrong). `reserved` bytes are kept free beside the minimum:
+    /// what a running seal may still write.
+    pub fn low(&self, reserved: u64) -> Option<String> {
         let free = self.free().ok()?;
-        (free < self.min_free).then(|| self.describe(free))
+        (free < self.min_free.saturating_add(reserved)).then(|| self.describe(free))
     }
 
-    /// True once there is room again: twice the minimum, so ingest does not flap at the edge.
-    pub fn recovered(&self) -> bool {
+    /// True once there is room again: twice the minimum (plus `reserved`), so ingest does not
+    /// flap at the edge.
+    pub fn recovered(&self, reserved: u64) -> bool {
         self.free()
-            .is_ok_and(|free| free >= self.min_free.saturating_mul(2))
+            .is_ok_and(|free| free >= self.min_free.saturating_mul(2).saturating_add(reserved))
+    }
+
+    /// True when `bytes` more can be written and the minimum still be free: whether a seal
+    /// whose final merge writes about `bytes` may start.
+    pub fn room_for(&self, bytes: u64) -> bool {
+        self.free()
+            .is_ok_and(|free| free >= self.min_free.saturating_add(bytes))
     }
 
     /// Why `error` happened if it was the disk: an out-of-space error anywhere in its chain, or
@@ -100,8 +109,14 @@ mod tests {
     #[test]
     fn a_disk_below_the_minimum_is_low_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(DiskGuard::new(dir.path(), 1).low(), None);
-        let why = DiskGuard::new(dir.path(), u64::MAX).low().unwrap();
+        assert_eq!(DiskGuard::new(dir.path(), 1).low(0), None);
+        assert!(
+            DiskGuard::new(dir.path(), 1).low(u64::MAX).is_some(),
+            "a reserve counts"
+        );
+        assert!(DiskGuard::new(dir.path(), 1).room_for(1));
+        assert!(!DiskGuard::new(dir.path(), 1).room_for(u64::MAX));
+        let why = DiskGuard::new(dir.path(), u64::MAX).low(0).unwrap();
         assert!(
             why.contains(&dir.path().display().to_string()) && why.contains("MiB free"),
             "{why}"

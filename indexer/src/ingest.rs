@@ -32,6 +32,8 @@ pub struct Ingest<S: Source> {
     commit_interval: Duration,
     max_future_skew: Duration,
     disk: Option<DiskGuard>,
+    /// True while a due seal waits for space (said once, not at every commit).
+    seal_deferred: bool,
 }
 
 impl<S: Source> Ingest<S> {
@@ -57,6 +59,7 @@ impl<S: Source> Ingest<S> {
             commit_interval,
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
             disk: None,
+            seal_deferred: false,
         })
     }
 
@@ -115,7 +118,7 @@ impl<S: Source> Ingest<S> {
         let closed = store.close_for_reopen();
         // Opening finishes an interrupted seal, which needs room too: wait and try again.
         let store = loop {
-            if !wait_for_space(&disk, stop) {
+            if !wait_for_space(&disk, stop, || 0) {
                 return Ok(None);
             }
             match closed.open() {
@@ -144,7 +147,10 @@ impl<S: Source> Ingest<S> {
         let mut last_commit = Instant::now();
         let mut dirty = false;
         loop {
-            if let Some(why) = self.disk.as_ref().and_then(DiskGuard::low) {
+            // A running seal's final merge still writes: its share is kept free too, so the
+            // reserve still holds when it is done.
+            let reserved = self.store.seal_reserve();
+            if let Some(why) = self.disk.as_ref().and_then(|disk| disk.low(reserved)) {
                 // Commit what is pending while the reserve still holds it, then read nothing
                 // until there is room: the source (Kafka, the collector's files) is the buffer.
                 if dirty {
@@ -154,7 +160,7 @@ impl<S: Source> Ingest<S> {
                 tracing::error!("{why}");
                 self.metrics.set_disk_problem(Some(why));
                 let disk = self.disk.clone().expect("checked above");
-                if !wait_for_space(&disk, stop) {
+                if !wait_for_space(&disk, stop, || self.store.seal_reserve()) {
                     return Ok(());
                 }
                 self.metrics.set_disk_problem(None);
@@ -213,7 +219,7 @@ impl<S: Source> Ingest<S> {
         let started = Instant::now();
         let sealed_before = self.store.sealed_count();
         self.store.commit(&self.checkpoint)?;
-        if self.store.seal_due() {
+        if self.store.seal_due() && self.room_to_seal()? {
             self.store.seal_in_background()?;
         }
         self.metrics
@@ -229,17 +235,38 @@ impl<S: Source> Ingest<S> {
         self.source.committed(&self.checkpoint);
         Ok(())
     }
+
+    /// Whether a due seal may start: its final merge writes about the split's size again, and
+    /// that must fit above the disk's reserve. A deferred seal is tried at the next commit; the
+    /// split stays active and searchable meanwhile.
+    fn room_to_seal(&mut self) -> anyhow::Result<bool> {
+        let Some(disk) = &self.disk else {
+            return Ok(true);
+        };
+        let bytes = self.store.active_bytes()?;
+        let room = disk.room_for(bytes);
+        if !room && !self.seal_deferred {
+            tracing::warn!(
+                split_bytes = bytes,
+                "the active split is due to be sealed, but its final merge would not fit above \
+                 indexer.min_free_bytes; the seal waits for space"
+            );
+        }
+        self.seal_deferred = !room;
+        Ok(room)
+    }
 }
 
-/// Waits until `disk` has room again; false when `stop` was set first.
-fn wait_for_space(disk: &DiskGuard, stop: &CancellationToken) -> bool {
+/// Waits until `disk` has room again beside what `reserved` says a running seal still needs;
+/// false when `stop` was set first.
+fn wait_for_space(disk: &DiskGuard, stop: &CancellationToken, reserved: impl Fn() -> u64) -> bool {
     let mut waited = Instant::now();
-    while !disk.recovered() {
+    while !disk.recovered(reserved()) {
         if stop.is_cancelled() {
             return false;
         }
         if waited.elapsed() >= Duration::from_secs(60) {
-            if let Some(why) = disk.low() {
+            if let Some(why) = disk.low(reserved()) {
                 tracing::error!("{why}");
             }
             waited = Instant::now();

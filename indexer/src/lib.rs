@@ -3,7 +3,8 @@
 //! Data flows through the modules in this order: a [`source`] (Kafka, or the in-process
 //! collector) → [`decode`] turns messages into records → [`ingest`] drops duplicates, adds records to the
 //! active split of the [`store`] and commits it with the source checkpoint → [`manifest`] seals
-//! splits with hash-chained manifests → [`retention`] moves them through tiers, keeping what
+//! splits with hash-chained manifests → [`storage`] publishes them (a local directory, or an
+//! object store other indexers read too) → [`retention`] moves them through tiers, keeping what
 //! keep rules and holds protect → [`query`] searches every split → [`http`] serves the
 //! API. [`app`] wires `serve` and `standalone`.
 
@@ -23,5 +24,6 @@ pub mod metrics;
 pub mod query;
 pub mod retention;
 pub mod source;
+pub mod storage;
 pub mod store;
 pub mod verify;

@@ -34,7 +34,8 @@ use crate::audit::{AuditLog, Entry};
 use crate::holds::{Hold, Holds};
 use crate::manifest::{MANIFEST_FILE, Manifest, hash_split_files, sha256_hex, sync_dir};
 use crate::query::{Filters, QueryEngine};
-use crate::store::{Catalog, HOT_TIER, SPLITS_DIR, SplitView, open_sealed, sealed_split_dirs, subdirs};
+use crate::storage::{SplitKey, SplitStorage};
+use crate::store::{Catalog, HOT_TIER, SplitView, open_sealed, split_dirs, subdirs};
 
 /// Staging directory of retention steps, under the data dir.
 pub const STAGING_DIR: &str = "retention";
@@ -199,7 +200,11 @@ impl std::fmt::Display for Planned {
 
 /// Runs retention over the sealed splits of one store.
 pub struct Retention {
+    /// The storage's local root: `splits/` and the staging directory are under it.
     root: PathBuf,
+    storage: Arc<SplitStorage>,
+    /// This indexer: in a shared store, the splits it wrote are the ones it manages.
+    indexer: String,
     config: RetentionConfig,
     engine: QueryEngine,
     writer_memory_bytes: usize,
@@ -212,26 +217,41 @@ impl std::fmt::Debug for Retention {
 }
 
 impl Retention {
-    /// Retention over the store under `root` whose splits `catalog` holds.
+    /// Retention over the splits of the store data dir `data_dir` (in its local split root,
+    /// [`crate::storage::local_root`]) that `catalog` holds.
     pub fn new(
-        root: &Path,
+        data_dir: &Path,
         config: RetentionConfig,
         catalog: Arc<Catalog>,
         writer_memory_bytes: usize,
     ) -> Retention {
+        let root = crate::storage::local_root(data_dir);
+        let storage = Arc::new(SplitStorage::local_unchecked(&root));
         Retention {
-            root: root.to_owned(),
+            root,
+            storage,
+            indexer: String::new(),
             config,
             engine: QueryEngine::new(catalog),
             writer_memory_bytes,
         }
     }
 
+    /// Retention over the splits `indexer` published to `storage` (all of them in a store of
+    /// its own): each step is published there too.
+    pub fn with_storage(mut self, storage: Arc<SplitStorage>, indexer: &str) -> Retention {
+        self.root = storage.root().to_owned();
+        self.storage = storage;
+        self.indexer = indexer.to_owned();
+        self
+    }
+
     /// What a pass at `now` would do, split by split, oldest first.
     pub fn plan(&self, holds: &[Hold], now: Timestamp) -> anyhow::Result<Vec<Planned>> {
         let mut planned = Vec::new();
         let mut views = self.engine.catalog().splits();
-        views.retain(|v| !v.active);
+        // Another indexer's splits are its own retention's.
+        views.retain(|v| !v.active && (!self.storage.is_shared() || v.indexer == self.indexer));
         views.sort_by(|a, b| a.id.cmp(&b.id));
         for view in views {
             if let Some(step) = self.plan_split(&view, holds, now)? {
@@ -370,7 +390,7 @@ impl Retention {
         if !taken.is_empty() {
             // The pass's entries are anchored outside the log.
             let _layout = self.engine.catalog().lock_layout();
-            crate::store::anchor_audit_head(&self.root, audit)?;
+            crate::store::anchor_audit_head(&self.storage, &self.indexer, audit)?;
         }
         Ok(taken)
     }
@@ -480,7 +500,7 @@ impl Retention {
             stage_point("staged");
             params.insert("to".to_owned(), to.clone());
             params.insert("new_manifest_sha256".to_owned(), new_hash);
-            staged = Some((staging, self.root.join(SPLITS_DIR).join(to).join(&step.split)));
+            staged = Some((staging, self.storage.tier_dir(to).join(&step.split)));
         }
         Ok(Prepared {
             params,
@@ -537,8 +557,21 @@ impl Retention {
                 sync_dir(tier_dir)?;
                 sync_dir(&staging_root)?;
                 catalog.replace(open_sealed(target)?);
+                self.storage.publish(target)?;
             }
             None => catalog.remove(&step.split),
+        }
+        stage_point("placed-locally");
+        // The old copy leaves the store while it is still set aside here: a crash before this
+        // is finished by `recover`.
+        if staged
+            .as_ref()
+            .is_none_or(|_| step.to.as_deref() != Some(step.from.as_str()))
+        {
+            self.storage.unpublish(&SplitKey {
+                tier: step.from.clone(),
+                id: step.split.clone(),
+            })?;
         }
         Ok(())
     }
@@ -701,13 +734,15 @@ fn reencode(
     manifest.write(dest)
 }
 
-/// Finishes or undoes retention steps a crash interrupted (see the module docs).
-pub fn recover(root: &Path) -> anyhow::Result<()> {
+/// Finishes or undoes retention steps a crash interrupted (see the module docs); in an object
+/// store, the split placed is published and the one set aside removed.
+pub fn recover(storage: &SplitStorage) -> anyhow::Result<()> {
+    let root = storage.root();
     let staging_root = root.join(STAGING_DIR);
     if !crate::disk::exists(&staging_root)? {
         return Ok(());
     }
-    let sealed = sealed_split_dirs(root)?;
+    let sealed = split_dirs(root)?;
     for dir in subdirs(&staging_root)? {
         let name = dir
             .file_name()
@@ -721,10 +756,11 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
         let old_in_place = sealed.iter().any(|d| d.file_name().is_some_and(|n| *n == *name));
         if finished && !old_in_place {
             let manifest = Manifest::read(&dir)?;
-            let tier_dir = root.join(SPLITS_DIR).join(&manifest.tier);
+            let tier_dir = storage.tier_dir(&manifest.tier);
             fs::create_dir_all(&tier_dir)?;
             fs::rename(&dir, tier_dir.join(&manifest.id))?;
             sync_dir(&tier_dir)?;
+            storage.publish(&tier_dir.join(&manifest.id))?;
             tracing::warn!(split = %manifest.id, tier = %manifest.tier, "finished a retention step a crash interrupted");
         } else {
             tracing::warn!(split = %name, "undoing a retention step a crash interrupted; the next pass redoes it");
@@ -732,6 +768,20 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
         }
     }
     for dir in subdirs(&staging_root)? {
+        // A split set aside by a step: what replaced it (if anything) is in place by now, so
+        // its own copy leaves the store unless the step rewrote it where it was.
+        if storage.is_shared()
+            && dir.to_string_lossy().ends_with(REPLACED_SUFFIX)
+            && let Ok(old) = Manifest::read(&dir)
+        {
+            let key = SplitKey {
+                tier: old.tier,
+                id: old.id,
+            };
+            if !crate::disk::exists(&storage.split_dir(&key))? {
+                storage.unpublish(&key)?;
+            }
+        }
         fs::remove_dir_all(&dir)?;
     }
     sync_dir(&staging_root)?;

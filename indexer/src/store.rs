@@ -1,15 +1,18 @@
 //! The split store: the active split records are written to, the sealed splits, and the
 //! [`Catalog`] the query engine reads (DESIGN §4.2).
 //!
-//! Layout under the data dir:
-//! - `active/<split-id>/` — the split being written; every commit carries a payload with the
-//!   source checkpoint, so after a crash the split reopens at its last commit and the source
-//!   resumes exactly there;
-//! - `splits/<tier>/<split-id>/` — sealed splits, each with its `corral-split.json` manifest.
+//! Layout:
+//! - `<data-dir>/active/<split-id>/` — the split being written; every commit carries a payload
+//!   with the source checkpoint, so after a crash the split reopens at its last commit and the
+//!   source resumes exactly there;
+//! - `splits/<tier>/<split-id>/` under the storage's local root ([`SplitStorage::root`]) —
+//!   sealed splits, each with its `corral-split.json` manifest.
 //!
 //! Sealing: final merge into one segment → manifest written into the active directory → the
-//! directory renamed into `splits/hot/`. A crash before the rename leaves an active split with a
-//! manifest, which [`SplitStore::open`] finishes moving.
+//! directory renamed into `splits/hot/` → published ([`SplitStorage::publish`]: for an object
+//! store, uploaded, manifest last). A crash before the rename leaves an active split with a
+//! manifest, which [`SplitStore::open`] finishes moving; one before the upload ends leaves a
+//! split the next open publishes.
 
 use std::collections::HashSet;
 use std::fs;
@@ -30,11 +33,11 @@ use tokio::sync::watch;
 
 use crate::audit::{AuditHead, AuditLog};
 use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, manifest_hash, sync_dir};
+pub use crate::storage::SPLITS_DIR;
+use crate::storage::{SplitKey, SplitStorage, local_root};
 
 /// Directory of the active split, under the data dir.
 pub const ACTIVE_DIR: &str = "active";
-/// Directory of sealed splits (one subdirectory per tier), under the data dir.
-pub const SPLITS_DIR: &str = "splits";
 /// Tier of a newly sealed split.
 pub const HOT_TIER: &str = "hot";
 
@@ -62,6 +65,7 @@ pub struct CommitState {
 #[derive(Debug)]
 pub struct ClosedStore {
     data_dir: PathBuf,
+    storage: Arc<SplitStorage>,
     options: StoreOptions,
     catalog: Arc<Catalog>,
     sealed: u64,
@@ -71,8 +75,12 @@ impl ClosedStore {
     /// Opens the store again as a restart would: the active split at its last commit, an
     /// interrupted seal finished. May be tried again when it fails (a disk still full).
     pub fn open(&self) -> anyhow::Result<SplitStore> {
-        let mut store =
-            SplitStore::open_with_catalog(&self.data_dir, self.options.clone(), Arc::clone(&self.catalog))?;
+        let mut store = SplitStore::open_with_catalog(
+            &self.data_dir,
+            Arc::clone(&self.storage),
+            self.options.clone(),
+            Arc::clone(&self.catalog),
+        )?;
         store.sealed += self.sealed;
         Ok(store)
     }
@@ -82,6 +90,8 @@ impl ClosedStore {
 pub struct SplitView {
     pub id: String,
     pub tier: String,
+    /// The indexer that wrote it (its manifest's `indexer`; this indexer for the active split).
+    pub indexer: String,
     pub dir: PathBuf,
     pub reader: IndexReader,
     pub fields: IndexFields,
@@ -132,10 +142,11 @@ impl Catalog {
         }
     }
 
-    /// Opens every sealed split under `data_dir` into a new catalog.
+    /// Opens every sealed split of the store data dir `data_dir` (its local split root:
+    /// [`local_root`]) into a new catalog.
     pub fn open_sealed(data_dir: &Path) -> anyhow::Result<Catalog> {
         let catalog = Catalog::new();
-        for dir in sealed_split_dirs(data_dir)? {
+        for dir in split_dirs(&local_root(data_dir))? {
             catalog.replace(open_sealed(&dir)?);
         }
         Ok(catalog)
@@ -198,6 +209,7 @@ struct ActiveSplit {
 /// Owns the active split and seals it; shares what is searchable through a [`Catalog`].
 pub struct SplitStore {
     data_dir: PathBuf,
+    storage: Arc<SplitStorage>,
     options: StoreOptions,
     schema: Schema,
     fields: IndexFields,
@@ -206,6 +218,8 @@ pub struct SplitStore {
     sealed: u64,
     /// The background seal running, if any.
     sealer: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// Bytes of the split the running seal merges: its final merge may write about as much.
+    sealing_bytes: u64,
     /// The audit log whose head seals and [`SplitStore::close`] anchor in the chain head.
     audit: Option<Arc<AuditLog>>,
 }
@@ -223,8 +237,19 @@ impl SplitStore {
     /// Opens the store under `data_dir`, recovering from any crash: half-sealed splits are moved
     /// into place, the active split reopens at its last commit (or a new one starts from the
     /// newest sealed split's checkpoint).
+    /// Sealed splits go to the default storage, `<data-dir>/store`.
     pub fn open(data_dir: &Path, options: StoreOptions) -> anyhow::Result<SplitStore> {
-        SplitStore::open_with_catalog(data_dir, options, Arc::new(Catalog::new()))
+        let storage = SplitStorage::open(&crate::storage::StorageUrl::default_for(data_dir), data_dir)?;
+        SplitStore::open_in(data_dir, Arc::new(storage), options)
+    }
+
+    /// As [`SplitStore::open`], sealed splits published to `storage`.
+    pub fn open_in(
+        data_dir: &Path,
+        storage: Arc<SplitStorage>,
+        options: StoreOptions,
+    ) -> anyhow::Result<SplitStore> {
+        SplitStore::open_with_catalog(data_dir, storage, options, Arc::new(Catalog::new()))
     }
 
     /// Closes the store without committing, as a crash would, keeping what is needed to open
@@ -241,6 +266,7 @@ impl SplitStore {
         }
         let closed = ClosedStore {
             data_dir: self.data_dir.clone(),
+            storage: Arc::clone(&self.storage),
             options: self.options.clone(),
             catalog: Arc::clone(&self.catalog),
             sealed: self.sealed,
@@ -255,18 +281,26 @@ impl SplitStore {
         &self.data_dir
     }
 
+    /// Where sealed splits are published.
+    pub fn storage(&self) -> &Arc<SplitStorage> {
+        &self.storage
+    }
+
     fn open_with_catalog(
         data_dir: &Path,
+        storage: Arc<SplitStorage>,
         options: StoreOptions,
         catalog: Arc<Catalog>,
     ) -> anyhow::Result<SplitStore> {
         let active_root = data_dir.join(ACTIVE_DIR);
         fs::create_dir_all(&active_root)
             .with_context(|| format!("cannot create {}", active_root.display()))?;
-        fs::create_dir_all(data_dir.join(SPLITS_DIR).join(HOT_TIER))?;
+        let root = storage.root().to_owned();
+        fs::create_dir_all(storage.tier_dir(HOT_TIER))?;
         let (schema, fields) = build_schema(true);
         let mut store = SplitStore {
             data_dir: data_dir.to_owned(),
+            storage,
             options,
             schema,
             fields,
@@ -274,6 +308,7 @@ impl SplitStore {
             catalog,
             sealed: 0,
             sealer: None,
+            sealing_bytes: 0,
             audit: None,
         };
 
@@ -290,15 +325,29 @@ impl SplitStore {
                 fs::remove_dir_all(&dir)?;
             }
         }
-        crate::retention::recover(data_dir)?;
-        repair_chain_head(data_dir)?;
-        for dir in sealed_split_dirs(data_dir)? {
+        crate::retention::recover(&store.storage)?;
+        let name = store.options.indexer_name.clone();
+        if store.storage.is_shared() && read_chain_head(&root)?.is_none() {
+            // A new or lost data dir: this indexer's chain continues from its published head.
+            if let Some(bytes) = store.storage.fetch_chain_head(&name)? {
+                let head: ChainHead =
+                    serde_json::from_slice(&bytes).context("invalid published chain head")?;
+                write_chain_head(&store.storage, &name, &head)?;
+                tracing::info!(indexer = %name, "continuing the manifest chain from its published head");
+            }
+        }
+        repair_chain_head(&store.storage, &name)?;
+        for dir in split_dirs(&root)? {
             match open_sealed(&dir) {
                 Ok(view) => store.catalog.replace(view),
                 Err(error) => {
                     tracing::error!(split = %dir.display(), "cannot open sealed split, skipping it: {error:#}")
                 }
             }
+        }
+        if store.storage.is_shared() {
+            reconcile(&store.storage, &store.catalog, &name)?;
+            refresh_catalog(&store.storage, &store.catalog, &name)?;
         }
         // Older active splits (a crash while a new one was being started) are sealed as they are.
         unsealed.sort();
@@ -427,6 +476,21 @@ impl SplitStore {
             || (active.committed.docs > 0 && active.opened.elapsed() >= self.options.split_max_age)
     }
 
+    /// Bytes the active split takes on disk now; its seal's final merge writes about as much
+    /// again before the old segments are removed.
+    pub fn active_bytes(&self) -> anyhow::Result<u64> {
+        dir_bytes(&self.active().dir)
+    }
+
+    /// Bytes a running background seal may still write: the size of the split it merges, or 0
+    /// when no seal runs. Ingest keeps this much free beside its own reserve.
+    pub fn seal_reserve(&self) -> u64 {
+        match &self.sealer {
+            Some(sealer) if !sealer.is_finished() => self.sealing_bytes,
+            _ => 0,
+        }
+    }
+
     /// Number of splits sealed by this store since it was opened.
     pub fn sealed_count(&self) -> u64 {
         self.sealed
@@ -444,6 +508,7 @@ impl SplitStore {
     /// order); the full split stays searchable until its sealed copy replaces it.
     pub fn seal_in_background(&mut self) -> anyhow::Result<()> {
         self.wait_for_seal()?;
+        let sealing_bytes = self.active_bytes()?;
         let full = self.active.take().expect("the store always has an active split");
         let next = self.create_active(CommitState {
             checkpoint: full.committed.checkpoint.clone(),
@@ -460,6 +525,7 @@ impl SplitStore {
         self.publish(&next);
         self.active = Some(next);
         let context = self.seal_context();
+        self.sealing_bytes = sealing_bytes;
         self.sealer = Some(
             std::thread::Builder::new()
                 .name("seal".into())
@@ -489,7 +555,7 @@ impl SplitStore {
         }
         if let Some(audit) = &self.audit {
             let _layout = self.catalog.lock_layout();
-            anchor_audit_head(&self.data_dir, audit)?;
+            anchor_audit_head(&self.storage, &self.options.indexer_name, audit)?;
         }
         Ok(())
     }
@@ -502,7 +568,7 @@ impl SplitStore {
 
     fn seal_context(&self) -> SealContext {
         SealContext {
-            data_dir: self.data_dir.clone(),
+            storage: Arc::clone(&self.storage),
             writer_memory_bytes: self.options.writer_memory_bytes,
             indexer_name: self.options.indexer_name.clone(),
             catalog: Arc::clone(&self.catalog),
@@ -512,7 +578,9 @@ impl SplitStore {
 
     /// Where a new active split starts when none exists: the newest sealed split's checkpoint.
     fn newest_sealed_state(&self) -> CommitState {
-        let splits = self.catalog.splits();
+        let mut splits = self.catalog.splits();
+        // Another indexer's checkpoint is of its partitions, not this one's.
+        splits.retain(|s| s.indexer == self.options.indexer_name || !self.storage.is_shared());
         let next_seq = splits
             .iter()
             .filter_map(|s| Manifest::read(&s.dir).ok())
@@ -635,6 +703,7 @@ impl SplitStore {
         self.catalog.replace(SplitView {
             id: active.id.clone(),
             tier: HOT_TIER.to_owned(),
+            indexer: self.options.indexer_name.clone(),
             dir: active.dir.clone(),
             reader: active.reader.clone(),
             fields: self.fields,
@@ -648,7 +717,7 @@ impl SplitStore {
 
 /// What sealing needs from the store, owned so a seal can run on its own thread.
 struct SealContext {
-    data_dir: PathBuf,
+    storage: Arc<SplitStorage>,
     writer_memory_bytes: usize,
     indexer_name: String,
     catalog: Arc<Catalog>,
@@ -684,10 +753,10 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     let _layout = context.catalog.lock_layout();
     // The link goes to the chain head, even when retention has since rewritten or deleted
     // that split (verify follows rewrites and accepts audited deletions).
-    let head = read_chain_head(&context.data_dir)?;
+    let head = read_chain_head(context.storage.root())?;
     let prev = match head.as_ref().and_then(ChainHead::split) {
         Some((id, hash)) => Some((id.to_owned(), hash.to_owned())),
-        None => newest_sealed_manifest(&context.data_dir)?,
+        None => newest_sealed_manifest(&context.storage, &context.indexer_name)?,
     };
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -706,10 +775,11 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         prev_id: prev.map(|(id, _)| id),
     };
     let hash = manifest.write(&dir)?;
-    move_sealed(context, &dir)?;
+    let sealed = move_sealed(context, &dir)?;
     // The audit log's head is anchored with every seal.
     write_chain_head(
-        &context.data_dir,
+        &context.storage,
+        &context.indexer_name,
         &ChainHead {
             id: Some(id.clone()),
             manifest_sha256: Some(hash),
@@ -719,6 +789,8 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
             },
         },
     )?;
+    drop(_layout);
+    publish_until_done(&context.storage, &sealed);
     tracing::info!(
         split = %id,
         docs = committed.docs,
@@ -728,11 +800,38 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Publishes a sealed split, trying again with a growing pause while the store refuses: the
+/// next seal waits meanwhile, and Kafka holds what is not indexed yet.
+fn publish_until_done(storage: &SplitStorage, dir: &Path) {
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        match storage.publish(dir) {
+            Ok(published) => {
+                if storage.is_shared() {
+                    tracing::info!(
+                        split = %dir.display(),
+                        files = published.files,
+                        bytes = published.bytes,
+                        took_ms = published.took.as_millis() as u64,
+                        "published split"
+                    );
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::error!(split = %dir.display(), "cannot publish the split, trying again in {pause:?}: {error:#}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
 /// Renames a split directory holding a manifest into its tier directory and opens it in the
-/// catalog.
-fn move_sealed(context: &SealContext, dir: &Path) -> anyhow::Result<()> {
+/// catalog; returns where it went.
+fn move_sealed(context: &SealContext, dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = Manifest::read(dir)?;
-    let tier_dir = context.data_dir.join(SPLITS_DIR).join(&manifest.tier);
+    let tier_dir = context.storage.tier_dir(&manifest.tier);
     fs::create_dir_all(&tier_dir)?;
     let target = tier_dir.join(&manifest.id);
     fs::rename(dir, &target)
@@ -743,12 +842,119 @@ fn move_sealed(context: &SealContext, dir: &Path) -> anyhow::Result<()> {
     }
     let view = open_sealed(&target)?;
     context.catalog.replace(view);
+    Ok(target)
+}
+
+/// At open, for an object store: publishes this indexer's sealed splits whose upload a crash cut
+/// short, and removes its own published copies that a tier move cut short left behind.
+fn reconcile(storage: &SplitStorage, catalog: &Catalog, indexer: &str) -> anyhow::Result<()> {
+    let own: Vec<_> = catalog
+        .splits()
+        .into_iter()
+        .filter(|v| !v.active && v.indexer == indexer)
+        .collect();
+    for view in &own {
+        let key = SplitKey {
+            tier: view.tier.clone(),
+            id: view.id.clone(),
+        };
+        if !storage.is_published(&view.dir, &key)? {
+            tracing::warn!(split = %view.id, tier = %view.tier, "publishing a split whose upload was cut short");
+            storage.publish(&view.dir)?;
+        }
+    }
+    for key in storage.list()? {
+        if own.iter().any(|v| v.id == key.id && v.tier != key.tier)
+            && storage.read_manifest(&key)?.indexer == indexer
+        {
+            tracing::warn!(split = %key.id, tier = %key.tier, "removing the published copy a cut-short tier move left behind");
+            storage.unpublish(&key)?;
+        }
+    }
     Ok(())
 }
 
-/// The newest sealed split's id and manifest hash, the link the next manifest points at.
-fn newest_sealed_manifest(data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
-    let newest = sealed_split_dirs(data_dir)?
+/// What one [`refresh_catalog`] changed.
+#[derive(Debug, Clone, Default)]
+pub struct Refreshed {
+    /// Splits downloaded and opened.
+    pub added: u64,
+    /// Splits removed because their owner removed them from the store.
+    pub removed: u64,
+    /// Splits that could not be downloaded or opened, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Brings the catalog up to date with an object store (nothing for a local one): the splits
+/// other indexers published, moved or removed since, and this indexer's own splits when its
+/// data dir lost them. Its own splits present here are left to its seals and retention.
+pub fn refresh_catalog(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    indexer: &str,
+) -> anyhow::Result<Refreshed> {
+    let mut refreshed = Refreshed::default();
+    if !storage.is_shared() {
+        return Ok(refreshed);
+    }
+    let listed = storage.list()?;
+    for key in &listed {
+        let current = catalog.splits().into_iter().find(|v| v.id == key.id);
+        if let Some(view) = &current
+            && (view.tier == key.tier || view.active || view.indexer == indexer)
+        {
+            continue;
+        }
+        let result = (|| -> anyhow::Result<()> {
+            let manifest = storage.read_manifest(key)?;
+            // This indexer's own split comes back only when its data dir lost it; under the
+            // layout lock, so a retention step removing it is not undone.
+            let _layout = (manifest.indexer == indexer).then(|| catalog.lock_layout());
+            if manifest.indexer == indexer && catalog.splits().iter().any(|v| v.id == key.id) {
+                return Ok(());
+            }
+            let dir = storage.download(key)?;
+            catalog.replace(open_sealed(&dir)?);
+            if let Some(old) = &current
+                && old.dir != dir
+            {
+                fs::remove_dir_all(&old.dir)
+                    .with_context(|| format!("cannot remove {}", old.dir.display()))?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => refreshed.added += 1,
+            Err(error) => {
+                tracing::warn!(split = %key.id, tier = %key.tier, "cannot fetch a published split: {error:#}");
+                refreshed.failed.push((key.id.clone(), format!("{error:#}")));
+            }
+        }
+    }
+    for view in catalog.splits() {
+        if view.active || view.indexer == indexer || listed.iter().any(|k| k.id == view.id) {
+            continue;
+        }
+        catalog.remove(&view.id);
+        fs::remove_dir_all(&view.dir).with_context(|| format!("cannot remove {}", view.dir.display()))?;
+        refreshed.removed += 1;
+    }
+    Ok(refreshed)
+}
+
+/// The sealed split directories `indexer` wrote: every one in a store of its own.
+fn own_split_dirs(storage: &SplitStorage, indexer: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs = split_dirs(storage.root())?;
+    if storage.is_shared() {
+        dirs.retain(|dir| Manifest::read(dir).is_ok_and(|m| m.indexer == indexer));
+    }
+    Ok(dirs)
+}
+
+/// The newest split `indexer` sealed: its id and manifest hash, the link the next manifest
+/// points at.
+fn newest_sealed_manifest(storage: &SplitStorage, indexer: &str) -> anyhow::Result<Option<(String, String)>> {
+    let newest = own_split_dirs(storage, indexer)?
         .into_iter()
         .filter_map(|dir| Some((dir.file_name()?.to_str()?.to_owned(), dir)))
         .max_by(|a, b| a.0.cmp(&b.0));
@@ -800,9 +1006,9 @@ impl ChainHead {
     }
 }
 
-/// Reads the chain head, if one was written.
-pub fn read_chain_head(data_dir: &Path) -> anyhow::Result<Option<ChainHead>> {
-    let path = data_dir.join(SPLITS_DIR).join(CHAIN_HEAD_FILE);
+/// Reads the chain head under the split root `root`, if one was written.
+pub fn read_chain_head(root: &Path) -> anyhow::Result<Option<ChainHead>> {
+    let path = root.join(SPLITS_DIR).join(CHAIN_HEAD_FILE);
     match fs::read(&path) {
         Ok(bytes) => Ok(Some(
             serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", path.display()))?,
@@ -812,40 +1018,43 @@ pub fn read_chain_head(data_dir: &Path) -> anyhow::Result<Option<ChainHead>> {
     }
 }
 
-fn write_chain_head(data_dir: &Path, head: &ChainHead) -> anyhow::Result<()> {
-    let dir = data_dir.join(SPLITS_DIR);
+/// Writes `indexer`'s chain head into the storage's local root, and publishes it.
+fn write_chain_head(storage: &SplitStorage, indexer: &str, head: &ChainHead) -> anyhow::Result<()> {
+    let dir = storage.root().join(SPLITS_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!("{CHAIN_HEAD_FILE}.tmp"));
     let mut file = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    std::io::Write::write_all(&mut file, &serde_json::to_vec(head)?)?;
+    let bytes = serde_json::to_vec(head)?;
+    std::io::Write::write_all(&mut file, &bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, dir.join(CHAIN_HEAD_FILE))?;
     sync_dir(&dir)?;
+    storage.publish_chain_head(indexer, &bytes)?;
     Ok(())
 }
 
-/// Records the audit log's head in the chain head of the store under `data_dir` (the manifest
-/// chain's end is kept). Callers that may run beside a seal hold the catalog's layout lock.
-pub fn anchor_audit_head(data_dir: &Path, audit: &AuditLog) -> anyhow::Result<()> {
+/// Records the audit log's head in `indexer`'s chain head in `storage` (the manifest chain's
+/// end is kept). Callers that may run beside a seal hold the catalog's layout lock.
+pub fn anchor_audit_head(storage: &SplitStorage, indexer: &str, audit: &AuditLog) -> anyhow::Result<()> {
     let Some(head) = audit.head() else {
         return Ok(());
     };
-    let mut chain = read_chain_head(data_dir)?.unwrap_or_default();
+    let mut chain = read_chain_head(storage.root())?.unwrap_or_default();
     if chain.audit.as_ref() == Some(&head) {
         return Ok(());
     }
     chain.audit = Some(head);
-    write_chain_head(data_dir, &chain)
-        .with_context(|| format!("cannot anchor the audit log's head in {}", data_dir.display()))
+    write_chain_head(storage, indexer, &chain)
+        .with_context(|| format!("cannot anchor the audit log's head in {}", storage.url()))
 }
 
 /// After a crash between moving a sealed split into place and writing the chain head, the
 /// newest manifest points at the head: move the head forward to it.
-fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
-    let Some((id, hash)) = newest_sealed_manifest(data_dir)? else {
+fn repair_chain_head(storage: &SplitStorage, indexer: &str) -> anyhow::Result<()> {
+    let Some((id, hash)) = newest_sealed_manifest(storage, indexer)? else {
         return Ok(());
     };
-    let head = read_chain_head(data_dir)?;
+    let head = read_chain_head(storage.root())?;
     if head
         .as_ref()
         .and_then(ChainHead::split)
@@ -854,7 +1063,7 @@ fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let newest = Manifest::read(
-        &sealed_split_dirs(data_dir)?
+        &split_dirs(storage.root())?
             .into_iter()
             .find(|d| d.ends_with(&id))
             .context("newest split")?,
@@ -867,7 +1076,8 @@ fn repair_chain_head(data_dir: &Path) -> anyhow::Result<()> {
     };
     if follows_head {
         write_chain_head(
-            data_dir,
+            storage,
+            indexer,
             &ChainHead {
                 id: Some(id),
                 manifest_sha256: Some(hash),
@@ -891,6 +1101,7 @@ pub(crate) fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
     Ok(SplitView {
         id: manifest.id,
         tier: manifest.tier,
+        indexer: manifest.indexer,
         dir: dir.to_owned(),
         reader,
         fields,
@@ -901,9 +1112,15 @@ pub(crate) fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
     })
 }
 
-/// Every sealed split directory, all tiers.
+/// Every sealed split directory of the store data dir `data_dir` (in its local split root,
+/// [`local_root`]), all tiers.
 pub fn sealed_split_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let root = data_dir.join(SPLITS_DIR);
+    split_dirs(&local_root(data_dir))
+}
+
+/// Every sealed split directory under the split root `root`, all tiers.
+pub(crate) fn split_dirs(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let root = root.join(SPLITS_DIR);
     let mut dirs = Vec::new();
     if !crate::disk::exists(&root)? {
         return Ok(dirs);
@@ -926,6 +1143,18 @@ pub(crate) fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut bytes = 0;
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let metadata = entry?.metadata()?;
+        if metadata.is_file() {
+            bytes += metadata.len();
+        }
+    }
+    Ok(bytes)
+}
+
 /// The id after `id`: the same width, one more.
 fn next_id(id: &str) -> String {
     let n: u128 = id.parse().unwrap_or(0);
@@ -936,6 +1165,8 @@ fn next_id(id: &str) -> String {
 /// tests and tools that check what the index holds.
 pub fn all_ids(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut dirs = sealed_split_dirs(data_dir)?;
+    // An object store's local copies.
+    dirs.extend(split_dirs(&data_dir.join(crate::storage::CACHE_DIR))?);
     let active = data_dir.join(ACTIVE_DIR);
     if crate::disk::exists(&active)? {
         dirs.extend(subdirs(&active)?);

@@ -40,6 +40,7 @@ pub fn store_root(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let standalone = data_dir.join("index");
     Ok(
         if !exists(&data_dir.join(SPLITS_DIR))?
+            && !exists(&data_dir.join(crate::storage::DEFAULT_STORE_DIR))?
             && !exists(&data_dir.join(ACTIVE_DIR))?
             && exists(&standalone)?
         {
@@ -166,7 +167,7 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
         });
     }
     let audit_dir = data_dir.join(AUDIT_DIR);
-    let chain_head = read_chain_head(&root)?;
+    let chain_head = read_chain_head(&crate::storage::local_root(&root))?;
     let steps = retention_steps(&audit_dir).unwrap_or_default();
     // Where each split's history starts: the hash the split sealed after it (or the chain
     // head) points at.
@@ -252,7 +253,10 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
         Ok(entries) => report.audit_entries = entries,
         Err(error) => report.problems.push(format!(
             "audit log: {error:#} (anchor: {})",
-            root.join(SPLITS_DIR).join(CHAIN_HEAD_FILE).display()
+            crate::storage::local_root(&root)
+                .join(SPLITS_DIR)
+                .join(CHAIN_HEAD_FILE)
+                .display()
         )),
     }
     Ok(report)

@@ -328,7 +328,7 @@ fn splits_move_to_archive_expire_and_keep_what_rules_and_holds_protect() {
     }
 
     // Removing a split by hand is not retention: verify names it.
-    std::fs::remove_dir_all(dir.join("splits/archive").join(month)).unwrap();
+    std::fs::remove_dir_all(dir.join("store/splits/archive").join(month)).unwrap();
     let (ok, report) = verify(&dir);
     assert!(!ok);
     assert!(report.contains(&format!("split {month} was removed")), "{report}");
@@ -715,13 +715,15 @@ fn a_second_indexer_on_a_data_dir_in_use_stops_at_the_lock_and_touches_nothing()
     // A finished staging copy of the sealed split: recovery would drop it (its old split is
     // still in place).
     let split = sealed_split_dirs(&data.join("index")).unwrap().remove(0);
-    let staged = data.join("index/retention").join(split.file_name().unwrap());
+    let staged = data
+        .join("index/store/retention")
+        .join(split.file_name().unwrap());
     copy_dir(&split, &staged);
     // The running indexer writes its active split; the sealed splits and staging are still.
     let still = || {
         (
-            snapshot(&data.join("index/retention")),
-            snapshot(&data.join("index/splits")),
+            snapshot(&data.join("index/store/retention")),
+            snapshot(&data.join("index/store/splits")),
         )
     };
     let before = still();

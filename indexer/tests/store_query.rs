@@ -356,7 +356,7 @@ fn full_splits_are_sealed_with_chained_manifests_and_stay_searchable() {
     assert_eq!(sealed[0].checkpoint, Checkpoint::from([(0, 100)]));
     assert_eq!(sealed[1].checkpoint, Checkpoint::from([(0, 200)]));
     assert_eq!(sealed[0].prev, None);
-    let first_dir = dir.path().join("splits/hot").join(&sealed[0].id);
+    let first_dir = dir.path().join("store/splits/hot").join(&sealed[0].id);
     assert_eq!(
         sealed[1].prev.as_deref(),
         Some(manifest_hash(&first_dir).unwrap().as_str())
@@ -410,7 +410,7 @@ fn a_seal_interrupted_after_the_manifest_is_finished_on_open() {
     drop(store);
     // Put the sealed split back where a crash before the rename would have left it.
     let sealed = manifests(dir.path()).pop().unwrap();
-    let from = dir.path().join("splits/hot").join(&sealed.id);
+    let from = dir.path().join("store/splits/hot").join(&sealed.id);
     std::fs::rename(&from, dir.path().join("active").join(&sealed.id)).unwrap();
 
     let store = SplitStore::open(dir.path(), options(1_000)).unwrap();

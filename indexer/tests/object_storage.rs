@@ -1,0 +1,284 @@
+//! Sealed splits in a real S3-compatible object store (s3s-fs) with real `serve` processes and
+//! a real broker (tansu): splits are published files first, manifest last; an indexer with an
+//! empty data dir answers for every published split; an indexer that lost its data dir goes on
+//! from what it published with every record exactly once; an upload a crash cut short is
+//! finished by the next start and never seen half-done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use corral_indexer::manifest::{MANIFEST_FILE, Manifest, sha256_file};
+use corral_indexer::store::{all_ids, distinct};
+use corral_schema::Record;
+use corral_tests::broker::{Broker, free_port};
+use corral_tests::http;
+use corral_tests::object_store::{BUCKET, ObjectStoreServer};
+use corral_tests::process::{ChildGuard, wait_for, wait_until};
+use corral_tests::record::{BASE_TS, at, record};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
+const PREFIX: &str = "cluster";
+
+struct Indexer<'a> {
+    broker: &'a Broker,
+    s3: &'a ObjectStoreServer,
+    topic: &'a str,
+    group: &'a str,
+    id: &'a str,
+    data_dir: PathBuf,
+    port: u16,
+}
+
+impl Indexer<'_> {
+    fn start(&self, env: &[(&str, &str)]) -> ChildGuard {
+        let config = self.data_dir.with_extension("toml");
+        std::fs::write(
+            &config,
+            "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\nsplit_max_docs = 400\n\
+             split_max_age = \"2s\"\ncatalog_refresh = \"500ms\"\n\
+             [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+        )
+        .unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--brokers", &self.broker.bootstrap_servers()])
+            .args(["--topic", self.topic, "--group", self.group])
+            .args(["--indexer-id", self.id])
+            .args(["--storage", &format!("s3://{BUCKET}/{PREFIX}")])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--config")
+            .arg(&config)
+            .envs(self.s3.env())
+            .envs(env.iter().copied())
+            .env_remove("POD_NAME")
+            .env(
+                "CORRAL_LOG",
+                std::env::var("CORRAL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null());
+        ChildGuard(command.spawn().expect("start corral-indexer"))
+    }
+}
+
+fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+fn produce(broker: &Broker, topic: &str, records: std::ops::Range<u64>) {
+    let producer = producer(broker);
+    for n in records {
+        let record = Record {
+            ts: at(BASE_TS).saturating_add_nanos(n as i64 * 1_000),
+            corr: Some(format!("req-{}", n / 5)),
+            ..record(n)
+        };
+        let payload = serde_json::to_vec(&record).unwrap();
+        producer
+            .send(BaseRecord::to(topic).key(record.kafka_key()).payload(&payload))
+            .map_err(|(error, _)| error)
+            .expect("queued");
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Records an indexer reports through `/api/v1/stats`, if it answers.
+fn indexed(port: u16) -> Option<u64> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let (status, body) = http::get(port, "/api/v1/stats?by=service");
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(&body).ok()?["total"].as_u64()
+}
+
+fn wait_for_indexed(port: u16, expected: u64, what: &str) {
+    let mut last = None;
+    wait_until(what, Duration::from_secs(120), || {
+        last = indexed(port);
+        last == Some(expected)
+    });
+}
+
+/// The manifests published under the test prefix, by split id, read from the server's files.
+fn published(s3: &ObjectStoreServer) -> BTreeMap<String, (PathBuf, Manifest)> {
+    let mut splits = BTreeMap::new();
+    let root = s3.objects(&format!("{PREFIX}/splits"));
+    let Ok(tiers) = std::fs::read_dir(&root) else {
+        return splits;
+    };
+    for tier in tiers.flatten() {
+        for split in std::fs::read_dir(tier.path()).into_iter().flatten().flatten() {
+            let dir = split.path();
+            if let Ok(manifest) = Manifest::read(&dir) {
+                splits.insert(manifest.id.clone(), (dir, manifest));
+            }
+        }
+    }
+    splits
+}
+
+fn published_docs(s3: &ObjectStoreServer) -> u64 {
+    published(s3).values().map(|(_, m)| m.docs).sum()
+}
+
+fn hits(port: u16, corr: &str) -> Vec<String> {
+    let (status, body) = http::get(port, &format!("/api/v1/search?corr={corr}"));
+    assert_eq!(status, 200, "{body}");
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    value["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn assert_every_file_matches_its_manifest(dir: &Path, manifest: &Manifest) {
+    for (name, sha256) in &manifest.files {
+        let path = dir.join(name);
+        assert_eq!(
+            &sha256_file(&path).unwrap(),
+            sha256,
+            "{} as published",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_data_dir() {
+    let broker = Broker::start();
+    let s3 = ObjectStoreServer::start();
+    broker.create_topic("logs", 2);
+    broker.create_topic("other", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = Indexer {
+        broker: &broker,
+        s3: &s3,
+        topic: "logs",
+        group: "indexers",
+        id: "indexer-a",
+        data_dir: dir.path().join("a"),
+        port: free_port().unwrap(),
+    };
+    let indexer_a = a.start(&[]);
+    // Two batches, so there are several splits and the manifests chain.
+    produce(&broker, "logs", 0..1_000);
+    wait_until("the first batch published", Duration::from_secs(120), || {
+        published_docs(&s3) == 1_000
+    });
+    produce(&broker, "logs", 1_000..2_000);
+    wait_until("every record published", Duration::from_secs(120), || {
+        published_docs(&s3) == 2_000
+    });
+    wait_for_indexed(a.port, 2_000, "indexer a answers for its records");
+    let splits = published(&s3);
+    assert!(splits.len() >= 2, "{} splits", splits.len());
+    for (dir, manifest) in splits.values() {
+        assert_eq!(manifest.indexer, "indexer-a");
+        assert_every_file_matches_its_manifest(dir, manifest);
+    }
+    assert!(
+        s3.objects(&format!("{PREFIX}/indexers/indexer-a/chain-head.json"))
+            .is_file(),
+        "the chain head is published"
+    );
+
+    // An indexer with an empty data dir, reading another topic, answers for what was published.
+    let b = Indexer {
+        topic: "other",
+        group: "others",
+        id: "indexer-b",
+        data_dir: dir.path().join("b"),
+        port: free_port().unwrap(),
+        ..a
+    };
+    let indexer_b = b.start(&[]);
+    wait_for_indexed(
+        b.port,
+        2_000,
+        "indexer b answers for indexer a's published splits",
+    );
+    assert_eq!(hits(b.port, "req-7").len(), 5, "one request's records, each once");
+
+    // Indexer a loses its data dir: it continues from what it published, exactly once.
+    drop(indexer_a); // SIGKILL
+    std::fs::remove_dir_all(&a.data_dir).unwrap();
+    let indexer_a = a.start(&[]);
+    wait_for_indexed(a.port, 2_000, "indexer a answers again from the object store");
+    produce(&broker, "logs", 2_000..3_000);
+    wait_until("the new records published", Duration::from_secs(120), || {
+        published_docs(&s3) == 3_000
+    });
+    wait_for_indexed(a.port, 3_000, "indexer a has every record");
+    wait_for_indexed(b.port, 3_000, "indexer b sees the new splits");
+    indexer_a.terminate(Duration::from_secs(30));
+    indexer_b.terminate(Duration::from_secs(30));
+    let ids = all_ids(&a.data_dir).unwrap();
+    assert_eq!(ids.len(), 3_000, "documents in indexer a's splits");
+    assert_eq!(distinct(&ids), 3_000, "distinct ids");
+}
+
+#[test]
+fn an_upload_cut_short_is_never_seen_and_the_next_start_finishes_it() {
+    let broker = Broker::start();
+    let s3 = ObjectStoreServer::start();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = Indexer {
+        broker: &broker,
+        s3: &s3,
+        topic: "logs",
+        group: "indexers",
+        id: "indexer-a",
+        data_dir: dir.path().join("a"),
+        port: free_port().unwrap(),
+    };
+    produce(&broker, "logs", 0..500);
+    let mut crashing = a.start(&[("CORRAL_PUBLISH_CRASH_AT", "before-manifest")]);
+    let status = wait_for(
+        "the indexer to abort before the manifest",
+        Duration::from_secs(120),
+        || crashing.0.try_wait().unwrap(),
+    );
+    assert!(!status.success());
+    // The split's files are there, its manifest is not: no one sees it.
+    let uploaded: Vec<_> = std::fs::read_dir(s3.objects(&format!("{PREFIX}/splits/hot")))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(uploaded.len(), 1, "{uploaded:?}");
+    assert!(
+        std::fs::read_dir(&uploaded[0]).unwrap().count() > 0,
+        "files were uploaded"
+    );
+    assert!(
+        !uploaded[0].join(MANIFEST_FILE).is_file(),
+        "the manifest comes last"
+    );
+    assert!(published(&s3).is_empty());
+    // The next start publishes the sealed split; everything is there once.
+    let indexer_a = a.start(&[]);
+    wait_until("the cut-short upload finished", Duration::from_secs(60), || {
+        published_docs(&s3) == 500
+    });
+    let (dir_a, manifest) = published(&s3).into_values().next().unwrap();
+    assert_every_file_matches_its_manifest(&dir_a, &manifest);
+    wait_for_indexed(a.port, 500, "indexer a has every record once");
+    indexer_a.terminate(Duration::from_secs(30));
+    let ids = all_ids(&a.data_dir).unwrap();
+    assert_eq!((ids.len(), distinct(&ids)), (500, 500));
+}
