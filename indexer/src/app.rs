@@ -22,9 +22,10 @@ use crate::auth::Tokens;
 use crate::cli::{RetentionArgs, ServeArgs, StandaloneArgs};
 use crate::config::IndexerConfig;
 use crate::holds::Holds;
-use crate::http::{Access, ApiState, TailPolicy};
+use crate::http::{Access, ApiState, Cluster, TailPolicy};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::query::QueryEngine;
 use crate::retention::{Retention, Step};
 use crate::source::{ChannelSource, KafkaOptions, KafkaSource, Source};
@@ -233,6 +234,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             holds: Arc::new(Holds::open(&args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
+            cluster: Cluster {
+                indexer: name.clone(),
+                peers: match &args.peers {
+                    Some(peers) => Some(Arc::new(Peers::new(peers.0.clone(), &name, config.peer_timeout)?)),
+                    None => None,
+                },
+            },
         },
         Background { retention, refresher },
         ingest,
@@ -354,6 +362,10 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             holds: Arc::new(Holds::open(&data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
+            cluster: Cluster {
+                indexer: name.clone(),
+                peers: None,
+            },
         },
         Background { retention, refresher },
         ingest,

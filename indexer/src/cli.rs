@@ -5,7 +5,31 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::peers::{PeerAddr, parse_peers};
 use crate::storage::StorageUrl;
+
+/// The `--peers` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerList(pub Vec<PeerAddr>);
+
+fn parse_peers_arg(list: &str) -> Result<PeerList, String> {
+    parse_peers(list).map(PeerList)
+}
+
+/// An `--indexer-id`: what a pod name may hold, as it names objects and headers.
+fn parse_indexer_id(id: &str) -> Result<String, String> {
+    if id.is_empty()
+        || id.len() > 253
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(format!(
+            "{id:?}: an indexer id is 1 to 253 letters, digits, '-', '.' or '_' (a pod name)"
+        ));
+    }
+    Ok(id.to_owned())
+}
 
 /// Indexes corral records from Kafka into tantivy splits and serves the query API.
 #[derive(Debug, Parser)]
@@ -76,7 +100,7 @@ pub struct ServeArgs {
     pub instance_id: Option<String>,
     /// The identity under which this indexer publishes splits and its chain head (default: the
     /// instance id, else the host name).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = parse_indexer_id)]
     pub indexer_id: Option<String>,
     /// Where the active split, the audit log, holds and (with an object store) the cache live.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/corral/indexer")]
@@ -86,6 +110,11 @@ pub struct ServeArgs {
     /// AWS_ALLOW_HTTP). Default: store/ in the data dir.
     #[arg(long, value_name = "URL")]
     pub storage: Option<StorageUrl>,
+    /// The other indexers' APIs, comma-separated: http://host:port, or dns+http://name:port for
+    /// every address of a name (a headless Service). A query to any indexer then answers for the
+    /// whole cluster. None: a one-node cluster.
+    #[arg(long, env = "CORRAL_PEERS", value_name = "URL,…", value_parser = parse_peers_arg)]
+    pub peers: Option<PeerList>,
     /// Address of the query API, `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7280")]
     pub listen: SocketAddr,
@@ -111,7 +140,7 @@ pub struct StandaloneArgs {
     #[arg(long, value_name = "URL")]
     pub storage: Option<StorageUrl>,
     /// The identity under which this indexer publishes (default: the host name).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = parse_indexer_id)]
     pub indexer_id: Option<String>,
     /// Address of the query API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7280")]

@@ -16,6 +16,7 @@
 //! tail_buffer_bytes = 4194304  # a tail whose client stops reading is closed past this
 //! max_future_skew = "15m"      # a ts this far after observed_ts is indexed at observed_ts
 //! catalog_refresh = "5s"       # with an object store: how often its published splits are listed
+//! peer_timeout = "5s"          # a peer that does not answer a query by then is named in `missing`
 //! min_free_bytes = 268435456   # below this much free space on the data dir, ingest pauses
 //! [auth]
 //! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
@@ -120,6 +121,7 @@ struct RawIndexer {
     tail_buffer_bytes: Option<usize>,
     max_future_skew: Option<String>,
     catalog_refresh: Option<String>,
+    peer_timeout: Option<String>,
     min_free_bytes: Option<u64>,
 }
 
@@ -143,6 +145,8 @@ pub struct IndexerConfig {
     pub max_future_skew: Duration,
     /// How often the published catalog of an object store is listed.
     pub catalog_refresh: Duration,
+    /// How long a root waits for a peer's share of a query.
+    pub peer_timeout: Duration,
     /// Free space the data dir's filesystem keeps; below it ingest pauses until space returns.
     pub min_free_bytes: u64,
     /// API tokens and roles; without it the API is open (and loopback-only unless forced).
@@ -164,6 +168,7 @@ impl Default for IndexerConfig {
             tail_buffer_bytes: DEFAULT_TAIL_BUFFER_BYTES,
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
             catalog_refresh: Duration::from_secs(5),
+            peer_timeout: crate::peers::DEFAULT_PEER_TIMEOUT,
             min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
             tokens_file: None,
             retention: None,
@@ -238,6 +243,12 @@ impl IndexerConfig {
             config.catalog_refresh = parse_duration(&every).context("indexer.catalog_refresh")?;
             if config.catalog_refresh.is_zero() {
                 bail!("indexer.catalog_refresh must be more than 0");
+            }
+        }
+        if let Some(timeout) = indexer.peer_timeout {
+            config.peer_timeout = parse_duration(&timeout).context("indexer.peer_timeout")?;
+            if config.peer_timeout.is_zero() {
+                bail!("indexer.peer_timeout must be more than 0");
             }
         }
         if let Some(skew) = indexer.max_future_skew {

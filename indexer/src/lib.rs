@@ -6,7 +6,7 @@
 //! splits with hash-chained manifests → [`storage`] publishes them (a local directory, or an
 //! object store other indexers read too) → [`retention`] moves them through tiers, keeping what
 //! keep rules and holds protect → [`query`] searches every split → [`http`] serves the
-//! API. [`app`] wires `serve` and `standalone`.
+//! API, asking the [`peers`] of a cluster for what only they hold. [`app`] wires `serve` and `standalone`.
 
 pub mod app;
 pub mod audit;
@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod limits;
 pub mod manifest;
 pub mod metrics;
+pub mod peers;
 pub mod query;
 pub mod retention;
 pub mod source;

@@ -47,6 +47,27 @@ pub struct Filters {
     /// Tiers the caller may search (`None`: all); set from the caller's role, never from the
     /// query string.
     pub tiers: Option<Vec<String>>,
+    /// Set when a root asks this indexer as its peer: only the splits the root does not hold.
+    pub scope: Option<PeerScope>,
+}
+
+/// A peer's share of a root's query (see [`crate::peers`]): its active split, and the splits it
+/// sealed after the newest of them the root holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerScope {
+    /// This indexer.
+    pub indexer: String,
+    /// The newest of this indexer's splits the root holds; `None`: none.
+    pub after_split: Option<String>,
+}
+
+impl PeerScope {
+    /// True for a split in this share.
+    pub fn covers(&self, view: &SplitView) -> bool {
+        view.active
+            || (view.indexer == self.indexer
+                && self.after_split.as_ref().is_none_or(|after| view.id > *after))
+    }
 }
 
 impl Filters {
@@ -376,6 +397,7 @@ impl QueryEngine {
                     .as_ref()
                     .is_none_or(|tiers| tiers.contains(&view.tier))
             })
+            .filter(|view| filters.scope.as_ref().is_none_or(|scope| scope.covers(view)))
             .filter(|view| {
                 let (Some(min), Some(max)) = (view.min_ts, view.max_ts) else {
                     return false; // empty
@@ -727,7 +749,8 @@ fn refused(error: TantivyError, q: Option<&str>) -> QueryError {
     }
 }
 
-fn sort_hits(hits: &mut [Hit], order: Order) {
+/// Orders hits by (`ts`, `id`) in `order`.
+pub fn sort_hits(hits: &mut [Hit], order: Order) {
     hits.sort_by(|a, b| {
         let natural = a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id));
         match order {

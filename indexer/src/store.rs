@@ -122,6 +122,8 @@ pub struct Catalog {
     /// Held while sealed split directories and manifests change (a seal, a retention step), so
     /// one never reads what the other is halfway through.
     layout: Mutex<()>,
+    /// Published splits the last refresh could not fetch, and why: every answer names them.
+    unfetched: RwLock<Vec<(String, String)>>,
 }
 
 impl Default for Catalog {
@@ -139,6 +141,7 @@ impl Catalog {
             committed_seq: watch::channel(0).0,
             schema: build_schema(true).0,
             layout: Mutex::new(()),
+            unfetched: RwLock::new(Vec::new()),
         }
     }
 
@@ -161,6 +164,26 @@ impl Catalog {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|s| s.id != id);
+    }
+
+    /// Published splits the last refresh could not fetch (id, why): not searched here.
+    pub fn unfetched(&self) -> Vec<(String, String)> {
+        self.unfetched.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The newest split of each other indexer in this catalog: what a root tells its peers it
+    /// holds.
+    pub fn newest_by_indexer(&self, except: &str) -> std::collections::BTreeMap<String, String> {
+        let mut newest = std::collections::BTreeMap::new();
+        for view in self.splits().iter().filter(|v| !v.active && v.indexer != except) {
+            let entry = newest
+                .entry(view.indexer.clone())
+                .or_insert_with(|| view.id.clone());
+            if view.id > *entry {
+                *entry = view.id.clone();
+            }
+        }
+        newest
     }
 
     /// Returns the splits at this moment, newest first.
@@ -931,6 +954,7 @@ pub fn refresh_catalog(
             }
         }
     }
+    *catalog.unfetched.write().unwrap_or_else(|e| e.into_inner()) = refreshed.failed.clone();
     for view in catalog.splits() {
         if view.active || view.indexer == indexer || listed.iter().any(|k| k.id == view.id) {
             continue;

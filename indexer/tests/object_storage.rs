@@ -31,16 +31,23 @@ struct Indexer<'a> {
     id: &'a str,
     data_dir: PathBuf,
     port: u16,
+    /// `[indexer]` settings after the defaults below.
+    settings: &'a str,
+    peers: Option<String>,
 }
+
+const DEFAULT_SETTINGS: &str = "split_max_docs = 400\nsplit_max_age = \"2s\"\ncatalog_refresh = \"500ms\"\n";
 
 impl Indexer<'_> {
     fn start(&self, env: &[(&str, &str)]) -> ChildGuard {
         let config = self.data_dir.with_extension("toml");
         std::fs::write(
             &config,
-            "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\nsplit_max_docs = 400\n\
-             split_max_age = \"2s\"\ncatalog_refresh = \"500ms\"\n\
-             [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+            format!(
+                "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\n{}\
+                 [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+                self.settings
+            ),
         )
         .unwrap();
         let mut command = Command::new(BIN);
@@ -55,6 +62,7 @@ impl Indexer<'_> {
             .arg("--config")
             .arg(&config)
             .envs(self.s3.env())
+            .args(self.peers.iter().flat_map(|peers| ["--peers", peers.as_str()]))
             .envs(env.iter().copied())
             .env_remove("POD_NAME")
             .env(
@@ -77,11 +85,15 @@ fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
 }
 
 fn produce(broker: &Broker, topic: &str, records: std::ops::Range<u64>) {
+    produce_with(broker, topic, records, |n| format!("req-{}", n / 5));
+}
+
+fn produce_with(broker: &Broker, topic: &str, records: std::ops::Range<u64>, corr: impl Fn(u64) -> String) {
     let producer = producer(broker);
     for n in records {
         let record = Record {
             ts: at(BASE_TS).saturating_add_nanos(n as i64 * 1_000),
-            corr: Some(format!("req-{}", n / 5)),
+            corr: Some(corr(n)),
             ..record(n)
         };
         let payload = serde_json::to_vec(&record).unwrap();
@@ -172,6 +184,8 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
         id: "indexer-a",
         data_dir: dir.path().join("a"),
         port: free_port().unwrap(),
+        settings: DEFAULT_SETTINGS,
+        peers: None,
     };
     let indexer_a = a.start(&[]);
     // Two batches, so there are several splits and the manifests chain.
@@ -203,6 +217,7 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
         id: "indexer-b",
         data_dir: dir.path().join("b"),
         port: free_port().unwrap(),
+        peers: None,
         ..a
     };
     let indexer_b = b.start(&[]);
@@ -245,6 +260,8 @@ fn an_upload_cut_short_is_never_seen_and_the_next_start_finishes_it() {
         id: "indexer-a",
         data_dir: dir.path().join("a"),
         port: free_port().unwrap(),
+        settings: DEFAULT_SETTINGS,
+        peers: None,
     };
     produce(&broker, "logs", 0..500);
     let mut crashing = a.start(&[("CORRAL_PUBLISH_CRASH_AT", "before-manifest")]);
@@ -281,4 +298,133 @@ fn an_upload_cut_short_is_never_seen_and_the_next_start_finishes_it() {
     indexer_a.terminate(Duration::from_secs(30));
     let ids = all_ids(&a.data_dir).unwrap();
     assert_eq!((ids.len(), distinct(&ids)), (500, 500));
+}
+
+fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let (status, body) = http::get(port, path);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Two indexers on their own topics with one object store, each the other's peer: through
+/// either, every record is found exactly once — those still in the other's active split, and
+/// its sealed splits this one has not fetched — and a peer that stops answering is named in
+/// `missing`, with logq exiting 3.
+#[test]
+fn any_indexer_answers_for_the_cluster_and_names_a_peer_that_does_not_answer() {
+    let broker = Broker::start();
+    let s3 = ObjectStoreServer::start();
+    broker.create_topic("logs-a", 1);
+    broker.create_topic("logs-b", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (free_port().unwrap(), free_port().unwrap());
+    // Seals at 300 records, and no catalog refresh after the start: what the other sealed is
+    // only reached through it.
+    let settings =
+        "split_max_docs = 300\nsplit_max_age = \"1h\"\ncatalog_refresh = \"1h\"\npeer_timeout = \"1s\"\n";
+    let a = Indexer {
+        broker: &broker,
+        s3: &s3,
+        topic: "logs-a",
+        group: "group-a",
+        id: "indexer-a",
+        data_dir: dir.path().join("a"),
+        port: port_a,
+        settings,
+        peers: Some(format!("http://127.0.0.1:{port_b},http://127.0.0.1:{port_a}")),
+    };
+    let b = Indexer {
+        topic: "logs-b",
+        group: "group-b",
+        id: "indexer-b",
+        data_dir: dir.path().join("b"),
+        port: port_b,
+        peers: Some(format!("http://127.0.0.1:{port_a}")),
+        ..a
+    };
+    let indexer_a = a.start(&[]);
+    let indexer_b = b.start(&[]);
+    // Every request's records are on both topics.
+    let corr = |n: u64| format!("req-{}", n % 100);
+    produce_with(&broker, "logs-a", 0..600, corr);
+    produce_with(&broker, "logs-b", 600..1_000, corr);
+    // Each indexer's own share (asked as a peer would be).
+    let own = |port: u16| {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let (status, body) = http::get_with(port, "/api/v1/stats?by=service", &[("x-corral-peer", "have=")]);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64()
+    };
+    wait_until(
+        "each indexer to index its topic",
+        Duration::from_secs(120),
+        || own(port_a) == Some(600) && own(port_b) == Some(400),
+    );
+    for port in [port_a, port_b] {
+        let stats = get_json(port, "/api/v1/stats?by=service");
+        assert_eq!(
+            (stats["total"].as_u64(), &stats["complete"]),
+            (Some(1_000), &serde_json::json!(true)),
+            "{stats}"
+        );
+        let search = get_json(port, "/api/v1/search?corr=req-7");
+        let ids: std::collections::BTreeSet<_> = search["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!((search["count"].as_u64(), ids.len()), (Some(10), 10), "{search}");
+        assert_eq!(search["missing"], serde_json::json!([]), "{search}");
+    }
+    assert!(
+        published_docs(&s3) >= 300,
+        "indexer a sealed a split that b reached only through a"
+    );
+
+    // Indexer a stops answering: b answers with its own records and names a.
+    let stop = |signal: &str| {
+        assert!(
+            Command::new("kill")
+                .args([signal, &indexer_a.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    stop("-STOP");
+    let search = get_json(port_b, "/api/v1/search?corr=req-7");
+    assert_eq!(search["complete"], serde_json::json!(false), "{search}");
+    assert_eq!(
+        search["count"].as_u64(),
+        Some(4),
+        "b's own records of req-7: {search}"
+    );
+    let missing = search["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{search}");
+    assert_eq!(
+        missing[0]["peer"].as_str(),
+        Some(format!("http://127.0.0.1:{port_a}").as_str())
+    );
+    let logq = Command::new(corral_tests::process::workspace_binary("logq"))
+        .args([
+            "--corr",
+            "req-7",
+            "-o",
+            "jsonl",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port_b}"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&logq.stderr);
+    assert_eq!(logq.status.code(), Some(3), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&logq.stdout).lines().count(), 4);
+    assert!(
+        stderr.contains("incomplete answer") && stderr.contains(&port_a.to_string()),
+        "{stderr}"
+    );
+    stop("-CONT");
+    indexer_a.terminate(Duration::from_secs(30));
+    indexer_b.terminate(Duration::from_secs(30));
 }

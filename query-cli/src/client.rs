@@ -217,6 +217,7 @@ impl Client {
                 started: false,
                 truncated: false,
                 notice: None,
+                missing: Vec::new(),
             })
             .collect();
         let results = join_all(starts.iter_mut().map(|pages| pages.next_page(self))).await;
@@ -338,6 +339,8 @@ pub struct SearchPages {
     /// More matched than `limit` (or the endpoint said so).
     pub truncated: bool,
     notice: Option<String>,
+    /// What the endpoint said it could not search (peers, splits), over every page.
+    pub missing: Vec<corral_schema::api::Missing>,
 }
 
 impl SearchPages {
@@ -379,6 +382,11 @@ impl SearchPages {
                 self.notice = search.notice.clone();
             }
             let truncated = search.truncated;
+            for missing in &search.missing {
+                if !self.missing.contains(missing) {
+                    self.missing.push(missing.clone());
+                }
+            }
             let hits = parse_hits(&search).map_err(|e| EndpointError {
                 endpoint: self.endpoint.clone(),
                 message: format!("unexpected search response: {e}"),

@@ -68,8 +68,14 @@ pub fn sum_stats(responses: Vec<StatsResponse>) -> StatsResponse {
     let mut total = 0;
     let mut took_ms = 0;
     let mut notices: Vec<String> = Vec::new();
+    let mut missing: Vec<corral_schema::api::Missing> = Vec::new();
     for response in responses {
         total += response.total;
+        for m in response.missing {
+            if !missing.contains(&m) {
+                missing.push(m);
+            }
+        }
         if let Some(notice) = response.notice
             && !notices.contains(&notice)
         {
@@ -95,6 +101,8 @@ pub fn sum_stats(responses: Vec<StatsResponse>) -> StatsResponse {
         total,
         took_ms,
         notice: (!notices.is_empty()).then(|| notices.join("; ")),
+        complete: missing.is_empty(),
+        missing,
     }
 }
 
@@ -185,6 +193,8 @@ pub(crate) mod tests {
             total: groups.iter().map(|g| g.1).sum(),
             took_ms: 3,
             notice: None,
+            complete: true,
+            missing: Vec::new(),
             groups: groups
                 .into_iter()
                 .map(|(key, count, errors)| StatsGroup {

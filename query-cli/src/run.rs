@@ -1,5 +1,6 @@
 //! What each command does, and its exit status: 0 when something matched, 1 when nothing did,
-//! 2 on error (like grep).
+//! 2 on error (like grep), 3 when something matched but an indexer said its answer is
+//! incomplete (a peer or split it could not search, printed on stderr).
 
 use std::io::{IsTerminal, Write};
 
@@ -20,6 +21,16 @@ pub const MATCHED: i32 = 0;
 pub const NO_MATCH: i32 = 1;
 /// Bad flags, unreachable endpoints, HTTP errors.
 pub const ERROR: i32 = 2;
+/// Something matched, but part of the cluster could not be searched.
+pub const INCOMPLETE: i32 = 3;
+
+/// Says on stderr what was not searched; true when something was not.
+fn report_missing(missing: &[corral_schema::api::Missing]) -> bool {
+    for m in missing {
+        eprintln!("logq: incomplete answer: {m}");
+    }
+    !missing.is_empty()
+}
 
 /// Runs logq; returns the exit status.
 pub fn main(args: &Args) -> i32 {
@@ -74,7 +85,12 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 eprintln!("logq: {notice}");
             }
             print_stats(&stats, &by_name, output)?;
-            Ok(if stats.total > 0 { MATCHED } else { NO_MATCH })
+            let incomplete = report_missing(&stats.missing);
+            Ok(match (stats.total > 0, incomplete) {
+                (false, _) => NO_MATCH,
+                (true, true) => INCOMPLETE,
+                (true, false) => MATCHED,
+            })
         }
         Some(Command::Tail) => {
             let params = args.query();
@@ -206,8 +222,19 @@ async fn search(
     if cut || endpoints.iter().any(|e| e.truncated) {
         eprintln!("logq: more records matched than --limit {limit}; showing the first {limit}");
     }
+    let mut missing = Vec::new();
+    for m in endpoints.iter().flat_map(|e| &e.missing) {
+        if !missing.contains(m) {
+            missing.push(m.clone());
+        }
+    }
+    let incomplete = report_missing(&missing);
     let Some(tail) = tail else {
-        return Ok(if printed == 0 { NO_MATCH } else { MATCHED });
+        return Ok(match (printed > 0, incomplete) {
+            (false, _) => NO_MATCH,
+            (true, true) => INCOMPLETE,
+            (true, false) => MATCHED,
+        });
     };
     let printed_tail = follow(
         client,

@@ -299,7 +299,7 @@ impl Order {
 /// Response of `GET /api/v1/search`, generic over the hit: both ends keep hits as raw JSON
 /// (`Box<RawValue>` in `logq`, the stored envelope text in the indexer), so a hit arrives byte
 /// for byte as it was indexed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResponse<H> {
     /// Matching records ordered by `ts` then `id`, deduplicated by `id`. First: the indexer
     /// writes its hits in place of an empty list ([`SearchResponse::write_with_hits`]).
@@ -326,6 +326,89 @@ pub struct SearchResponse<H> {
     /// next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// False when part of the cluster could not be searched: see `missing`.
+    #[serde(default = "complete_when_unsaid")]
+    pub complete: bool,
+    /// What could not be searched, and why: peers, splits.
+    #[serde(default)]
+    pub missing: Vec<Missing>,
+}
+
+/// What an answer could not search: a peer (an indexer of the cluster) or a split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    /// The peer's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The split's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    pub reason: String,
+}
+
+impl Missing {
+    /// A peer that did not answer.
+    pub fn peer(peer: impl Into<String>, reason: impl Into<String>) -> Missing {
+        Missing {
+            peer: Some(peer.into()),
+            split: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// A split that could not be searched.
+    pub fn split(split: impl Into<String>, reason: impl Into<String>) -> Missing {
+        Missing {
+            peer: None,
+            split: Some(split.into()),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.peer, &self.split) {
+            (Some(peer), _) => write!(f, "peer {peer} not searched: {}", self.reason),
+            (None, Some(split)) => write!(f, "split {split} not searched: {}", self.reason),
+            (None, None) => write!(f, "not searched: {}", self.reason),
+        }
+    }
+}
+
+impl<H> Default for SearchResponse<H> {
+    fn default() -> Self {
+        SearchResponse {
+            hits: Vec::new(),
+            count: 0,
+            truncated: false,
+            took_ms: 0,
+            splits: 0,
+            tiers: Vec::new(),
+            notice: None,
+            after: None,
+            complete: true,
+            missing: Vec::new(),
+        }
+    }
+}
+
+impl Default for StatsResponse {
+    fn default() -> Self {
+        StatsResponse {
+            groups: Vec::new(),
+            total: 0,
+            took_ms: 0,
+            notice: None,
+            complete: true,
+            missing: Vec::new(),
+        }
+    }
+}
+
+/// An answer from a server that does not say is complete (one from before `complete`).
+fn complete_when_unsaid() -> bool {
+    true
 }
 
 impl SearchResponse<()> {
@@ -400,7 +483,7 @@ pub struct StatsGroup {
 }
 
 /// Response of `GET /api/v1/stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsResponse {
     pub groups: Vec<StatsGroup>,
     pub total: u64,
@@ -408,6 +491,12 @@ pub struct StatsResponse {
     /// Set when splits could not answer the query (a phrase on a tier without positions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// False when part of the cluster could not be counted: see `missing`.
+    #[serde(default = "complete_when_unsaid")]
+    pub complete: bool,
+    /// What could not be counted, and why.
+    #[serde(default)]
+    pub missing: Vec<Missing>,
 }
 
 /// Body of every 4xx/5xx response.
@@ -541,7 +630,7 @@ mod tests {
         );
         assert_eq!(
             meta.write_with_hits([]),
-            r#"{"hits":[],"count":2,"truncated":true,"took_ms":0,"splits":0,"tiers":["hot"],"after":"12:b"}"#
+            r#"{"hits":[],"count":2,"truncated":true,"took_ms":0,"splits":0,"tiers":["hot"],"after":"12:b","complete":true,"missing":[]}"#
         );
     }
 

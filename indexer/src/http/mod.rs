@@ -35,6 +35,7 @@ use crate::query::QueryEngine;
 
 mod audit;
 mod auth;
+mod cluster;
 mod error;
 mod holds;
 mod ops;
@@ -43,6 +44,7 @@ mod tail;
 
 use audit::audit;
 pub use auth::{Access, Denied, Identity};
+pub use cluster::Cluster;
 pub use error::ApiError;
 use holds::{create_hold, list_holds, release_hold};
 use ops::{metrics, readyz};
@@ -68,6 +70,8 @@ pub struct ApiState {
     /// Set once ingest runs (store opened, source connected).
     pub ready: Arc<AtomicBool>,
     pub tails: TailPolicy,
+    /// This indexer's id and its peers.
+    pub cluster: Cluster,
 }
 
 /// The parameters of a query string, as the audit log records them.
@@ -210,4 +214,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn json(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+impl ApiState {
+    /// A JSON answer of a query, saying which indexer gave it (a root drops its own answer
+    /// when its peer list includes itself).
+    fn answer(&self, body: String) -> Response {
+        let mut response = json(body);
+        if let Ok(value) = header::HeaderValue::from_str(&self.cluster.indexer) {
+            response.headers_mut().insert(crate::peers::INDEXER_HEADER, value);
+        }
+        response
+    }
 }

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use corral_schema::Timestamp;
-use corral_schema::api::{ApiQuery, SearchResponse, StatsResponse};
+use corral_schema::api::{ApiQuery, SEARCH_PATH, STATS_PATH, SearchResponse, StatsResponse};
 
-use super::{ApiError, ApiState, Identity, READER_NOTICE, json, query_params};
+use super::cluster::{ask_peers, merge_search, merge_stats, peer_scope, unfetched};
+use super::{ApiError, ApiState, Identity, READER_NOTICE, query_params};
 use crate::auth::{Caller, Role};
 use crate::metrics::EndpointLabel;
 use crate::query::{Endpoint, Filters, QueryEngine, QueryError};
@@ -33,6 +35,7 @@ pub(super) fn action(endpoint: Endpoint) -> &'static str {
 pub(super) fn prepare(
     state: &ApiState,
     identity: Identity,
+    headers: &HeaderMap,
     query: Option<&str>,
     endpoint: Endpoint,
 ) -> Result<(Caller, Filters), Box<Response>> {
@@ -61,21 +64,28 @@ pub(super) fn prepare(
     if caller.role == Role::Reader {
         filters.tiers = Some(vec![HOT_TIER.to_owned()]);
     }
+    filters.scope = peer_scope(state, headers);
     Ok((caller, filters))
 }
 
 pub(super) async fn search(
     State(state): State<ApiState>,
     identity: Identity,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, identity, query.as_deref(), Endpoint::Search) {
+    let (caller, filters) = match prepare(&state, identity, &headers, query.as_deref(), Endpoint::Search) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
     let engine = Arc::clone(&state.engine);
-    let outcome = tokio::task::spawn_blocking(move || engine.search(&filters)).await;
+    let local = {
+        let filters = filters.clone();
+        tokio::task::spawn_blocking(move || engine.search(&filters))
+    };
+    // The peers are asked while this indexer searches its own splits.
+    let (outcome, peers) = tokio::join!(local, ask_peers(&state, SEARCH_PATH, query.as_deref(), &headers));
     let took = started.elapsed();
     state
         .metrics
@@ -87,6 +97,13 @@ pub(super) async fn search(
         Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
         Err(e) => return ApiError::Internal(format!("search failed: {e}")).into_response(),
     };
+    let root = peers.is_some();
+    let (answers, missing) = peers.unwrap_or_default();
+    let mut merged = merge_search(outcome, answers, missing, &filters);
+    if filters.scope.is_none() {
+        merged.missing.extend(unfetched(&state));
+    }
+    let outcome = merged.outcome;
     let count = outcome.hits.len() as u64;
     if let Err(e) = state.record(
         &caller,
@@ -98,11 +115,16 @@ pub(super) async fn search(
     ) {
         return e.into_response();
     }
-    let notices: Vec<String> = (caller.role == Role::Reader)
+    let mut notices: Vec<String> = (caller.role == Role::Reader)
         .then(|| READER_NOTICE.to_owned())
         .into_iter()
         .chain(QueryEngine::unsearched_notice(&outcome.unsearched))
         .collect();
+    for notice in merged.notices {
+        if root && !notices.contains(&notice) {
+            notices.push(notice);
+        }
+    }
     let response = SearchResponse::<()> {
         hits: Vec::new(),
         count: outcome.hits.len(),
@@ -112,10 +134,12 @@ pub(super) async fn search(
         tiers: outcome.tiers,
         notice: (!notices.is_empty()).then(|| notices.join("; ")),
         after: outcome.after.map(|after| after.to_string()),
+        complete: merged.missing.is_empty(),
+        missing: merged.missing,
     };
     // Hits are the stored envelopes, written out verbatim.
     let body = response.write_with_hits(outcome.hits.iter().map(|hit| hit.source.as_str()));
-    json(body)
+    state.answer(body)
 }
 
 pub(super) fn query_failed(
@@ -138,16 +162,19 @@ pub(super) fn query_failed(
 pub(super) async fn stats(
     State(state): State<ApiState>,
     identity: Identity,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, identity, query.as_deref(), Endpoint::Stats) {
+    let (caller, filters) = match prepare(&state, identity, &headers, query.as_deref(), Endpoint::Stats) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
     let tiers = filters.tiers.clone().unwrap_or_default();
+    let peer = filters.scope.is_some();
     let engine = Arc::clone(&state.engine);
-    let outcome = tokio::task::spawn_blocking(move || engine.stats(&filters)).await;
+    let local = tokio::task::spawn_blocking(move || engine.stats(&filters));
+    let (outcome, peers) = tokio::join!(local, ask_peers(&state, STATS_PATH, query.as_deref(), &headers));
     let took = started.elapsed();
     state
         .metrics
@@ -156,18 +183,25 @@ pub(super) async fn stats(
         .observe(took.as_secs_f64());
     match outcome {
         Ok(Ok((groups, total, unsearched))) => {
+            let mut response = StatsResponse {
+                groups,
+                total,
+                took_ms: took.as_millis() as u64,
+                notice: QueryEngine::unsearched_notice(&unsearched),
+                ..StatsResponse::default()
+            };
+            let (answers, mut missing) = peers.unwrap_or_default();
+            merge_stats(&mut response, answers, &mut missing);
+            if !peer {
+                missing.extend(unfetched(&state));
+            }
+            response.complete = missing.is_empty();
+            response.missing = missing;
+            let total = response.total;
             if let Err(e) = state.record(&caller, "stats", query.as_deref(), total, tiers, took) {
                 return e.into_response();
             }
-            json(
-                serde_json::to_string(&StatsResponse {
-                    groups,
-                    total,
-                    took_ms: took.as_millis() as u64,
-                    notice: QueryEngine::unsearched_notice(&unsearched),
-                })
-                .expect("serializes"),
-            )
+            state.answer(serde_json::to_string(&response).expect("serializes"))
         }
         Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
         Err(e) => ApiError::Internal(format!("stats failed: {e}")).into_response(),

@@ -83,7 +83,13 @@ pub(super) async fn tail(
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, identity, query.as_deref(), Endpoint::Tail) {
+    let (caller, filters) = match prepare(
+        &state,
+        identity,
+        &axum::http::HeaderMap::new(),
+        query.as_deref(),
+        Endpoint::Tail,
+    ) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };

@@ -544,6 +544,8 @@ mod tests {
                 total: 1200,
                 took_ms: 4,
                 notice: None,
+                complete: true,
+                missing: Vec::new(),
             },
             errors: vec![],
         });
