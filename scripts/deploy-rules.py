@@ -392,6 +392,9 @@ def check_indexer(r):
     m = mount_at(c, data_dir)
     if m is None or m["name"] not in claims:
         r.fail(sts, "indexer-pvc-template", f"--data-dir {data_dir} is not on a volumeClaimTemplate")
+    peers = arg_value(c, "--peers") or ""
+    if f"dns+http://{HEADLESS}:{INDEXER_PORT}" not in peers.split(","):
+        r.fail(sts, "indexer-peers", f"--peers is {peers!r}: without dns+http://{HEADLESS}:{INDEXER_PORT} a query through the Service sees one replica's share")
     if (spec.get("terminationGracePeriodSeconds") or 30) < 30:
         r.fail(sts, "indexer-shutdown", "terminationGracePeriodSeconds under 30 s leaves no time for the final commit")
     check_probe_targets(r, sts, c, INDEXER_PORT, "/healthz", "/readyz")
@@ -641,6 +644,16 @@ def check_prod(r):
     ]
     if not auth_configs:
         r.fail(sts, "prod-api-tokens", 'indexer.toml has no [auth] tokens_file = "/etc/corral/auth/tokens.toml": prod requires tokens')
+    if c:
+        storage = (env_of(c, "CORRAL_STORAGE") or {}).get("valueFrom", {}).get("configMapKeyRef", {})
+        cm = r.get("ConfigMap", storage.get("name", "")) if storage else None
+        url = (cm or {}).get("data", {}).get(storage.get("key", ""), "")
+        if not url.startswith("s3://"):
+            r.fail(sts, "prod-object-storage", f"CORRAL_STORAGE is {url!r}, not an s3:// URL from a ConfigMap: a lost volume would lose its splits")
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            ref = ((env_of(c, name) or {}).get("valueFrom") or {}).get("secretKeyRef")
+            if not ref:
+                r.fail(sts, "prod-object-storage", f"env {name} does not come from a Secret (secretKeyRef)")
     kafka = r.get("ConfigMap", "corral-kafka")
     if kafka and kafka["data"].get("security_protocol") not in ("SSL", "SASL_SSL"):
         r.fail(kafka, "prod-kafka-tls", f"security_protocol is {kafka['data'].get('security_protocol')}: prod talks to Kafka over TLS")
@@ -658,6 +671,9 @@ def check_dev(r):
     sts = r.get("StatefulSet", INDEXER)
     if sts is not None and sts["spec"].get("replicas") != 1:
         r.fail(sts, "dev-replicas", f"replicas is {sts['spec'].get('replicas')}, dev runs 1 indexer")
+    c = main_container(r, sts, "indexer") if sts is not None else None
+    if c and (env_of(c, "CORRAL_STORAGE") or arg_value(c, "--storage")):
+        r.fail(sts, "dev-local-storage", "dev keeps sealed splits on the volume (the default storage): no CORRAL_STORAGE or --storage")
 
 
 def workspace_version(repo_root):

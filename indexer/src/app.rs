@@ -47,11 +47,12 @@ fn open_store(
     storage: Option<&StorageUrl>,
     config: &IndexerConfig,
     name: String,
+    metrics: &Metrics,
 ) -> anyhow::Result<SplitStore> {
     let url = storage
         .cloned()
         .unwrap_or_else(|| StorageUrl::default_for(data_dir));
-    let storage = SplitStorage::open(&url, data_dir)?;
+    let storage = SplitStorage::open(&url, data_dir)?.with_metrics(metrics.storage.clone());
     tracing::info!(storage = %url, local = %storage.root().display(), indexer = %name, "split storage");
     SplitStore::open_in(
         data_dir,
@@ -195,10 +196,16 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // store's recovery touches anything.
     let audit = Arc::new(open_audit(&args.data_dir, &args.data_dir)?);
     let audit_at_exit = Arc::clone(&audit);
-    let mut store = open_store(&args.data_dir, args.storage.as_ref(), &config, name.clone())?;
+    let metrics = Arc::new(Metrics::new());
+    let mut store = open_store(
+        &args.data_dir,
+        args.storage.as_ref(),
+        &config,
+        name.clone(),
+        &metrics,
+    )?;
     store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
-    let metrics = Arc::new(Metrics::new());
     let source = KafkaSource::connect(
         &KafkaOptions {
             brokers: args.brokers.clone(),
@@ -224,6 +231,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_max_future_skew(config.max_future_skew)
         .with_min_free_bytes(config.min_free_bytes);
     let stop = CancellationToken::new();
+    let peers = match &args.peers {
+        Some(peers) => Some(Arc::new(
+            Peers::new(peers.0.clone(), &name, config.peer_timeout)?
+                .with_errors(metrics.storage.peer_errors.clone()),
+        )),
+        None => None,
+    };
     run_with_api(
         args.listen,
         ApiState {
@@ -236,10 +250,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
             cluster: Cluster {
                 indexer: name.clone(),
-                peers: match &args.peers {
-                    Some(peers) => Some(Arc::new(Peers::new(peers.0.clone(), &name, config.peer_timeout)?)),
-                    None => None,
-                },
+                peers,
             },
         },
         Background { retention, refresher },
@@ -284,16 +295,17 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
         anyhow::bail!("nothing to collect: pass --logs <glob> (repeatable) or --demo");
     }
     let name = args.indexer_id.clone().unwrap_or_else(host_name);
+    let metrics = Arc::new(Metrics::new());
     let mut store = open_store(
         &data_dir.join("index"),
         args.storage.as_ref(),
         &config,
         name.clone(),
+        &metrics,
     )?;
     store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
     let retention = retention(&store, &config, &name);
-    let metrics = Arc::new(Metrics::new());
     let refresher = Refresher::new(&store, &name, config.catalog_refresh, &metrics);
     let storage_at_exit = Arc::clone(store.storage());
     let (channel_sink, receiver) = sink::channel(STANDALONE_CHANNEL);

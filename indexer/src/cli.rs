@@ -108,7 +108,7 @@ pub struct ServeArgs {
     /// Where sealed splits are published: file:///abs/path or s3://bucket/prefix (S3 settings
     /// from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     /// AWS_ALLOW_HTTP). Default: store/ in the data dir.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "CORRAL_STORAGE", value_name = "URL")]
     pub storage: Option<StorageUrl>,
     /// The other indexers' APIs, comma-separated: http://host:port, or dns+http://name:port for
     /// every address of a name (a headless Service). A query to any indexer then answers for the

@@ -28,6 +28,102 @@ pub struct RefusedLabel {
     pub status: u16,
 }
 
+/// Label of a peer: its URL.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+/// The metrics of split storage and the cluster, handed to [`crate::storage::SplitStorage`]
+/// and [`crate::peers::Peers`] (created unregistered for tools and tests).
+#[derive(Debug, Clone)]
+pub struct StorageMetrics {
+    pub publish_seconds: Histogram,
+    pub publish_failures: Counter,
+    pub uploads: Counter,
+    pub upload_bytes: Counter,
+    /// Published splits fetched into the local cache: what was not there yet.
+    pub cache_misses: Counter,
+    pub cache_bytes_fetched: Counter,
+    /// Published splits a refresh found already in the local cache.
+    pub cache_hits: Counter,
+    pub cache_bytes: Gauge,
+    pub catalog_splits: Gauge,
+    pub peer_errors: Family<PeerLabel, Counter>,
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        StorageMetrics {
+            publish_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            publish_failures: Counter::default(),
+            uploads: Counter::default(),
+            upload_bytes: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_bytes_fetched: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_bytes: Gauge::default(),
+            catalog_splits: Gauge::default(),
+            peer_errors: Family::default(),
+        }
+    }
+}
+
+impl StorageMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "publish_seconds",
+            "Time taken to publish a sealed split (upload its files, then its manifest)",
+            self.publish_seconds.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Publish attempts that failed and were tried again",
+            self.publish_failures.clone(),
+        );
+        registry.register(
+            "uploads",
+            "Files uploaded to the object store",
+            self.uploads.clone(),
+        );
+        registry.register(
+            "upload_bytes",
+            "Bytes uploaded to the object store",
+            self.upload_bytes.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Published splits fetched into the local cache",
+            self.cache_misses.clone(),
+        );
+        registry.register(
+            "cache_fetched_bytes",
+            "Bytes fetched from the object store into the local cache",
+            self.cache_bytes_fetched.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Published splits a catalog refresh found already in the local cache",
+            self.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes of published splits in the local cache",
+            self.cache_bytes.clone(),
+        );
+        registry.register(
+            "catalog_splits",
+            "Splits published in the object store at the last catalog refresh",
+            self.catalog_splits.clone(),
+        );
+        registry.register(
+            "peer_errors",
+            "Peers that failed or were late to answer a query's share",
+            self.peer_errors.clone(),
+        );
+    }
+}
+
 /// Handles of every indexer metric.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +146,7 @@ pub struct Metrics {
     pub tails_closed_slow: Counter,
     pub ingest_paused: Gauge,
     pub write_failures_recovered: Counter,
+    pub storage: StorageMetrics,
     /// Set while the disk is too full to ingest; `/readyz` answers 503 with it.
     disk_problem: Mutex<Option<String>>,
     /// Set while ingest is failing; `/readyz` reports it.
@@ -159,8 +256,11 @@ impl Metrics {
             "Writes that failed for lack of disk space, recovered from by reopening the store at its last commit and rewinding the source",
             write_failures_recovered.clone(),
         );
+        let storage = StorageMetrics::default();
+        storage.register(&mut registry);
         Metrics {
             registry,
+            storage,
             ingest_paused,
             write_failures_recovered,
             disk_problem: Mutex::new(None),

@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use corral_schema::api::Missing;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::PeerLabel;
 
 /// Request header marking a root's request to a peer, with the splits the root holds.
 pub const PEER_HEADER: &str = "x-corral-peer";
@@ -97,6 +101,7 @@ pub struct Peers {
     client: reqwest::Client,
     timeout: Duration,
     me: String,
+    errors: Family<PeerLabel, Counter>,
 }
 
 impl Peers {
@@ -111,7 +116,14 @@ impl Peers {
             client,
             timeout,
             me: me.to_owned(),
+            errors: Family::default(),
         })
+    }
+
+    /// Counts failed and late peers in `errors`, by peer.
+    pub fn with_errors(mut self, errors: Family<PeerLabel, Counter>) -> Peers {
+        self.errors = errors;
+        self
     }
 
     /// The peers' base URLs now (names resolved); a name that does not resolve is missing.
@@ -185,7 +197,10 @@ impl Peers {
             match body {
                 Ok(Some(body)) => answers.push(PeerAnswer { peer, body: Ok(body) }),
                 Ok(None) => {}
-                Err(reason) => missing.push(Missing::peer(peer, reason)),
+                Err(reason) => {
+                    self.errors.get_or_create(&PeerLabel { peer: peer.clone() }).inc();
+                    missing.push(Missing::peer(peer, reason));
+                }
             }
         }
         (answers, missing)

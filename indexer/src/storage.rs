@@ -33,6 +33,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::manifest::{MANIFEST_FILE, Manifest, sha256_file, sha256_hex, sync_dir};
+use crate::metrics::StorageMetrics;
 
 /// Directory of sealed splits (one subdirectory per tier), under the storage root.
 pub const SPLITS_DIR: &str = "splits";
@@ -124,6 +125,7 @@ pub struct SplitStorage {
     /// The local directory holding `splits/<tier>/<id>/`.
     root: PathBuf,
     remote: Option<Remote>,
+    metrics: StorageMetrics,
 }
 
 struct Remote {
@@ -205,7 +207,19 @@ impl SplitStorage {
             url: StorageUrl::File(root.to_owned()),
             root: root.to_owned(),
             remote: None,
+            metrics: StorageMetrics::default(),
         })
+    }
+
+    /// Counts uploads, fetches and publishes in `metrics` (the served ones).
+    pub fn with_metrics(mut self, metrics: StorageMetrics) -> SplitStorage {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this storage counts in.
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.metrics
     }
 
     /// A local directory as the store, not created when missing (a tool reading a data dir).
@@ -214,6 +228,7 @@ impl SplitStorage {
             url: StorageUrl::File(root.to_owned()),
             root: root.to_owned(),
             remote: None,
+            metrics: StorageMetrics::default(),
         }
     }
 
@@ -239,6 +254,7 @@ impl SplitStorage {
                 prefix: ObjectPath::from(prefix),
                 runtime,
             }),
+            metrics: StorageMetrics::default(),
         })
     }
 
@@ -304,6 +320,8 @@ impl SplitStorage {
                 .with_context(|| format!("cannot read {}", dir.join(&name).display()))?;
             published.bytes += bytes.len() as u64;
             published.files += 1;
+            self.metrics.uploads.inc();
+            self.metrics.upload_bytes.inc_by(bytes.len() as u64);
             let location = remote.object(&key, &name);
             remote
                 .runtime
@@ -311,6 +329,7 @@ impl SplitStorage {
                 .with_context(|| format!("cannot upload {location} to {}", self.url))?;
         }
         published.took = started.elapsed();
+        self.metrics.publish_seconds.observe(published.took.as_secs_f64());
         Ok(published)
     }
 
@@ -409,6 +428,7 @@ impl SplitStorage {
             if &sha256_hex(&bytes) != sha256 {
                 bail!("{location} in {} does not match its manifest's SHA-256", self.url);
             }
+            self.metrics.cache_bytes_fetched.inc_by(bytes.len() as u64);
             fs::write(staging.join(name), &bytes)?;
         }
         fs::write(staging.join(MANIFEST_FILE), &manifest_bytes)?;
@@ -423,6 +443,7 @@ impl SplitStorage {
         fs::rename(&staging, &target)
             .with_context(|| format!("cannot move {} to {}", staging.display(), target.display()))?;
         sync_dir(&self.tier_dir(&key.tier))?;
+        self.metrics.cache_misses.inc();
         Ok(target)
     }
 

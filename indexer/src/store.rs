@@ -842,6 +842,7 @@ fn publish_until_done(storage: &SplitStorage, dir: &Path) {
                 return;
             }
             Err(error) => {
+                storage.metrics().publish_failures.inc();
                 tracing::error!(split = %dir.display(), "cannot publish the split, trying again in {pause:?}: {error:#}");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_secs(30));
@@ -921,11 +922,13 @@ pub fn refresh_catalog(
         return Ok(refreshed);
     }
     let listed = storage.list()?;
+    storage.metrics().catalog_splits.set(listed.len() as i64);
     for key in &listed {
         let current = catalog.splits().into_iter().find(|v| v.id == key.id);
         if let Some(view) = &current
             && (view.tier == key.tier || view.active || view.indexer == indexer)
         {
+            storage.metrics().cache_hits.inc();
             continue;
         }
         let result = (|| -> anyhow::Result<()> {
@@ -963,6 +966,14 @@ pub fn refresh_catalog(
         fs::remove_dir_all(&view.dir).with_context(|| format!("cannot remove {}", view.dir.display()))?;
         refreshed.removed += 1;
     }
+    let mut cached = 0;
+    for dir in split_dirs(storage.root())? {
+        cached += dir_bytes(&dir).unwrap_or(0);
+    }
+    storage
+        .metrics()
+        .cache_bytes
+        .set(i64::try_from(cached).unwrap_or(i64::MAX));
     Ok(refreshed)
 }
 

@@ -227,6 +227,18 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
         "indexer b answers for indexer a's published splits",
     );
     assert_eq!(hits(b.port, "req-7").len(), 5, "one request's records, each once");
+    // Uploads, publishes and fetches are counted.
+    assert!(metric(a.port, "corral_indexer_uploads_total").unwrap() >= 3.0 * splits.len() as f64);
+    assert!(metric(a.port, "corral_indexer_publish_seconds_count").unwrap() >= splits.len() as f64);
+    assert_eq!(
+        metric(b.port, "corral_indexer_cache_misses_total"),
+        Some(splits.len() as f64)
+    );
+    assert!(metric(b.port, "corral_indexer_cache_bytes").unwrap() > 0.0);
+    assert_eq!(
+        metric(b.port, "corral_indexer_catalog_splits"),
+        Some(splits.len() as f64)
+    );
 
     // Indexer a loses its data dir: it continues from what it published, exactly once.
     drop(indexer_a); // SIGKILL
@@ -298,6 +310,13 @@ fn an_upload_cut_short_is_never_seen_and_the_next_start_finishes_it() {
     indexer_a.terminate(Duration::from_secs(30));
     let ids = all_ids(&a.data_dir).unwrap();
     assert_eq!((ids.len(), distinct(&ids)), (500, 500));
+}
+
+/// The value of metric `name` (with its labels, as written) on `/metrics`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http::get(port, "/metrics");
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 fn get_json(port: u16, path: &str) -> serde_json::Value {
@@ -423,6 +442,14 @@ fn any_indexer_answers_for_the_cluster_and_names_a_peer_that_does_not_answer() {
     assert!(
         stderr.contains("incomplete answer") && stderr.contains(&port_a.to_string()),
         "{stderr}"
+    );
+    assert_eq!(
+        metric(
+            port_b,
+            &format!("corral_indexer_peer_errors_total{{peer=\"http://127.0.0.1:{port_a}\"}}")
+        ),
+        Some(2.0),
+        "the search and logq's"
     );
     stop("-CONT");
     indexer_a.terminate(Duration::from_secs(30));

@@ -288,3 +288,19 @@ breakage!(
     "  type: LoadBalancer\n",
     "Service/corral-indexer: no-external-exposure"
 );
+
+breakage!(
+    indexer_without_peers_is_caught,
+    "base/indexer-statefulset.yaml",
+    "            - --peers=dns+http://corral-indexer-headless:7280\n",
+    "",
+    "prod: StatefulSet/corral-indexer: indexer-peers"
+);
+
+breakage!(
+    prod_without_object_storage_is_caught,
+    "overlays/prod/kustomization.yaml",
+    "url=s3://corral-logs/prod",
+    "url=file:///var/lib/corral/indexer/store",
+    "prod: StatefulSet/corral-indexer: prod-object-storage"
+);
