@@ -298,6 +298,7 @@ fn main() {
             // No static membership: tansu 0.6 mishandles it (see indexer/tests/kafka_ingest.rs).
             instance_id: None,
             properties: Default::default(),
+            cluster: None,
         },
         store.checkpoint().clone(),
     )

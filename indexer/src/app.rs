@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::query::QueryEngine;
 use crate::retention::{Retention, Step};
-use crate::source::{ChannelSource, KafkaOptions, KafkaSource, Source};
+use crate::source::{ChannelSource, ClusterHooks, KafkaOptions, KafkaSource, Source};
 use crate::storage::{SplitStorage, StorageUrl};
 use crate::store::{Catalog, SplitStore, StoreOptions};
 
@@ -213,6 +213,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             group: args.group.clone(),
             instance_id: args.instance_id.clone(),
             properties: config.kafka.clone(),
+            cluster: cluster_hooks(&store),
         },
         store.checkpoint().clone(),
     )?;
@@ -499,6 +500,30 @@ fn run_with_api<S: Source + 'static>(
     let shut_down = on_shutdown();
     ingest_result?;
     shut_down
+}
+
+/// How long a revocation waits for the active split to be sealed and published (well within
+/// librdkafka's default `max.poll.interval.ms`, 5 minutes).
+const REVOKE_SEAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// With an object store: partitions move between indexers exactly once ([`ClusterHooks`]).
+fn cluster_hooks(store: &SplitStore) -> Option<Arc<ClusterHooks>> {
+    if !store.storage().is_shared() {
+        return None;
+    }
+    let storage = Arc::clone(store.storage());
+    let catalog = store.catalog();
+    Some(Arc::new(ClusterHooks {
+        published: Box::new(move || {
+            crate::store::published_checkpoint(&storage, &catalog).unwrap_or_else(|error| {
+                tracing::warn!(
+                    "cannot list the published splits; resuming from this index's checkpoint: {error:#}"
+                );
+                Default::default()
+            })
+        }),
+        seal_timeout: REVOKE_SEAL_TIMEOUT,
+    }))
 }
 
 /// The threads beside ingest and the API: retention passes, catalog refreshes.

@@ -201,6 +201,17 @@ impl<S: Source> Ingest<S> {
                 self.store.add(decoded.record, decoded.source)?;
                 self.metrics.records_indexed.inc();
             }
+            let revoked = self.source.revoked();
+            if !revoked.is_empty() {
+                // Partitions leave: what this split holds of them is published before they go.
+                self.commit()?;
+                dirty = false;
+                last_commit = Instant::now();
+                self.store.seal_now_if_shared()?;
+                for done in revoked {
+                    let _ = done.send(());
+                }
+            }
             if last_commit.elapsed() >= self.commit_interval {
                 if dirty || self.store.seal_due() {
                     self.commit()?;

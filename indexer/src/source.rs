@@ -55,6 +55,13 @@ pub trait Source: Send {
     /// Delivers again, from the next poll on, everything after `checkpoint` (the index's last
     /// commit): what was polled since was lost with a failed write.
     fn rewind(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()>;
+
+    /// Partitions are being revoked and everything polled from them was handed out: the ingest
+    /// loop commits, seals and publishes the active split, then answers each of these so the
+    /// partitions are released (see [`ClusterHooks`]). Empty when nothing is being revoked.
+    fn revoked(&mut self) -> Vec<SyncSender<()>> {
+        Vec::new()
+    }
 }
 
 /// The collector's channel in standalone mode: records arrive already built; their tickets are
@@ -147,6 +154,35 @@ pub struct KafkaOptions {
     pub instance_id: Option<String>,
     /// librdkafka properties from the config file, overriding corral's defaults.
     pub properties: BTreeMap<String, String>,
+    /// With an object store shared by several indexers (DESIGN §7).
+    pub cluster: Option<Arc<ClusterHooks>>,
+}
+
+/// How partitions move between indexers that publish to one object store, exactly once: a
+/// revoked partition is released only after the active split holding its records was sealed
+/// and published (within `seal_timeout`), and an assigned partition resumes from the furthest
+/// of this index's checkpoint and every published split's.
+pub struct ClusterHooks {
+    /// Per partition, the furthest checkpoint of any split published now (a fresh listing).
+    pub published: Box<dyn Fn() -> Checkpoint + Send + Sync>,
+    /// How long a revocation waits for the seal and publish before it releases anyway.
+    pub seal_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHooks")
+            .field("seal_timeout", &self.seal_timeout)
+            .finish()
+    }
+}
+
+/// Revocations waiting for the ingest loop's seal, and whether the source is closing (then
+/// nobody seals: the ingest loop has already sealed what it had).
+#[derive(Debug, Default)]
+struct Revocations {
+    pending: Mutex<Vec<SyncSender<()>>>,
+    closing: AtomicBool,
 }
 
 /// Messages waiting between the poll thread and the ingest loop. librdkafka buffers more behind
@@ -173,10 +209,16 @@ enum Polled {
 /// covers batches of up to this many messages (librdkafka's producer default is 10,000).
 const RESUME_REWIND: i64 = 10_000;
 
-/// Seeks newly assigned partitions to (a little before) the index's checkpoint.
+/// Seeks newly assigned partitions to (a little before) the index's checkpoint, or the
+/// published one when further; has revoked partitions sealed before they are released.
 struct SeekingContext {
     topic: String,
     checkpoint: Arc<Mutex<Checkpoint>>,
+    cluster: Option<Arc<ClusterHooks>>,
+    revocations: Arc<Revocations>,
+    /// Per assigned partition, the offset it resumes at: what is fetched below it (resuming a
+    /// little early, [`RESUME_REWIND`]) was indexed already, here or by another indexer.
+    floors: Arc<Mutex<Checkpoint>>,
 }
 
 impl ClientContext for SeekingContext {}
@@ -186,14 +228,28 @@ impl ConsumerContext for SeekingContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let checkpoint = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                // What other indexers published for these partitions while they had them.
+                let published = self
+                    .cluster
+                    .as_ref()
+                    .map(|cluster| (cluster.published)())
+                    .unwrap_or_default();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let mut floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
                 for partition in &partitions {
-                    // Partitions the index has never seen start from the group's committed offset.
-                    if let Some(next) = checkpoint.get(partition) {
+                    // Partitions no index has seen start from the group's committed offset.
+                    let own = checkpoint.get(partition).copied();
+                    let next = own.max(published.get(partition).copied());
+                    if let Some(next) = next {
+                        floors.insert(*partition, next);
+                        if next > own.unwrap_or(-1) {
+                            tracing::info!(partition, next, "resuming after what another indexer published");
+                        }
                         let from = next.saturating_sub(RESUME_REWIND).max(0);
                         let _ = tpl.set_partition_offset(&self.topic, *partition, Offset::Offset(from));
                     }
                 }
+                drop(floors);
                 tracing::info!(
                     ?partitions,
                     "partitions assigned; resuming from the index checkpoint"
@@ -204,6 +260,26 @@ impl ConsumerContext for SeekingContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!("partitions revoked");
+                if let Some(cluster) = &self.cluster
+                    && tpl.count() > 0
+                    && !self.revocations.closing.load(Ordering::Relaxed)
+                {
+                    // The ingest loop seals and publishes what it holds of them first: their
+                    // next owner resumes after it.
+                    let (done, wait) = mpsc::sync_channel(1);
+                    self.revocations
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(done);
+                    match wait.recv_timeout(cluster.seal_timeout) {
+                        Ok(()) => tracing::info!("the revoked partitions' records are published"),
+                        Err(_) => tracing::warn!(
+                            timeout_s = cluster.seal_timeout.as_secs(),
+                            "releasing revoked partitions before their records were published: their next owner reads them again"
+                        ),
+                    }
+                }
                 if let Err(error) = consumer.unassign() {
                     tracing::error!("cannot release the revoked partitions: {error}");
                 }
@@ -223,6 +299,10 @@ pub struct KafkaSource {
     /// below it (a partition resumed before its checkpoint) was delivered already.
     delivered: Checkpoint,
     messages: Option<Receiver<Polled>>,
+    /// A message taken to see whether the channel was empty, handed out next.
+    stashed: Option<Polled>,
+    floors: Arc<Mutex<Checkpoint>>,
+    revocations: Arc<Revocations>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     problem: Option<(String, Instant)>,
@@ -255,9 +335,14 @@ impl KafkaSource {
         }
         let delivered = checkpoint.clone();
         let shared = Arc::new(Mutex::new(checkpoint));
+        let revocations = Arc::new(Revocations::default());
+        let floors = Arc::new(Mutex::new(Checkpoint::new()));
         let context = SeekingContext {
             topic: options.topic.clone(),
             checkpoint: Arc::clone(&shared),
+            cluster: options.cluster.clone(),
+            revocations: Arc::clone(&revocations),
+            floors: Arc::clone(&floors),
         };
         let consumer: BaseConsumer<SeekingContext> = config
             .create_with_context(context)
@@ -297,6 +382,9 @@ impl KafkaSource {
             checkpoint: shared,
             delivered,
             messages: Some(rx),
+            stashed: None,
+            floors,
+            revocations,
             stop,
             thread: Some(thread),
             problem: None,
@@ -304,6 +392,9 @@ impl KafkaSource {
     }
 
     fn receive(&mut self, timeout: Duration) -> Option<Polled> {
+        if let Some(stashed) = self.stashed.take() {
+            return Some(stashed);
+        }
         let messages = self.messages.as_ref()?;
         // Timeout and a finished poll thread both mean "nothing now".
         messages.recv_timeout(timeout).ok()
@@ -318,8 +409,15 @@ impl KafkaSource {
                 payload,
             } => {
                 self.problem = None;
+                let floor = self
+                    .floors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&partition)
+                    .copied()
+                    .unwrap_or(0);
                 let next = self.delivered.entry(partition).or_insert(0);
-                if offset < *next {
+                if offset < (*next).max(floor) {
                     return;
                 }
                 *next = offset + 1;
@@ -434,6 +532,22 @@ impl Source for KafkaSource {
         Ok(())
     }
 
+    fn revoked(&mut self) -> Vec<SyncSender<()>> {
+        let mut pending = self.revocations.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.is_empty() || self.stashed.is_some() {
+            return Vec::new();
+        }
+        // The poll thread waits in the revocation: the channel only empties. What is still in
+        // it is handed out (and sealed) first.
+        if let Some(messages) = &self.messages
+            && let Ok(next) = messages.try_recv()
+        {
+            self.stashed = Some(next);
+            return Vec::new();
+        }
+        std::mem::take(&mut *pending)
+    }
+
     fn problem(&self) -> Option<String> {
         // An error the consumer recovers from is not worth reporting for long.
         self.problem
@@ -446,6 +560,16 @@ impl Source for KafkaSource {
 impl KafkaSource {
     /// Stops the poll thread.
     fn shut_down(&mut self) {
+        self.revocations.closing.store(true, Ordering::Relaxed);
+        for waiting in self
+            .revocations
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = waiting.send(());
+        }
         self.stop.store(true, Ordering::Relaxed);
         // Dropping the receiver unblocks a poll thread waiting on a full channel.
         self.messages = None;

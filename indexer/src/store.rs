@@ -98,6 +98,8 @@ pub struct SplitView {
     pub min_ts: Option<Timestamp>,
     pub max_ts: Option<Timestamp>,
     pub docs: u64,
+    /// The source checkpoint as of the split's last commit (a sealed split's manifest's).
+    pub checkpoint: Checkpoint,
     /// True for the split still being written.
     pub active: bool,
 }
@@ -568,10 +570,25 @@ impl SplitStore {
         Ok(())
     }
 
+    /// With an object store other indexers read: seals and publishes the active split now
+    /// (when it holds records) and waits for it, so its partitions can move to another indexer
+    /// that goes on after it. Nothing for a store of its own.
+    pub fn seal_now_if_shared(&mut self) -> anyhow::Result<()> {
+        if !self.storage.is_shared() {
+            return Ok(());
+        }
+        if self.active().committed.docs > 0 {
+            self.seal_in_background()?;
+        }
+        self.wait_for_seal()
+    }
+
     /// Commits what is pending, finishes a running seal and releases the writer; used at
-    /// shutdown.
+    /// shutdown. With an object store the active split is sealed and published too: its
+    /// partitions' next owner goes on after it.
     pub fn close(mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
         self.commit(checkpoint)?;
+        self.seal_now_if_shared()?;
         self.wait_for_seal()?;
         if let Some(active) = self.active.take() {
             active.writer.wait_merging_threads()?;
@@ -733,6 +750,7 @@ impl SplitStore {
             min_ts: active.committed.min_ts,
             max_ts: active.committed.max_ts,
             docs: active.committed.docs,
+            checkpoint: active.committed.checkpoint.clone(),
             active: true,
         });
     }
@@ -896,6 +914,32 @@ fn reconcile(storage: &SplitStorage, catalog: &Catalog, indexer: &str) -> anyhow
         }
     }
     Ok(())
+}
+
+/// Per partition, the furthest checkpoint of any split published in `storage` now: those in
+/// the catalog and those listed but not fetched yet (their manifests are read). Where a
+/// partition moving to this indexer resumes when another indexer had it since.
+pub fn published_checkpoint(storage: &SplitStorage, catalog: &Catalog) -> anyhow::Result<Checkpoint> {
+    let mut furthest = Checkpoint::new();
+    let mut raise = |checkpoint: &Checkpoint| {
+        for (partition, next) in checkpoint {
+            let entry = furthest.entry(*partition).or_insert(*next);
+            *entry = (*entry).max(*next);
+        }
+    };
+    let views = catalog.splits();
+    for view in views.iter().filter(|v| !v.active) {
+        raise(&view.checkpoint);
+    }
+    for key in storage.list()? {
+        if !views
+            .iter()
+            .any(|v| !v.active && v.id == key.id && v.tier == key.tier)
+        {
+            raise(&storage.read_manifest(&key)?.checkpoint);
+        }
+    }
+    Ok(furthest)
 }
 
 /// What one [`refresh_catalog`] changed.
@@ -1143,6 +1187,7 @@ pub(crate) fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
         min_ts: manifest.min_ts,
         max_ts: manifest.max_ts,
         docs: manifest.docs,
+        checkpoint: manifest.checkpoint,
         active: false,
     })
 }

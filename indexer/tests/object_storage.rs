@@ -455,3 +455,83 @@ fn any_indexer_answers_for_the_cluster_and_names_a_peer_that_does_not_answer() {
     indexer_a.terminate(Duration::from_secs(30));
     indexer_b.terminate(Duration::from_secs(30));
 }
+
+/// Partitions moving between indexers (1 → 2 → 1) are indexed exactly once: a revoked
+/// partition's records are sealed and published before it is released, also when an indexer
+/// stops, and its next owner resumes after what was published — not from its own older
+/// checkpoint of the partition.
+#[test]
+fn partitions_moving_between_indexers_are_published_before_release_and_indexed_once() {
+    let broker = Broker::start();
+    let s3 = ObjectStoreServer::start();
+    broker.create_topic("logs", 4);
+    let dir = tempfile::tempdir().unwrap();
+    // Only a revocation or a shutdown seals.
+    let settings = "split_max_docs = 1000000\nsplit_max_age = \"1h\"\ncatalog_refresh = \"500ms\"\n";
+    let a = Indexer {
+        broker: &broker,
+        s3: &s3,
+        topic: "logs",
+        group: "indexers",
+        id: "indexer-a",
+        data_dir: dir.path().join("a"),
+        port: free_port().unwrap(),
+        settings,
+        peers: None,
+    };
+    let b = Indexer {
+        id: "indexer-b",
+        data_dir: dir.path().join("b"),
+        port: free_port().unwrap(),
+        peers: None,
+        ..a
+    };
+    // Each indexer's own records (asked as a peer would be).
+    let own = |port: u16| {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let (status, body) = http::get_with(port, "/api/v1/stats?by=service", &[("x-corral-peer", "have=")]);
+        (status == 200)
+            .then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"].as_u64())?
+    };
+    let indexer_a = a.start(&[]);
+    produce(&broker, "logs", 0..1_000);
+    wait_until(
+        "indexer a to index the first batch",
+        Duration::from_secs(120),
+        || own(a.port) == Some(1_000),
+    );
+    assert_eq!(published_docs(&s3), 0, "nothing is sealed yet");
+
+    // b joins: a's partitions are revoked, so a publishes what it has of them first.
+    let indexer_b = b.start(&[]);
+    wait_until(
+        "the revoked partitions' records published",
+        Duration::from_secs(120),
+        || published_docs(&s3) == 1_000,
+    );
+    produce(&broker, "logs", 1_000..2_000);
+    wait_until(
+        "both indexers to take a share of the second batch",
+        Duration::from_secs(120),
+        || {
+            let (in_a, in_b) = (own(a.port), own(b.port));
+            in_a.zip(in_b)
+                .is_some_and(|(x, y)| x + y == 2_000 && x > 1_000 && y > 0)
+        },
+    );
+
+    // b stops: it publishes its share, and a takes its partitions back after it.
+    indexer_b.terminate(Duration::from_secs(60));
+    wait_until("b's share published", Duration::from_secs(120), || {
+        published_docs(&s3) == 2_000
+    });
+    produce(&broker, "logs", 2_000..3_000);
+    wait_for_indexed(a.port, 3_000, "indexer a has every record");
+    indexer_a.terminate(Duration::from_secs(60));
+    let ids = all_ids(&a.data_dir).unwrap();
+    assert_eq!(
+        (ids.len(), distinct(&ids)),
+        (3_000, 3_000),
+        "every record once in a's splits and copies"
+    );
+}
