@@ -36,6 +36,7 @@ bench: test-deps
 	$(CARGO) bench -p corral-collector --bench collector
 	$(CARGO) bench -p corral-indexer --bench indexer
 	$(CARGO) bench -p corral-indexer --bench wide_search
+	$(CARGO) bench -p corral-indexer --bench object_storage
 	$(CARGO) bench -p logq --bench logq
 
 ## Format, lints (clippy.toml: disallowed methods) and the API docs' links.

@@ -205,6 +205,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         &metrics,
     )?;
     store.anchor_audit(Arc::clone(&audit));
+    store.set_source(&args.topic);
     let catalog = store.catalog();
     let source = KafkaSource::connect(
         &KafkaOptions {
@@ -213,7 +214,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             group: args.group.clone(),
             instance_id: args.instance_id.clone(),
             properties: config.kafka.clone(),
-            cluster: cluster_hooks(&store),
+            cluster: cluster_hooks(&store, &args.topic),
         },
         store.checkpoint().clone(),
     )?;
@@ -507,15 +508,16 @@ fn run_with_api<S: Source + 'static>(
 const REVOKE_SEAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// With an object store: partitions move between indexers exactly once ([`ClusterHooks`]).
-fn cluster_hooks(store: &SplitStore) -> Option<Arc<ClusterHooks>> {
+fn cluster_hooks(store: &SplitStore, topic: &str) -> Option<Arc<ClusterHooks>> {
     if !store.storage().is_shared() {
         return None;
     }
     let storage = Arc::clone(store.storage());
     let catalog = store.catalog();
+    let topic = topic.to_owned();
     Some(Arc::new(ClusterHooks {
         published: Box::new(move || {
-            crate::store::published_checkpoint(&storage, &catalog).unwrap_or_else(|error| {
+            crate::store::published_checkpoint(&storage, &catalog, &topic).unwrap_or_else(|error| {
                 tracing::warn!(
                     "cannot list the published splits; resuming from this index's checkpoint: {error:#}"
                 );

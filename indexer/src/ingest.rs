@@ -82,6 +82,10 @@ impl<S: Source> Ingest<S> {
         loop {
             match self.ingest(stop) {
                 Ok(()) => break,
+                Err(error) if error.downcast_ref::<crate::store::Fenced>().is_some() => {
+                    tracing::warn!("{error:#}");
+                    self = self.start_over()?;
+                }
                 Err(error) => {
                     let Some(why) = self.disk.as_ref().and_then(|disk| disk.explains(&error)) else {
                         return Err(error);
@@ -97,6 +101,35 @@ impl<S: Source> Ingest<S> {
         self.commit()?;
         self.store.close(&self.checkpoint)?;
         Ok(())
+    }
+
+    /// After a split was fenced: the active split (what followed it) is dropped too, the store
+    /// reopens at what this indexer published, and the source resumes each partition after the
+    /// furthest published position.
+    fn start_over(self) -> anyhow::Result<Self> {
+        let Ingest {
+            store,
+            mut source,
+            metrics,
+            commit_interval,
+            max_future_skew,
+            disk,
+            ..
+        } = self;
+        metrics.storage.splits_fenced.inc();
+        let active = store.data_dir().join(crate::store::ACTIVE_DIR);
+        let closed = store.close_for_reopen();
+        for dir in crate::store::subdirs(&active)? {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", dir.display()))?;
+        }
+        let store = closed.open()?;
+        source.rewind(store.checkpoint())?;
+        tracing::info!("ingest starts again after what is published");
+        let mut ingest =
+            Ingest::new(store, source, metrics, commit_interval)?.with_max_future_skew(max_future_skew);
+        ingest.disk = disk;
+        Ok(ingest)
     }
 
     /// After a write failed for lack of space: waits until there is room, reopens the store at
@@ -177,6 +210,7 @@ impl<S: Source> Ingest<S> {
                 if let Some((partition, offset)) = incoming.position {
                     let next = self.checkpoint.entry(partition).or_insert(0);
                     *next = (*next).max(offset + 1);
+                    self.store.note_position(partition, offset);
                 }
                 dirty = true;
                 let mut decoded = incoming.decoded;
@@ -201,6 +235,8 @@ impl<S: Source> Ingest<S> {
                 self.store.add(decoded.record, decoded.source)?;
                 self.metrics.records_indexed.inc();
             }
+            // A seal that ended with an error (a fenced split) says so now.
+            self.store.poll_seal()?;
             let revoked = self.source.revoked();
             if !revoked.is_empty() {
                 // Partitions leave: what this split holds of them is published before they go.

@@ -31,6 +31,10 @@ pub struct Manifest {
     pub tier: String,
     /// Name of the indexer that wrote it (its pod name, or the host name).
     pub indexer: String,
+    /// The Kafka topic its checkpoint is of; empty for the collector of standalone mode (and in
+    /// manifests from before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
     pub created: Timestamp,
     pub sealed: Timestamp,
     /// Oldest and newest event time in the split; absent for an empty split.
@@ -39,6 +43,10 @@ pub struct Manifest {
     pub docs: u64,
     /// Source checkpoint as of the split's final commit.
     pub checkpoint: Checkpoint,
+    /// Source checkpoint the split started at: with `checkpoint`, the range of offsets per
+    /// partition it covers. Absent in manifests from before it was recorded.
+    #[serde(default, skip_serializing_if = "Checkpoint::is_empty")]
+    pub checkpoint_start: Checkpoint,
     /// Ingest sequence number the next record after this split gets.
     pub next_seq: u64,
     /// Relative path → SHA-256 (hex) of every file of the split except this manifest.
@@ -156,12 +164,14 @@ mod tests {
             id: "00000000000000000001".into(),
             tier: "hot".into(),
             indexer: "test".into(),
+            source: "corral.logs.v1".into(),
             created: Timestamp::parse("2026-11-23T10:00:00Z").unwrap(),
             sealed: Timestamp::parse("2026-11-23T11:00:00Z").unwrap(),
             min_ts: None,
             max_ts: None,
             docs: 0,
             checkpoint: Checkpoint::from([(0, 10), (3, 7)]),
+            checkpoint_start: Checkpoint::from([(0, 4)]),
             next_seq: 0,
             files,
             prev: None,

@@ -50,6 +50,8 @@ pub struct StorageMetrics {
     pub cache_bytes: Gauge,
     pub catalog_splits: Gauge,
     pub peer_errors: Family<PeerLabel, Counter>,
+    /// Splits dropped unpublished because another indexer published their partitions' records.
+    pub splits_fenced: Counter,
 }
 
 impl Default for StorageMetrics {
@@ -65,6 +67,7 @@ impl Default for StorageMetrics {
             cache_bytes: Gauge::default(),
             catalog_splits: Gauge::default(),
             peer_errors: Family::default(),
+            splits_fenced: Counter::default(),
         }
     }
 }
@@ -115,6 +118,11 @@ impl StorageMetrics {
             "catalog_splits",
             "Splits published in the object store at the last catalog refresh",
             self.catalog_splits.clone(),
+        );
+        registry.register(
+            "splits_fenced",
+            "Splits dropped unpublished because another indexer had published records of their partitions (a paused or cut-off indexer); their records were read again",
+            self.splits_fenced.clone(),
         );
         registry.register(
             "peer_errors",

@@ -237,7 +237,9 @@ impl ConsumerContext for SeekingContext {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let mut floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
                 for partition in &partitions {
-                    // Partitions no index has seen start from the group's committed offset.
+                    // Partitions no index has seen start from the group's committed offset —
+                    // except in a cluster, where that offset may be of records another indexer
+                    // holds unpublished (and could lose with its volume): from the beginning.
                     let own = checkpoint.get(partition).copied();
                     let next = own.max(published.get(partition).copied());
                     if let Some(next) = next {
@@ -247,6 +249,8 @@ impl ConsumerContext for SeekingContext {
                         }
                         let from = next.saturating_sub(RESUME_REWIND).max(0);
                         let _ = tpl.set_partition_offset(&self.topic, *partition, Offset::Offset(from));
+                    } else if self.cluster.is_some() {
+                        let _ = tpl.set_partition_offset(&self.topic, *partition, Offset::Beginning);
                     }
                 }
                 drop(floors);

@@ -55,6 +55,10 @@ pub struct StoreOptions {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CommitState {
     pub checkpoint: Checkpoint,
+    /// Per partition, the offset of the first record of it in this split: with `checkpoint`,
+    /// the range of each partition the split covers.
+    #[serde(default)]
+    pub start: Checkpoint,
     pub next_seq: u64,
     pub min_ts: Option<Timestamp>,
     pub max_ts: Option<Timestamp>,
@@ -66,6 +70,7 @@ pub struct CommitState {
 pub struct ClosedStore {
     data_dir: PathBuf,
     storage: Arc<SplitStorage>,
+    source: String,
     options: StoreOptions,
     catalog: Arc<Catalog>,
     sealed: u64,
@@ -82,6 +87,7 @@ impl ClosedStore {
             Arc::clone(&self.catalog),
         )?;
         store.sealed += self.sealed;
+        store.source = self.source.clone();
         Ok(store)
     }
 }
@@ -92,6 +98,8 @@ pub struct SplitView {
     pub tier: String,
     /// The indexer that wrote it (its manifest's `indexer`; this indexer for the active split).
     pub indexer: String,
+    /// The topic its checkpoint is of (its manifest's `source`).
+    pub source: String,
     pub dir: PathBuf,
     pub reader: IndexReader,
     pub fields: IndexFields,
@@ -236,6 +244,8 @@ pub struct SplitStore {
     data_dir: PathBuf,
     storage: Arc<SplitStorage>,
     options: StoreOptions,
+    /// The Kafka topic of the checkpoints ([`SplitStore::set_source`]).
+    source: String,
     schema: Schema,
     fields: IndexFields,
     active: Option<ActiveSplit>,
@@ -292,6 +302,7 @@ impl SplitStore {
         let closed = ClosedStore {
             data_dir: self.data_dir.clone(),
             storage: Arc::clone(&self.storage),
+            source: self.source.clone(),
             options: self.options.clone(),
             catalog: Arc::clone(&self.catalog),
             sealed: self.sealed,
@@ -327,6 +338,7 @@ impl SplitStore {
             data_dir: data_dir.to_owned(),
             storage,
             options,
+            source: String::new(),
             schema,
             fields,
             active: None,
@@ -379,8 +391,11 @@ impl SplitStore {
         let newest = unsealed.pop();
         for dir in unsealed {
             let split = store.reopen_active(&dir)?;
-            seal_split(split, &store.seal_context())?;
-            store.sealed += 1;
+            match seal_split(split, &store.seal_context()) {
+                Ok(()) => store.sealed += 1,
+                Err(error) if error.downcast_ref::<Fenced>().is_some() => tracing::warn!("{error:#}"),
+                Err(error) => return Err(error),
+            }
         }
         let active = match newest {
             Some(dir) => store.reopen_active(&dir)?,
@@ -456,6 +471,25 @@ impl SplitStore {
     }
 
     /// Adds a record to the active split; `source` is its envelope JSON, stored verbatim.
+    /// Notes that the next record added is at `offset` of Kafka `partition`: the split's range
+    /// of each partition starts at its first record ([`CommitState::start`]).
+    pub fn note_position(&mut self, partition: i32, offset: i64) {
+        let active = self
+            .active
+            .as_mut()
+            .expect("the store always has an active split");
+        active.pending.start.entry(partition).or_insert(offset);
+    }
+
+    /// Ends a seal that has finished, if one has: its error (a fenced split: [`Fenced`]) comes
+    /// out here rather than at the next seal.
+    pub fn poll_seal(&mut self) -> anyhow::Result<()> {
+        if self.sealer.as_ref().is_some_and(|s| s.is_finished()) {
+            self.wait_for_seal()?;
+        }
+        Ok(())
+    }
+
     pub fn add(&mut self, record: Record, source: String) -> anyhow::Result<()> {
         let fields = self.fields;
         let active = self
@@ -611,9 +645,16 @@ impl SplitStore {
             storage: Arc::clone(&self.storage),
             writer_memory_bytes: self.options.writer_memory_bytes,
             indexer_name: self.options.indexer_name.clone(),
+            source: self.source.clone(),
             catalog: Arc::clone(&self.catalog),
             audit: self.audit.clone(),
         }
+    }
+
+    /// Names the Kafka topic the checkpoints are of: written into manifests, and only splits of
+    /// the same topic count when a partition resumes or a split is fenced.
+    pub fn set_source(&mut self, topic: &str) {
+        self.source = topic.to_owned();
     }
 
     /// Where a new active split starts when none exists: the newest sealed split's checkpoint.
@@ -744,6 +785,7 @@ impl SplitStore {
             id: active.id.clone(),
             tier: HOT_TIER.to_owned(),
             indexer: self.options.indexer_name.clone(),
+            source: self.source.clone(),
             dir: active.dir.clone(),
             reader: active.reader.clone(),
             fields: self.fields,
@@ -759,6 +801,7 @@ impl SplitStore {
 /// What sealing needs from the store, owned so a seal can run on its own thread.
 struct SealContext {
     storage: Arc<SplitStorage>,
+    source: String,
     writer_memory_bytes: usize,
     indexer_name: String,
     catalog: Arc<Catalog>,
@@ -791,6 +834,22 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         writer.wait_merging_threads()?;
     }
     drop(index);
+    if context.storage.is_shared() {
+        let overlapping = overlapping(context, &committed)?;
+        if !overlapping.is_empty() {
+            // Another indexer published records of these partitions past where this split
+            // starts: this one is stale (its indexer was paused or cut off while the partitions
+            // moved). It is dropped, and ingest starts again from what is published.
+            let _layout = context.catalog.lock_layout();
+            context.catalog.remove(&id);
+            fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            return Err(Fenced {
+                split: id,
+                partitions: overlapping,
+            }
+            .into());
+        }
+    }
     let _layout = context.catalog.lock_layout();
     // The link goes to the chain head, even when retention has since rewritten or deleted
     // that split (verify follows rewrites and accepts audited deletions).
@@ -804,12 +863,14 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         id: id.clone(),
         tier: HOT_TIER.to_owned(),
         indexer: context.indexer_name.clone(),
+        source: context.source.clone(),
         created,
         sealed: Timestamp::now(),
         min_ts: committed.min_ts,
         max_ts: committed.max_ts,
         docs: committed.docs,
         checkpoint: committed.checkpoint.clone(),
+        checkpoint_start: committed.start.clone(),
         next_seq: committed.next_seq,
         files: crate::manifest::hash_split_files(&dir)?,
         prev: prev.as_ref().map(|(_, hash)| hash.clone()),
@@ -839,6 +900,34 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         "sealed split"
     );
     Ok(())
+}
+
+/// A split not published because other indexers published records of its partitions since
+/// it started: publishing it would count them twice.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "split {split} is fenced: another indexer published records of partitions {partitions:?} past where it starts; it is dropped and ingest goes on from what is published"
+)]
+pub struct Fenced {
+    pub split: String,
+    pub partitions: Vec<i32>,
+}
+
+/// The partitions of the split sealed in `committed` that another indexer has published
+/// records of at or after this split's first record of them (a fresh listing).
+fn overlapping(context: &SealContext, committed: &CommitState) -> anyhow::Result<Vec<i32>> {
+    let others = published_checkpoint_except(
+        &context.storage,
+        &context.catalog,
+        &context.source,
+        Some(&context.indexer_name),
+    )?;
+    Ok(committed
+        .start
+        .iter()
+        .filter(|(partition, first)| others.get(partition).is_some_and(|end| end > first))
+        .map(|(partition, _)| *partition)
+        .collect())
 }
 
 /// Publishes a sealed split, trying again with a growing pause while the store refuses: the
@@ -919,7 +1008,21 @@ fn reconcile(storage: &SplitStorage, catalog: &Catalog, indexer: &str) -> anyhow
 /// Per partition, the furthest checkpoint of any split published in `storage` now: those in
 /// the catalog and those listed but not fetched yet (their manifests are read). Where a
 /// partition moving to this indexer resumes when another indexer had it since.
-pub fn published_checkpoint(storage: &SplitStorage, catalog: &Catalog) -> anyhow::Result<Checkpoint> {
+pub fn published_checkpoint(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    topic: &str,
+) -> anyhow::Result<Checkpoint> {
+    published_checkpoint_except(storage, catalog, topic, None)
+}
+
+/// As [`published_checkpoint`], leaving out the splits of indexer `except`.
+fn published_checkpoint_except(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    topic: &str,
+    except: Option<&str>,
+) -> anyhow::Result<Checkpoint> {
     let mut furthest = Checkpoint::new();
     let mut raise = |checkpoint: &Checkpoint| {
         for (partition, next) in checkpoint {
@@ -928,7 +1031,13 @@ pub fn published_checkpoint(storage: &SplitStorage, catalog: &Catalog) -> anyhow
         }
     };
     let views = catalog.splits();
-    for view in views.iter().filter(|v| !v.active) {
+    // Another topic's partition 0 is not this one's.
+    let counted =
+        |indexer: &str, source: &str| except.is_none_or(|except| except != indexer) && source == topic;
+    for view in views
+        .iter()
+        .filter(|v| !v.active && counted(&v.indexer, &v.source))
+    {
         raise(&view.checkpoint);
     }
     for key in storage.list()? {
@@ -936,7 +1045,10 @@ pub fn published_checkpoint(storage: &SplitStorage, catalog: &Catalog) -> anyhow
             .iter()
             .any(|v| !v.active && v.id == key.id && v.tier == key.tier)
         {
-            raise(&storage.read_manifest(&key)?.checkpoint);
+            let manifest = storage.read_manifest(&key)?;
+            if counted(&manifest.indexer, &manifest.source) {
+                raise(&manifest.checkpoint);
+            }
         }
     }
     Ok(furthest)
@@ -1181,6 +1293,7 @@ pub(crate) fn open_sealed(dir: &Path) -> anyhow::Result<SplitView> {
         id: manifest.id,
         tier: manifest.tier,
         indexer: manifest.indexer,
+        source: manifest.source,
         dir: dir.to_owned(),
         reader,
         fields,

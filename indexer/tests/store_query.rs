@@ -449,3 +449,68 @@ fn a_split_killed_before_its_first_commit_is_dropped_on_open() {
     let engine = QueryEngine::new(store.catalog());
     assert_eq!(ids(&engine, "corr=r").len(), 30);
 }
+
+/// Two indexers publishing to one object store (in memory here; the end-to-end tests use a
+/// real S3 server): a split holding records of a partition that another indexer has published
+/// past this split's first record of it is fenced — dropped, not published — whichever
+/// indexer seals second; one that starts where the other's ended is published.
+#[test]
+fn a_split_overlapping_another_indexers_published_records_is_fenced() {
+    use corral_indexer::storage::{SplitStorage, StorageUrl};
+    use corral_indexer::store::Fenced;
+    use std::sync::Arc;
+
+    let memory: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        let url = StorageUrl::S3 {
+            bucket: "b".into(),
+            prefix: "p".into(),
+        };
+        let data_dir = dir.path().join(name);
+        let storage = SplitStorage::remote(url, Arc::clone(&memory), "p", &data_dir.join("cache")).unwrap();
+        let options = StoreOptions {
+            indexer_name: name.into(),
+            ..options(1_000_000)
+        };
+        SplitStore::open_in(&data_dir, Arc::new(storage), options).unwrap()
+    };
+    let fill = |store: &mut SplitStore, offsets: std::ops::Range<i64>, first_id: u64| {
+        for (n, offset) in offsets.clone().enumerate() {
+            store.note_position(0, offset);
+            add(
+                store,
+                record(first_id + n as u64, "orders", "1.0", Level::Info, "r", "m"),
+            );
+        }
+        store.commit(&Checkpoint::from([(0, offsets.end)])).unwrap();
+    };
+
+    // x publishes partition 0 up to offset 100.
+    let mut x = open("indexer-x");
+    fill(&mut x, 0..100, 0);
+    x.seal().unwrap();
+    // y read offsets 50..150 of it (it had the partition while x was cut off): fenced.
+    let mut y = open("indexer-y");
+    fill(&mut y, 50..150, 1_000);
+    let error = y.seal().unwrap_err();
+    let fenced = error
+        .downcast_ref::<Fenced>()
+        .unwrap_or_else(|| panic!("{error:#}"));
+    assert_eq!(fenced.partitions, vec![0]);
+    assert!(
+        y.catalog()
+            .splits()
+            .iter()
+            .all(|s| s.active || s.indexer == "indexer-x"),
+        "the fenced split is gone from y's catalog"
+    );
+    let published = y.storage().list().unwrap();
+    assert_eq!(published.len(), 1, "only x's split is published: {published:?}");
+
+    // z starts where x ended: published.
+    let mut z = open("indexer-z");
+    fill(&mut z, 100..120, 2_000);
+    z.seal().unwrap();
+    assert_eq!(z.storage().list().unwrap().len(), 2);
+}
