@@ -37,6 +37,7 @@ fn options(name: &str) -> StoreOptions {
 }
 
 fn s3(server: &ObjectStoreServer, cache: &std::path::Path) -> Arc<SplitStorage> {
+    corral_indexer::storage::install_tls_provider();
     let env: std::collections::HashMap<_, _> = server.env().into_iter().collect();
     let store = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&env["AWS_ENDPOINT_URL"])

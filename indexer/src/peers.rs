@@ -107,6 +107,7 @@ pub struct Peers {
 impl Peers {
     /// Peers `addrs` of the indexer `me`, each given `timeout` to answer.
     pub fn new(addrs: Vec<PeerAddr>, me: &str, timeout: Duration) -> anyhow::Result<Peers> {
+        crate::storage::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)

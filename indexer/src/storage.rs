@@ -534,8 +534,9 @@ impl Remote {
     }
 }
 
-/// rustls needs one crypto provider for the process: ring, as for the collector's kube client.
-fn install_tls_provider() {
+/// rustls needs one crypto provider for the process (reqwest is built without one): ring, as
+/// for the collector's kube client. Called before any HTTP client is made.
+pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

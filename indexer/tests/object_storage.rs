@@ -535,3 +535,57 @@ fn partitions_moving_between_indexers_are_published_before_release_and_indexed_o
         "every record once in a's splits and copies"
     );
 }
+
+/// `--peers` without an object store (the dev overlay): sealed splits stay local and a peer
+/// that does not answer is named — the indexer starts and answers (it once could not build its
+/// peers' HTTP client without the TLS provider an object store installed).
+#[test]
+fn peers_without_an_object_store_answer_and_name_a_peer_that_is_down() {
+    let broker = Broker::start();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, down) = (free_port().unwrap(), free_port().unwrap());
+    let config = dir.path().join("indexer.toml");
+    std::fs::write(
+        &config,
+        "[indexer]\ncommit_interval = \"200ms\"\npeer_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let indexer = ChildGuard(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--brokers",
+                &broker.bootstrap_servers(),
+                "--topic",
+                "logs",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--peers", &format!("http://127.0.0.1:{down}")])
+            .arg("--config")
+            .arg(&config)
+            .env_remove("POD_NAME")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    produce(&broker, "logs", 0..10);
+    let search = wait_for(
+        "the indexer to answer with its records",
+        Duration::from_secs(60),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let search = get_json(port, "/api/v1/search?corr=req-1");
+            (search["count"].as_u64() == Some(5)).then_some(search)
+        },
+    );
+    assert_eq!(search["complete"], serde_json::json!(false), "{search}");
+    assert_eq!(
+        search["missing"][0]["peer"].as_str(),
+        Some(format!("http://127.0.0.1:{down}").as_str()),
+        "{search}"
+    );
+    indexer.terminate(Duration::from_secs(30));
+}
