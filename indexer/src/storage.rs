@@ -422,14 +422,28 @@ impl SplitStorage {
         fs::create_dir_all(&staging)?;
         // `files` lists every file but the manifest, the earlier manifests a re-encoded split
         // keeps included.
-        for (name, sha256) in &manifest.files {
+        // A few files at a time, each streamed to disk and hashed on the way: memory stays at a
+        // few chunks whatever the split's size.
+        let fetches = manifest.files.iter().map(|(name, sha256)| {
             let location = remote.object(key, name);
-            let bytes = remote.get(&location, &self.url)?;
-            if &sha256_hex(&bytes) != sha256 {
+            let path = staging.join(name);
+            async move {
+                let fetched = fetch_to(&*remote.store, &location, &path).await;
+                (location, sha256, fetched)
+            }
+        });
+        let fetched: Vec<_> = remote.runtime.block_on(
+            futures_util::stream::iter(fetches)
+                .buffer_unordered(PARALLEL_FETCHES)
+                .collect(),
+        );
+        for (location, sha256, result) in fetched {
+            let (bytes, hash) =
+                result.with_context(|| format!("cannot fetch {location} from {}", self.url))?;
+            if &hash != sha256 {
                 bail!("{location} in {} does not match its manifest's SHA-256", self.url);
             }
-            self.metrics.cache_bytes_fetched.inc_by(bytes.len() as u64);
-            fs::write(staging.join(name), &bytes)?;
+            self.metrics.cache_bytes_fetched.inc_by(bytes);
         }
         fs::write(staging.join(MANIFEST_FILE), &manifest_bytes)?;
         for entry in fs::read_dir(&staging)? {
@@ -497,6 +511,31 @@ impl SplitStorage {
             Err(error) => Err(error).with_context(|| format!("cannot read {location} in {}", self.url)),
         }
     }
+}
+
+/// Files of a split fetched at once.
+const PARALLEL_FETCHES: usize = 4;
+
+/// Streams the object at `location` into a new file at `path`; returns its size and SHA-256.
+async fn fetch_to(
+    store: &dyn ObjectStore,
+    location: &ObjectPath,
+    path: &Path,
+) -> anyhow::Result<(u64, String)> {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let mut stream = store.get(location).await?.into_stream();
+    let mut file = fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        file.write_all(&chunk)?;
+        bytes += chunk.len() as u64;
+    }
+    file.sync_all()?;
+    Ok((bytes, crate::manifest::hex_digest(&hasher.finalize())))
 }
 
 impl Remote {

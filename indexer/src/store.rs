@@ -59,6 +59,10 @@ pub struct CommitState {
     /// the range of each partition the split covers.
     #[serde(default)]
     pub start: Checkpoint,
+    /// The Kafka topic of `checkpoint` ([`SplitStore::set_source`]), so a split sealed when the
+    /// store reopens after a crash still names it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
     pub next_seq: u64,
     pub min_ts: Option<Timestamp>,
     pub max_ts: Option<Timestamp>,
@@ -513,6 +517,9 @@ impl SplitStore {
             .as_mut()
             .expect("the store always has an active split");
         active.pending.checkpoint = checkpoint.clone();
+        if !self.source.is_empty() {
+            active.pending.source = self.source.clone();
+        }
         let payload = serde_json::to_string(&active.pending)?;
         let mut prepared = active.writer.prepare_commit()?;
         prepared.set_payload(&payload);
@@ -834,8 +841,13 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         writer.wait_merging_threads()?;
     }
     drop(index);
+    let source = if committed.source.is_empty() {
+        context.source.clone()
+    } else {
+        committed.source.clone()
+    };
     if context.storage.is_shared() {
-        let overlapping = overlapping(context, &committed)?;
+        let overlapping = overlapping(context, &source, &committed)?;
         if !overlapping.is_empty() {
             // Another indexer published records of these partitions past where this split
             // starts: this one is stale (its indexer was paused or cut off while the partitions
@@ -863,7 +875,7 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         id: id.clone(),
         tier: HOT_TIER.to_owned(),
         indexer: context.indexer_name.clone(),
-        source: context.source.clone(),
+        source,
         created,
         sealed: Timestamp::now(),
         min_ts: committed.min_ts,
@@ -915,11 +927,11 @@ pub struct Fenced {
 
 /// The partitions of the split sealed in `committed` that another indexer has published
 /// records of at or after this split's first record of them (a fresh listing).
-fn overlapping(context: &SealContext, committed: &CommitState) -> anyhow::Result<Vec<i32>> {
+fn overlapping(context: &SealContext, source: &str, committed: &CommitState) -> anyhow::Result<Vec<i32>> {
     let others = published_checkpoint_except(
         &context.storage,
         &context.catalog,
-        &context.source,
+        source,
         Some(&context.indexer_name),
     )?;
     Ok(committed
