@@ -340,17 +340,7 @@ impl SplitStorage {
             return Ok(());
         };
         remote.block_on_delete(&remote.object(key, MANIFEST_FILE), &self.url)?;
-        let prefix = remote.split_prefix(key);
-        let objects: Vec<_> = remote.runtime.block_on(async {
-            remote
-                .store
-                .list(Some(&prefix))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        for object in objects {
+        for object in remote.list(&remote.split_prefix(key), &self.url)? {
             remote.block_on_delete(&object.location, &self.url)?;
         }
         Ok(())
@@ -363,18 +353,7 @@ impl SplitStorage {
             return Ok(Vec::new());
         };
         let splits = remote.prefix.clone().join(SPLITS_DIR);
-        let objects = remote
-            .runtime
-            .block_on(async {
-                remote
-                    .store
-                    .list(Some(&splits))
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .with_context(|| format!("cannot list the splits in {}", self.url))?;
+        let objects = remote.list(&splits, &self.url)?;
         let mut keys = Vec::new();
         for object in objects {
             let parts: Vec<_> = object
@@ -479,17 +458,9 @@ impl SplitStorage {
         let Some(remote) = &self.remote else {
             return Ok(None);
         };
-        let location = remote.chain_head(indexer);
-        match remote.runtime.block_on(async {
-            match remote.store.get(&location).await {
-                Ok(got) => got.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(error) => Err(error),
-            }
-        }) {
-            Ok(bytes) => Ok(bytes.map(|b| b.to_vec())),
-            Err(error) => Err(error).with_context(|| format!("cannot read {location} in {}", self.url)),
-        }
+        Ok(remote
+            .get_if_exists(&remote.chain_head(indexer), &self.url)?
+            .map(|bytes| bytes.to_vec()))
     }
 
     /// True when the split's published copy matches its local one: the same manifest bytes.
@@ -498,18 +469,8 @@ impl SplitStorage {
             return Ok(true);
         };
         let local = sha256_file(&dir.join(MANIFEST_FILE))?;
-        let location = remote.object(key, MANIFEST_FILE);
-        match remote.runtime.block_on(async {
-            match remote.store.get(&location).await {
-                Ok(got) => got.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(error) => Err(error),
-            }
-        }) {
-            Ok(Some(bytes)) => Ok(sha256_hex(&bytes) == local),
-            Ok(None) => Ok(false),
-            Err(error) => Err(error).with_context(|| format!("cannot read {location} in {}", self.url)),
-        }
+        let published = remote.get_if_exists(&remote.object(key, MANIFEST_FILE), &self.url)?;
+        Ok(published.is_some_and(|bytes| sha256_hex(&bytes) == local))
     }
 }
 
@@ -557,6 +518,33 @@ impl Remote {
             .join(INDEXERS_DIR)
             .join(indexer)
             .join(crate::store::CHAIN_HEAD_FILE)
+    }
+
+    /// Every object under `prefix`.
+    fn list(&self, prefix: &ObjectPath, url: &StorageUrl) -> anyhow::Result<Vec<object_store::ObjectMeta>> {
+        self.runtime
+            .block_on(async {
+                self.store
+                    .list(Some(prefix))
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .with_context(|| format!("cannot list {prefix} in {url}"))
+    }
+
+    /// The object at `location`, or `None` when there is none.
+    fn get_if_exists(&self, location: &ObjectPath, url: &StorageUrl) -> anyhow::Result<Option<bytes::Bytes>> {
+        self.runtime
+            .block_on(async {
+                match self.store.get(location).await {
+                    Ok(got) => got.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(error) => Err(error),
+                }
+            })
+            .with_context(|| format!("cannot read {location} in {url}"))
     }
 
     fn get(&self, location: &ObjectPath, url: &StorageUrl) -> anyhow::Result<bytes::Bytes> {
