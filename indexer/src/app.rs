@@ -517,7 +517,7 @@ fn cluster_hooks(store: &SplitStore, topic: &str) -> Option<Arc<ClusterHooks>> {
     let topic = topic.to_owned();
     Some(Arc::new(ClusterHooks {
         published: Box::new(move || {
-            crate::store::published_checkpoint(&storage, &catalog, &topic).unwrap_or_else(|error| {
+            crate::published::published_checkpoint(&storage, &catalog, &topic).unwrap_or_else(|error| {
                 tracing::warn!(
                     "cannot list the published splits; resuming from this index's checkpoint: {error:#}"
                 );
@@ -535,7 +535,7 @@ struct Background {
 }
 
 /// Keeps the catalog up to date with an object store's published splits (see
-/// [`crate::store::refresh_catalog`]).
+/// [`crate::published::refresh_catalog`]).
 struct Refresher {
     storage: Arc<SplitStorage>,
     catalog: Arc<Catalog>,
@@ -564,7 +564,7 @@ impl Refresher {
     /// Refreshes every `every` until `stop`; a failed listing is logged and tried again.
     fn run(self, stop: &CancellationToken) {
         while !stop.is_cancelled() {
-            match crate::store::refresh_catalog(&self.storage, &self.catalog, &self.indexer) {
+            match crate::published::refresh_catalog(&self.storage, &self.catalog, &self.indexer) {
                 Ok(refreshed) => {
                     if refreshed.added + refreshed.removed > 0 {
                         tracing::info!(

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod decode;
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod peers;
+pub mod published;
 pub mod query;
 pub mod retention;
 pub mod source;

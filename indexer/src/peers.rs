@@ -2,7 +2,7 @@
 //! for what only it has.
 //!
 //! The indexer a query reaches is its root. It searches every published split itself (its
-//! catalog holds them all, see [`crate::store::refresh_catalog`]) and asks every peer, in
+//! catalog holds them all, see [`crate::published::refresh_catalog`]) and asks every peer, in
 //! parallel and within `peer_timeout`, for the rest: the peer's active split, and the splits the
 //! peer sealed since the newest of its splits the root holds (the `x-corral-peer` header says
 //! which: `have=<indexer>:<split-id>,…`). A peer answers such a request from those splits only,

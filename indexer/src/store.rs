@@ -31,10 +31,14 @@ use tantivy::store::Compressor;
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
 use tokio::sync::watch;
 
-use crate::audit::{AuditHead, AuditLog};
-use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, manifest_hash, sync_dir};
+use crate::audit::AuditLog;
+pub use crate::chain::{CHAIN_HEAD_FILE, ChainHead, anchor_audit_head, read_chain_head};
+use crate::chain::{newest_sealed_manifest, repair_chain_head, write_chain_head};
+use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, sync_dir};
+pub use crate::published::Fenced;
+use crate::published::{overlapping, publish_until_done, reconcile, refresh_catalog};
 pub use crate::storage::SPLITS_DIR;
-use crate::storage::{SplitKey, SplitStorage, local_root};
+use crate::storage::{SplitStorage, local_root};
 
 /// Directory of the active split, under the data dir.
 pub const ACTIVE_DIR: &str = "active";
@@ -183,6 +187,11 @@ impl Catalog {
     /// Published splits the last refresh could not fetch (id, why): not searched here.
     pub fn unfetched(&self) -> Vec<(String, String)> {
         self.unfetched.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the published splits the last refresh could not fetch.
+    pub(crate) fn set_unfetched(&self, unfetched: Vec<(String, String)>) {
+        *self.unfetched.write().unwrap_or_else(|e| e.into_inner()) = unfetched;
     }
 
     /// The newest split of each other indexer in this catalog: what a root tells its peers it
@@ -847,7 +856,13 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         committed.source.clone()
     };
     if context.storage.is_shared() {
-        let overlapping = overlapping(context, &source, &committed)?;
+        let overlapping = overlapping(
+            &context.storage,
+            &context.catalog,
+            &context.indexer_name,
+            &source,
+            &committed,
+        )?;
         if !overlapping.is_empty() {
             // Another indexer published records of these partitions past where this split
             // starts: this one is stale (its indexer was paused or cut off while the partitions
@@ -914,62 +929,6 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A split not published because other indexers published records of its partitions since
-/// it started: publishing it would count them twice.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "split {split} is fenced: another indexer published records of partitions {partitions:?} past where it starts; it is dropped and ingest goes on from what is published"
-)]
-pub struct Fenced {
-    pub split: String,
-    pub partitions: Vec<i32>,
-}
-
-/// The partitions of the split sealed in `committed` that another indexer has published
-/// records of at or after this split's first record of them (a fresh listing).
-fn overlapping(context: &SealContext, source: &str, committed: &CommitState) -> anyhow::Result<Vec<i32>> {
-    let others = published_checkpoint_except(
-        &context.storage,
-        &context.catalog,
-        source,
-        Some(&context.indexer_name),
-    )?;
-    Ok(committed
-        .start
-        .iter()
-        .filter(|(partition, first)| others.get(partition).is_some_and(|end| end > first))
-        .map(|(partition, _)| *partition)
-        .collect())
-}
-
-/// Publishes a sealed split, trying again with a growing pause while the store refuses: the
-/// next seal waits meanwhile, and Kafka holds what is not indexed yet.
-fn publish_until_done(storage: &SplitStorage, dir: &Path) {
-    let mut pause = std::time::Duration::from_millis(200);
-    loop {
-        match storage.publish(dir) {
-            Ok(published) => {
-                if storage.is_shared() {
-                    tracing::info!(
-                        split = %dir.display(),
-                        files = published.files,
-                        bytes = published.bytes,
-                        took_ms = published.took.as_millis() as u64,
-                        "published split"
-                    );
-                }
-                return;
-            }
-            Err(error) => {
-                storage.metrics().publish_failures.inc();
-                tracing::error!(split = %dir.display(), "cannot publish the split, trying again in {pause:?}: {error:#}");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_secs(30));
-            }
-        }
-    }
-}
-
 /// Renames a split directory holding a manifest into its tier directory and opens it in the
 /// catalog; returns where it went.
 fn move_sealed(context: &SealContext, dir: &Path) -> anyhow::Result<PathBuf> {
@@ -988,185 +947,6 @@ fn move_sealed(context: &SealContext, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
-/// At open, for an object store: publishes this indexer's sealed splits whose upload a crash cut
-/// short, and removes its own published copies that a tier move cut short left behind.
-fn reconcile(storage: &SplitStorage, catalog: &Catalog, indexer: &str) -> anyhow::Result<()> {
-    let own: Vec<_> = catalog
-        .splits()
-        .into_iter()
-        .filter(|v| !v.active && v.indexer == indexer)
-        .collect();
-    for view in &own {
-        let key = SplitKey {
-            tier: view.tier.clone(),
-            id: view.id.clone(),
-        };
-        if !storage.is_published(&view.dir, &key)? {
-            tracing::warn!(split = %view.id, tier = %view.tier, "publishing a split whose upload was cut short");
-            storage.publish(&view.dir)?;
-        }
-    }
-    for key in storage.list()? {
-        if own.iter().any(|v| v.id == key.id && v.tier != key.tier)
-            && storage.read_manifest(&key)?.indexer == indexer
-        {
-            tracing::warn!(split = %key.id, tier = %key.tier, "removing the published copy a cut-short tier move left behind");
-            storage.unpublish(&key)?;
-        }
-    }
-    Ok(())
-}
-
-/// Per partition, the furthest checkpoint of any split published in `storage` now: those in
-/// the catalog and those listed but not fetched yet (their manifests are read). Where a
-/// partition moving to this indexer resumes when another indexer had it since.
-pub fn published_checkpoint(
-    storage: &SplitStorage,
-    catalog: &Catalog,
-    topic: &str,
-) -> anyhow::Result<Checkpoint> {
-    published_checkpoint_except(storage, catalog, topic, None)
-}
-
-/// As [`published_checkpoint`], leaving out the splits of indexer `except`.
-fn published_checkpoint_except(
-    storage: &SplitStorage,
-    catalog: &Catalog,
-    topic: &str,
-    except: Option<&str>,
-) -> anyhow::Result<Checkpoint> {
-    let mut furthest = Checkpoint::new();
-    let mut raise = |checkpoint: &Checkpoint| {
-        for (partition, next) in checkpoint {
-            let entry = furthest.entry(*partition).or_insert(*next);
-            *entry = (*entry).max(*next);
-        }
-    };
-    let views = catalog.splits();
-    // Another topic's partition 0 is not this one's.
-    let counted =
-        |indexer: &str, source: &str| except.is_none_or(|except| except != indexer) && source == topic;
-    for view in views
-        .iter()
-        .filter(|v| !v.active && counted(&v.indexer, &v.source))
-    {
-        raise(&view.checkpoint);
-    }
-    for key in storage.list()? {
-        if !views
-            .iter()
-            .any(|v| !v.active && v.id == key.id && v.tier == key.tier)
-        {
-            let manifest = storage.read_manifest(&key)?;
-            if counted(&manifest.indexer, &manifest.source) {
-                raise(&manifest.checkpoint);
-            }
-        }
-    }
-    Ok(furthest)
-}
-
-/// What one [`refresh_catalog`] changed.
-#[derive(Debug, Clone, Default)]
-pub struct Refreshed {
-    /// Splits downloaded and opened.
-    pub added: u64,
-    /// Splits removed because their owner removed them from the store.
-    pub removed: u64,
-    /// Splits that could not be downloaded or opened, with why.
-    pub failed: Vec<(String, String)>,
-}
-
-/// Brings the catalog up to date with an object store (nothing for a local one): the splits
-/// other indexers published, moved or removed since, and this indexer's own splits when its
-/// data dir lost them. Its own splits present here are left to its seals and retention.
-pub fn refresh_catalog(
-    storage: &SplitStorage,
-    catalog: &Catalog,
-    indexer: &str,
-) -> anyhow::Result<Refreshed> {
-    let mut refreshed = Refreshed::default();
-    if !storage.is_shared() {
-        return Ok(refreshed);
-    }
-    let listed = storage.list()?;
-    storage.metrics().catalog_splits.set(listed.len() as i64);
-    for key in &listed {
-        let current = catalog.splits().into_iter().find(|v| v.id == key.id);
-        if let Some(view) = &current
-            && (view.tier == key.tier || view.active || view.indexer == indexer)
-        {
-            storage.metrics().cache_hits.inc();
-            continue;
-        }
-        let result = (|| -> anyhow::Result<()> {
-            let manifest = storage.read_manifest(key)?;
-            // This indexer's own split comes back only when its data dir lost it; under the
-            // layout lock, so a retention step removing it is not undone.
-            let _layout = (manifest.indexer == indexer).then(|| catalog.lock_layout());
-            if manifest.indexer == indexer && catalog.splits().iter().any(|v| v.id == key.id) {
-                return Ok(());
-            }
-            let dir = storage.download(key)?;
-            catalog.replace(open_sealed(&dir)?);
-            if let Some(old) = &current
-                && old.dir != dir
-            {
-                fs::remove_dir_all(&old.dir)
-                    .with_context(|| format!("cannot remove {}", old.dir.display()))?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => refreshed.added += 1,
-            Err(error) => {
-                tracing::warn!(split = %key.id, tier = %key.tier, "cannot fetch a published split: {error:#}");
-                refreshed.failed.push((key.id.clone(), format!("{error:#}")));
-            }
-        }
-    }
-    *catalog.unfetched.write().unwrap_or_else(|e| e.into_inner()) = refreshed.failed.clone();
-    for view in catalog.splits() {
-        if view.active || view.indexer == indexer || listed.iter().any(|k| k.id == view.id) {
-            continue;
-        }
-        catalog.remove(&view.id);
-        fs::remove_dir_all(&view.dir).with_context(|| format!("cannot remove {}", view.dir.display()))?;
-        refreshed.removed += 1;
-    }
-    let mut cached = 0;
-    for dir in split_dirs(storage.root())? {
-        cached += dir_bytes(&dir).unwrap_or(0);
-    }
-    storage
-        .metrics()
-        .cache_bytes
-        .set(i64::try_from(cached).unwrap_or(i64::MAX));
-    Ok(refreshed)
-}
-
-/// The sealed split directories `indexer` wrote: every one in a store of its own.
-fn own_split_dirs(storage: &SplitStorage, indexer: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let mut dirs = split_dirs(storage.root())?;
-    if storage.is_shared() {
-        dirs.retain(|dir| Manifest::read(dir).is_ok_and(|m| m.indexer == indexer));
-    }
-    Ok(dirs)
-}
-
-/// The newest split `indexer` sealed: its id and manifest hash, the link the next manifest
-/// points at.
-fn newest_sealed_manifest(storage: &SplitStorage, indexer: &str) -> anyhow::Result<Option<(String, String)>> {
-    let newest = own_split_dirs(storage, indexer)?
-        .into_iter()
-        .filter_map(|dir| Some((dir.file_name()?.to_str()?.to_owned(), dir)))
-        .max_by(|a, b| a.0.cmp(&b.0));
-    match newest {
-        Some((id, dir)) => Ok(Some((id, manifest_hash(&dir)?))),
-        None => Ok(None),
-    }
-}
-
 /// True when the split in `dir` was committed at least once: every commit of ours carries a
 /// payload, and tantivy writes a `meta.json` without one when the index is created.
 fn has_commit_payload(dir: &Path) -> anyhow::Result<bool> {
@@ -1179,116 +959,6 @@ fn has_commit_payload(dir: &Path) -> anyhow::Result<bool> {
     let metas: serde_json::Value =
         serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", meta.display()))?;
     Ok(metas.get("payload").is_some_and(|p| !p.is_null()))
-}
-
-/// File naming the newest sealed split and its manifest's hash, under `splits/`: removing the
-/// newest split (which no later manifest points at) shows against it. It also anchors the audit
-/// log's head (last `seq` and the hash of its line), written at every seal, after every
-/// retention pass and at shutdown: a removed tail, day file or edit of the log shows against it.
-pub const CHAIN_HEAD_FILE: &str = "chain-head.json";
-
-/// The ends of this indexer's manifest chain and audit chain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChainHead {
-    /// The newest sealed split; absent before the first seal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// SHA-256 of that split's manifest when it was sealed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manifest_sha256: Option<String>,
-    /// The audit log's last entry when the head was written; absent before the first entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audit: Option<AuditHead>,
-}
-
-impl ChainHead {
-    /// The newest sealed split's id and manifest hash, when a split was sealed.
-    pub fn split(&self) -> Option<(&str, &str)> {
-        Some((self.id.as_deref()?, self.manifest_sha256.as_deref()?))
-    }
-}
-
-/// Reads the chain head under the split root `root`, if one was written.
-pub fn read_chain_head(root: &Path) -> anyhow::Result<Option<ChainHead>> {
-    let path = root.join(SPLITS_DIR).join(CHAIN_HEAD_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// Writes `indexer`'s chain head into the storage's local root, and publishes it.
-fn write_chain_head(storage: &SplitStorage, indexer: &str, head: &ChainHead) -> anyhow::Result<()> {
-    let dir = storage.root().join(SPLITS_DIR);
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!("{CHAIN_HEAD_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let bytes = serde_json::to_vec(head)?;
-    std::io::Write::write_all(&mut file, &bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(CHAIN_HEAD_FILE))?;
-    sync_dir(&dir)?;
-    storage.publish_chain_head(indexer, &bytes)?;
-    Ok(())
-}
-
-/// Records the audit log's head in `indexer`'s chain head in `storage` (the manifest chain's
-/// end is kept). Callers that may run beside a seal hold the catalog's layout lock.
-pub fn anchor_audit_head(storage: &SplitStorage, indexer: &str, audit: &AuditLog) -> anyhow::Result<()> {
-    let Some(head) = audit.head() else {
-        return Ok(());
-    };
-    let mut chain = read_chain_head(storage.root())?.unwrap_or_default();
-    if chain.audit.as_ref() == Some(&head) {
-        return Ok(());
-    }
-    chain.audit = Some(head);
-    write_chain_head(storage, indexer, &chain)
-        .with_context(|| format!("cannot anchor the audit log's head in {}", storage.url()))
-}
-
-/// After a crash between moving a sealed split into place and writing the chain head, the
-/// newest manifest points at the head: move the head forward to it.
-fn repair_chain_head(storage: &SplitStorage, indexer: &str) -> anyhow::Result<()> {
-    let Some((id, hash)) = newest_sealed_manifest(storage, indexer)? else {
-        return Ok(());
-    };
-    let head = read_chain_head(storage.root())?;
-    if head
-        .as_ref()
-        .and_then(ChainHead::split)
-        .is_some_and(|(head_id, _)| head_id == id)
-    {
-        return Ok(());
-    }
-    let newest = Manifest::read(
-        &split_dirs(storage.root())?
-            .into_iter()
-            .find(|d| d.ends_with(&id))
-            .context("newest split")?,
-    )?;
-    let follows_head = match head.as_ref().and_then(ChainHead::split) {
-        Some((head_id, head_hash)) => {
-            newest.prev_id.as_deref() == Some(head_id) && newest.prev.as_deref() == Some(head_hash)
-        }
-        None => newest.prev.is_none(),
-    };
-    if follows_head {
-        write_chain_head(
-            storage,
-            indexer,
-            &ChainHead {
-                id: Some(id),
-                manifest_sha256: Some(hash),
-                audit: head.and_then(|h| h.audit),
-            },
-        )?;
-    }
-    Ok(())
 }
 
 /// Opens a sealed split for searching.
@@ -1349,7 +1019,7 @@ pub(crate) fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Bytes of the files directly in `dir`.
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+pub(crate) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut bytes = 0;
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let metadata = entry?.metadata()?;

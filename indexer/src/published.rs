@@ -1,0 +1,227 @@
+//! What other indexers see (DESIGN §7), for an object store several indexers publish to: the
+//! catalog brought up to date with it ([`refresh_catalog`]), uploads a crash cut short finished
+//! at open (`reconcile`), and how far every partition is published ([`published_checkpoint`]),
+//! where a moving partition resumes and against which a stale split is fenced.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::manifest::Checkpoint;
+use crate::storage::{SplitKey, SplitStorage};
+use crate::store::{Catalog, CommitState, dir_bytes, open_sealed, split_dirs};
+
+/// At open, for an object store: publishes this indexer's sealed splits whose upload a crash cut
+/// short, and removes its own published copies that a tier move cut short left behind.
+pub(crate) fn reconcile(storage: &SplitStorage, catalog: &Catalog, indexer: &str) -> anyhow::Result<()> {
+    let own: Vec<_> = catalog
+        .splits()
+        .into_iter()
+        .filter(|v| !v.active && v.indexer == indexer)
+        .collect();
+    for view in &own {
+        let key = SplitKey {
+            tier: view.tier.clone(),
+            id: view.id.clone(),
+        };
+        if !storage.is_published(&view.dir, &key)? {
+            tracing::warn!(split = %view.id, tier = %view.tier, "publishing a split whose upload was cut short");
+            storage.publish(&view.dir)?;
+        }
+    }
+    for key in storage.list()? {
+        if own.iter().any(|v| v.id == key.id && v.tier != key.tier)
+            && storage.read_manifest(&key)?.indexer == indexer
+        {
+            tracing::warn!(split = %key.id, tier = %key.tier, "removing the published copy a cut-short tier move left behind");
+            storage.unpublish(&key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per partition, the furthest checkpoint of any split published in `storage` now: those in
+/// the catalog and those listed but not fetched yet (their manifests are read). Where a
+/// partition moving to this indexer resumes when another indexer had it since.
+pub fn published_checkpoint(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    topic: &str,
+) -> anyhow::Result<Checkpoint> {
+    published_checkpoint_except(storage, catalog, topic, None)
+}
+
+/// As [`published_checkpoint`], leaving out the splits of indexer `except`.
+fn published_checkpoint_except(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    topic: &str,
+    except: Option<&str>,
+) -> anyhow::Result<Checkpoint> {
+    let mut furthest = Checkpoint::new();
+    let mut raise = |checkpoint: &Checkpoint| {
+        for (partition, next) in checkpoint {
+            let entry = furthest.entry(*partition).or_insert(*next);
+            *entry = (*entry).max(*next);
+        }
+    };
+    let views = catalog.splits();
+    // Another topic's partition 0 is not this one's.
+    let counted =
+        |indexer: &str, source: &str| except.is_none_or(|except| except != indexer) && source == topic;
+    for view in views
+        .iter()
+        .filter(|v| !v.active && counted(&v.indexer, &v.source))
+    {
+        raise(&view.checkpoint);
+    }
+    for key in storage.list()? {
+        if !views
+            .iter()
+            .any(|v| !v.active && v.id == key.id && v.tier == key.tier)
+        {
+            let manifest = storage.read_manifest(&key)?;
+            if counted(&manifest.indexer, &manifest.source) {
+                raise(&manifest.checkpoint);
+            }
+        }
+    }
+    Ok(furthest)
+}
+
+/// What one [`refresh_catalog`] changed.
+#[derive(Debug, Clone, Default)]
+pub struct Refreshed {
+    /// Splits downloaded and opened.
+    pub added: u64,
+    /// Splits removed because their owner removed them from the store.
+    pub removed: u64,
+    /// Splits that could not be downloaded or opened, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Brings the catalog up to date with an object store (nothing for a local one): the splits
+/// other indexers published, moved or removed since, and this indexer's own splits when its
+/// data dir lost them. Its own splits present here are left to its seals and retention.
+pub fn refresh_catalog(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    indexer: &str,
+) -> anyhow::Result<Refreshed> {
+    let mut refreshed = Refreshed::default();
+    if !storage.is_shared() {
+        return Ok(refreshed);
+    }
+    let listed = storage.list()?;
+    storage.metrics().catalog_splits.set(listed.len() as i64);
+    for key in &listed {
+        let current = catalog.splits().into_iter().find(|v| v.id == key.id);
+        if let Some(view) = &current
+            && (view.tier == key.tier || view.active || view.indexer == indexer)
+        {
+            storage.metrics().cache_hits.inc();
+            continue;
+        }
+        let result = (|| -> anyhow::Result<()> {
+            let manifest = storage.read_manifest(key)?;
+            // This indexer's own split comes back only when its data dir lost it; under the
+            // layout lock, so a retention step removing it is not undone.
+            let _layout = (manifest.indexer == indexer).then(|| catalog.lock_layout());
+            if manifest.indexer == indexer && catalog.splits().iter().any(|v| v.id == key.id) {
+                return Ok(());
+            }
+            let dir = storage.download(key)?;
+            catalog.replace(open_sealed(&dir)?);
+            if let Some(old) = &current
+                && old.dir != dir
+            {
+                fs::remove_dir_all(&old.dir)
+                    .with_context(|| format!("cannot remove {}", old.dir.display()))?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => refreshed.added += 1,
+            Err(error) => {
+                tracing::warn!(split = %key.id, tier = %key.tier, "cannot fetch a published split: {error:#}");
+                refreshed.failed.push((key.id.clone(), format!("{error:#}")));
+            }
+        }
+    }
+    catalog.set_unfetched(refreshed.failed.clone());
+    for view in catalog.splits() {
+        if view.active || view.indexer == indexer || listed.iter().any(|k| k.id == view.id) {
+            continue;
+        }
+        catalog.remove(&view.id);
+        fs::remove_dir_all(&view.dir).with_context(|| format!("cannot remove {}", view.dir.display()))?;
+        refreshed.removed += 1;
+    }
+    let mut cached = 0;
+    for dir in split_dirs(storage.root())? {
+        cached += dir_bytes(&dir).unwrap_or(0);
+    }
+    storage
+        .metrics()
+        .cache_bytes
+        .set(i64::try_from(cached).unwrap_or(i64::MAX));
+    Ok(refreshed)
+}
+
+/// A split not published because other indexers published records of its partitions since
+/// it started: publishing it would count them twice.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "split {split} is fenced: another indexer published records of partitions {partitions:?} past where it starts; it is dropped and ingest goes on from what is published"
+)]
+pub struct Fenced {
+    pub split: String,
+    pub partitions: Vec<i32>,
+}
+
+/// The partitions of the split sealed in `committed` that another indexer has published
+/// records of at or after this split's first record of them (a fresh listing).
+pub(crate) fn overlapping(
+    storage: &SplitStorage,
+    catalog: &Catalog,
+    indexer: &str,
+    source: &str,
+    committed: &CommitState,
+) -> anyhow::Result<Vec<i32>> {
+    let others = published_checkpoint_except(storage, catalog, source, Some(indexer))?;
+    Ok(committed
+        .start
+        .iter()
+        .filter(|(partition, first)| others.get(partition).is_some_and(|end| end > first))
+        .map(|(partition, _)| *partition)
+        .collect())
+}
+
+/// Publishes a sealed split, trying again with a growing pause while the store refuses: the
+/// next seal waits meanwhile, and Kafka holds what is not indexed yet.
+pub(crate) fn publish_until_done(storage: &SplitStorage, dir: &Path) {
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        match storage.publish(dir) {
+            Ok(published) => {
+                if storage.is_shared() {
+                    tracing::info!(
+                        split = %dir.display(),
+                        files = published.files,
+                        bytes = published.bytes,
+                        took_ms = published.took.as_millis() as u64,
+                        "published split"
+                    );
+                }
+                return;
+            }
+            Err(error) => {
+                storage.metrics().publish_failures.inc();
+                tracing::error!(split = %dir.display(), "cannot publish the split, trying again in {pause:?}: {error:#}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
