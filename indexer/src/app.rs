@@ -54,7 +54,7 @@ fn open_store(
         .unwrap_or_else(|| StorageUrl::default_for(data_dir));
     let storage = SplitStorage::open(&url, data_dir)?.with_metrics(metrics.storage.clone());
     tracing::info!(storage = %url, local = %storage.root().display(), indexer = %name, "split storage");
-    SplitStore::open_in(
+    let store = SplitStore::open_in(
         data_dir,
         Arc::new(storage),
         StoreOptions {
@@ -64,7 +64,11 @@ fn open_store(
             indexer_name: name,
         },
     )
-    .with_context(|| format!("cannot open the split store in {}", data_dir.display()))
+    .with_context(|| format!("cannot open the split store in {}", data_dir.display()))?;
+    if let Some(cache) = store.catalog().cache() {
+        cache.set_max_bytes(config.cache_max_bytes);
+    }
+    Ok(store)
 }
 
 /// Who may call the API: the tokens file's tokens, or everyone — which is refused on a

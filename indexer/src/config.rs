@@ -17,6 +17,7 @@
 //! max_future_skew = "15m"      # a ts this far after observed_ts is indexed at observed_ts
 //! catalog_refresh = "5s"       # with an object store: how often its published splits are listed
 //! peer_timeout = "5s"          # a peer that does not answer a query by then is named in `missing`
+//! cache_max_bytes = 8589934592 # with an object store: other indexers' splits kept on local disk
 //! min_free_bytes = 268435456   # below this much free space on the data dir, ingest pauses
 //! [auth]
 //! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
@@ -122,6 +123,7 @@ struct RawIndexer {
     max_future_skew: Option<String>,
     catalog_refresh: Option<String>,
     peer_timeout: Option<String>,
+    cache_max_bytes: Option<u64>,
     min_free_bytes: Option<u64>,
 }
 
@@ -147,6 +149,9 @@ pub struct IndexerConfig {
     pub catalog_refresh: Duration,
     /// How long a root waits for a peer's share of a query.
     pub peer_timeout: Duration,
+    /// Bytes of other indexers' published splits kept on local disk (the least recently
+    /// searched go first).
+    pub cache_max_bytes: u64,
     /// Free space the data dir's filesystem keeps; below it ingest pauses until space returns.
     pub min_free_bytes: u64,
     /// API tokens and roles; without it the API is open (and loopback-only unless forced).
@@ -169,6 +174,7 @@ impl Default for IndexerConfig {
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
             catalog_refresh: Duration::from_secs(5),
             peer_timeout: crate::peers::DEFAULT_PEER_TIMEOUT,
+            cache_max_bytes: crate::cache::DEFAULT_CACHE_MAX_BYTES,
             min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
             tokens_file: None,
             retention: None,
@@ -250,6 +256,9 @@ impl IndexerConfig {
             if config.peer_timeout.is_zero() {
                 bail!("indexer.peer_timeout must be more than 0");
             }
+        }
+        if let Some(max) = indexer.cache_max_bytes {
+            config.cache_max_bytes = max;
         }
         if let Some(skew) = indexer.max_future_skew {
             config.max_future_skew = parse_duration(&skew).context("indexer.max_future_skew")?;
@@ -398,11 +407,13 @@ mod tests {
             max_tails = 2
             tail_buffer_bytes = 65536
             max_future_skew = "1h"
+            cache_max_bytes = 1048576
             [auth]
             tokens_file = "/etc/corral/auth/tokens.toml"
             "#,
         )
         .unwrap();
+        assert_eq!(config.cache_max_bytes, 1 << 20);
         assert_eq!(config.kafka["fetch.max.bytes"], "52428800");
         assert_eq!(config.kafka["session.timeout.ms"], "6000");
         assert_eq!(config.commit_interval, Duration::from_millis(500));

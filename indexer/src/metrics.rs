@@ -45,8 +45,10 @@ pub struct StorageMetrics {
     /// Published splits fetched into the local cache: what was not there yet.
     pub cache_misses: Counter,
     pub cache_bytes_fetched: Counter,
-    /// Published splits a refresh found already in the local cache.
+    /// Searches of another indexer's published split that found it in the local cache.
     pub cache_hits: Counter,
+    /// Splits removed from the local cache to keep it within `cache_max_bytes`.
+    pub cache_evictions: Counter,
     pub cache_bytes: Gauge,
     pub catalog_splits: Gauge,
     pub peer_errors: Family<PeerLabel, Counter>,
@@ -64,6 +66,7 @@ impl Default for StorageMetrics {
             cache_misses: Counter::default(),
             cache_bytes_fetched: Counter::default(),
             cache_hits: Counter::default(),
+            cache_evictions: Counter::default(),
             cache_bytes: Gauge::default(),
             catalog_splits: Gauge::default(),
             peer_errors: Family::default(),
@@ -106,12 +109,17 @@ impl StorageMetrics {
         );
         registry.register(
             "cache_hits",
-            "Published splits a catalog refresh found already in the local cache",
+            "Searches of another indexer's published split that found it in the local cache",
             self.cache_hits.clone(),
         );
         registry.register(
+            "cache_evictions",
+            "Splits removed from the local cache to keep it within cache_max_bytes",
+            self.cache_evictions.clone(),
+        );
+        registry.register(
             "cache_bytes",
-            "Bytes of published splits in the local cache",
+            "Bytes of other indexers' published splits in the local cache (at most cache_max_bytes, but for the split being searched)",
             self.cache_bytes.clone(),
         );
         registry.register(

@@ -3,14 +3,14 @@
 //! at open (`reconcile`), and how far every partition is published ([`published_checkpoint`]),
 //! where a moving partition resumes and against which a stale split is fenced.
 
-use std::fs;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::Context;
-
+use crate::cache::RemoteSplit;
 use crate::manifest::Checkpoint;
 use crate::storage::{SplitKey, SplitStorage};
-use crate::store::{Catalog, CommitState, dir_bytes, open_sealed, split_dirs};
+use crate::store::{Catalog, CommitState, open_sealed};
 
 /// At open, for an object store: publishes this indexer's sealed splits whose upload a crash cut
 /// short, and removes its own published copies that a tier move cut short left behind.
@@ -67,6 +67,7 @@ fn published_checkpoint_except(
         }
     };
     let views = catalog.splits();
+    let remote = catalog.remote();
     // Another topic's partition 0 is not this one's.
     let counted =
         |indexer: &str, source: &str| except.is_none_or(|except| except != indexer) && source == topic;
@@ -76,11 +77,16 @@ fn published_checkpoint_except(
     {
         raise(&view.checkpoint);
     }
+    for split in remote.iter().filter(|s| counted(&s.indexer, &s.source)) {
+        raise(&split.checkpoint);
+    }
+    // A fresh listing: what was published since the last refresh counts too.
     for key in storage.list()? {
-        if !views
+        let known = views
             .iter()
             .any(|v| !v.active && v.id == key.id && v.tier == key.tier)
-        {
+            || remote.iter().any(|s| s.key == key);
+        if !known {
             let manifest = storage.read_manifest(&key)?;
             if counted(&manifest.indexer, &manifest.source) {
                 raise(&manifest.checkpoint);
@@ -93,17 +99,21 @@ fn published_checkpoint_except(
 /// What one [`refresh_catalog`] changed.
 #[derive(Debug, Clone, Default)]
 pub struct Refreshed {
-    /// Splits downloaded and opened.
+    /// Splits of other indexers newly listed (their manifests read; their files are fetched
+    /// when a query needs them).
     pub added: u64,
     /// Splits removed because their owner removed them from the store.
     pub removed: u64,
-    /// Splits that could not be downloaded or opened, with why.
+    /// Splits whose manifest could not be read, or (this indexer's own, lost from its data
+    /// dir) could not be fetched back, with why.
     pub failed: Vec<(String, String)>,
 }
 
 /// Brings the catalog up to date with an object store (nothing for a local one): the splits
-/// other indexers published, moved or removed since, and this indexer's own splits when its
-/// data dir lost them. Its own splits present here are left to its seals and retention.
+/// other indexers published, moved or removed since (manifests only: [`crate::cache`] fetches
+/// their files when a query needs them), and this indexer's own splits when its data dir lost
+/// them (fetched back, for its retention). Its own splits present here are left to its seals
+/// and retention.
 pub fn refresh_catalog(
     storage: &SplitStorage,
     catalog: &Catalog,
@@ -115,58 +125,89 @@ pub fn refresh_catalog(
     }
     let listed = storage.list()?;
     storage.metrics().catalog_splits.set(listed.len() as i64);
+    let known: HashMap<SplitKey, Arc<RemoteSplit>> = catalog
+        .remote()
+        .into_iter()
+        .map(|split| (split.key.clone(), split))
+        .collect();
+    let own: HashSet<String> = catalog
+        .splits()
+        .iter()
+        .filter(|v| !v.active)
+        .map(|v| v.id.clone())
+        .collect();
+    let mut remote = Vec::with_capacity(listed.len());
     for key in &listed {
-        let current = catalog.splits().into_iter().find(|v| v.id == key.id);
-        if let Some(view) = &current
-            && (view.tier == key.tier || view.active || view.indexer == indexer)
-        {
-            storage.metrics().cache_hits.inc();
+        if let Some(split) = known.get(key) {
+            remote.push(Arc::clone(split));
+            continue;
+        }
+        if own.contains(&key.id) {
             continue;
         }
         let result = (|| -> anyhow::Result<()> {
             let manifest = storage.read_manifest(key)?;
+            if manifest.indexer != indexer {
+                remote.push(Arc::new(RemoteSplit::new(key.clone(), &manifest)));
+                return Ok(());
+            }
             // This indexer's own split comes back only when its data dir lost it; under the
             // layout lock, so a retention step removing it is not undone.
-            let _layout = (manifest.indexer == indexer).then(|| catalog.lock_layout());
-            if manifest.indexer == indexer && catalog.splits().iter().any(|v| v.id == key.id) {
+            let _layout = catalog.lock_layout();
+            if catalog.splits().iter().any(|v| v.id == key.id) {
                 return Ok(());
             }
             let dir = storage.download(key)?;
             catalog.replace(open_sealed(&dir)?);
-            if let Some(old) = &current
-                && old.dir != dir
-            {
-                fs::remove_dir_all(&old.dir)
-                    .with_context(|| format!("cannot remove {}", old.dir.display()))?;
-            }
             Ok(())
         })();
         match result {
             Ok(()) => refreshed.added += 1,
             Err(error) => {
-                tracing::warn!(split = %key.id, tier = %key.tier, "cannot fetch a published split: {error:#}");
+                tracing::warn!(split = %key.id, tier = %key.tier, "cannot read a published split: {error:#}");
                 refreshed.failed.push((key.id.clone(), format!("{error:#}")));
             }
         }
     }
-    catalog.set_unfetched(refreshed.failed.clone());
-    for view in catalog.splits() {
-        if view.active || view.indexer == indexer || listed.iter().any(|k| k.id == view.id) {
-            continue;
+    // Removed or moved to another tier by their owners.
+    let listed: HashSet<&SplitKey> = listed.iter().collect();
+    if let Some(cache) = catalog.cache() {
+        for key in known.keys().filter(|key| !listed.contains(key)) {
+            if !remote.iter().any(|split| split.key.id == key.id) {
+                cache.forget(&key.id);
+            }
+            refreshed.removed += 1;
         }
-        catalog.remove(&view.id);
-        fs::remove_dir_all(&view.dir).with_context(|| format!("cannot remove {}", view.dir.display()))?;
-        refreshed.removed += 1;
     }
-    let mut cached = 0;
-    for dir in split_dirs(storage.root())? {
-        cached += dir_bytes(&dir).unwrap_or(0);
-    }
-    storage
-        .metrics()
-        .cache_bytes
-        .set(i64::try_from(cached).unwrap_or(i64::MAX));
+    catalog.set_remote(remote);
+    catalog.set_unfetched(refreshed.failed.clone());
     Ok(refreshed)
+}
+
+/// Adds the published splits of `keys` the catalog does not list yet (a root listed them
+/// before this indexer's next refresh) by reading their manifests; returns those that cannot
+/// be read, with why. Nothing for a local store.
+pub fn learn(catalog: &Catalog, keys: &[SplitKey]) -> Vec<(String, String)> {
+    let Some(cache) = catalog.cache() else {
+        return Vec::new();
+    };
+    let mut known: HashSet<SplitKey> = catalog.remote().iter().map(|s| s.key.clone()).collect();
+    known.extend(catalog.splits().iter().filter(|v| !v.active).map(|v| SplitKey {
+        tier: v.tier.clone(),
+        id: v.id.clone(),
+    }));
+    let mut learned = Vec::new();
+    let mut failed = Vec::new();
+    for key in keys.iter().filter(|key| !known.contains(key)) {
+        match cache.storage().read_manifest(key) {
+            Ok(manifest) => learned.push(Arc::new(RemoteSplit::new(key.clone(), &manifest))),
+            Err(error) => failed.push((key.id.clone(), format!("cannot read its manifest: {error:#}"))),
+        }
+    }
+    if !learned.is_empty() {
+        catalog.add_remote(learned);
+    }
+    failed
 }
 
 /// A split not published because other indexers published records of its partitions since

@@ -21,7 +21,9 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DateTime, DocAddress, DocId, Score, SegmentReader, TantivyDocument, TantivyError, Term};
 
+use crate::cache::RemoteSplit;
 use crate::limits::QueryLimits;
+use crate::storage::SplitKey;
 use crate::store::{Catalog, SplitView};
 
 pub use corral_schema::api::{Endpoint, ParamError};
@@ -47,26 +49,35 @@ pub struct Filters {
     /// Tiers the caller may search (`None`: all); set from the caller's role, never from the
     /// query string.
     pub tiers: Option<Vec<String>>,
-    /// Set when a root asks this indexer as its peer: only the splits the root does not hold.
-    pub scope: Option<PeerScope>,
+    /// The splits to search when not all of them: a root's or a peer's share of a query
+    /// across the cluster (see [`crate::peers`]).
+    pub scope: Option<Scope>,
 }
 
-/// A peer's share of a root's query (see [`crate::peers`]): its active split, and the splits it
-/// sealed after the newest of them the root holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerScope {
-    /// This indexer.
-    pub indexer: String,
-    /// The newest of this indexer's splits the root holds; `None`: none.
-    pub after_split: Option<String>,
+/// A share of a query across the cluster: which of the splits this indexer can search it
+/// searches (see [`crate::peers`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Published splits, by id.
+    pub splits: HashSet<String>,
+    /// This indexer's active split.
+    pub active: bool,
+    /// As a root's peer: this indexer (`.0`)'s own splits sealed after the newest of them the
+    /// root listed (`.1`; `None`: the root listed none), which the root cannot know of yet.
+    pub own_after: Option<(String, Option<String>)>,
 }
 
-impl PeerScope {
-    /// True for a split in this share.
-    pub fn covers(&self, view: &SplitView) -> bool {
-        view.active
-            || (view.indexer == self.indexer
-                && self.after_split.as_ref().is_none_or(|after| view.id > *after))
+impl Scope {
+    /// True for the split `id` of `indexer` (`active`: the one it is writing).
+    pub fn covers(&self, id: &str, indexer: &str, active: bool) -> bool {
+        if active {
+            return self.active;
+        }
+        self.splits.contains(id)
+            || self
+                .own_after
+                .as_ref()
+                .is_some_and(|(me, after)| indexer == me && after.as_deref().is_none_or(|after| id > after))
     }
 }
 
@@ -155,8 +166,21 @@ pub struct SearchOutcome {
     pub tiers: Vec<String>,
     /// Splits that could not answer the query, by tier ([`QueryEngine::unsearched_notice`]).
     pub unsearched: BTreeMap<String, usize>,
+    /// Other indexers' splits that could not be fetched into the cache: (split id, why).
+    pub unfetched: Vec<(String, String)>,
     /// Set when `truncated`: where this page ended, for the next one's `after`.
     pub after: Option<Cursor>,
+}
+
+/// What a stats request counted.
+#[derive(Debug, Default)]
+pub struct StatsOutcome {
+    pub groups: Vec<corral_schema::api::StatsGroup>,
+    pub total: u64,
+    /// Splits that could not answer the query, by tier ([`QueryEngine::unsearched_notice`]).
+    pub unsearched: BTreeMap<String, usize>,
+    /// Other indexers' splits that could not be fetched into the cache: (split id, why).
+    pub unfetched: Vec<(String, String)>,
 }
 
 /// Runs queries against the splits of a [`Catalog`].
@@ -386,26 +410,78 @@ impl QueryEngine {
             .map_err(|e| refused(e, filters.q.as_deref()))? as u64)
     }
 
-    /// The splits a time range can touch, newest first.
-    fn splits_for(&self, filters: &Filters) -> Vec<Arc<SplitView>> {
-        self.catalog
+    /// Whether a query with `filters` searches the split `split`.
+    fn wants(filters: &Filters, split: Meta<'_>) -> bool {
+        let (Some(min), Some(max)) = (split.min_ts, split.max_ts) else {
+            return false; // empty
+        };
+        filters
+            .tiers
+            .as_ref()
+            .is_none_or(|tiers| tiers.iter().any(|t| t == split.tier))
+            && filters
+                .scope
+                .as_ref()
+                .is_none_or(|scope| scope.covers(split.id, split.indexer, split.active))
+            && filters.since.is_none_or(|since| max >= since)
+            && filters.until.is_none_or(|until| min <= until)
+    }
+
+    /// The sealed splits, this indexer's and others', a query with `filters` would search: what
+    /// a root spreads over its peers.
+    pub fn published_for(&self, filters: &Filters) -> Vec<SplitKey> {
+        let own = self
+            .catalog
             .splits()
             .into_iter()
-            .filter(|view| {
-                filters
-                    .tiers
-                    .as_ref()
-                    .is_none_or(|tiers| tiers.contains(&view.tier))
-            })
-            .filter(|view| filters.scope.as_ref().is_none_or(|scope| scope.covers(view)))
-            .filter(|view| {
-                let (Some(min), Some(max)) = (view.min_ts, view.max_ts) else {
-                    return false; // empty
-                };
-                filters.since.is_none_or(|since| max >= since)
-                    && filters.until.is_none_or(|until| min <= until)
-            })
-            .collect()
+            .filter(|v| !v.active && Self::wants(filters, Meta::of_view(v)))
+            .map(|v| SplitKey {
+                tier: v.tier.clone(),
+                id: v.id.clone(),
+            });
+        let others = self
+            .catalog
+            .remote()
+            .into_iter()
+            .filter(|s| Self::wants(filters, Meta::of_remote(s)))
+            .map(|s| s.key.clone());
+        own.chain(others).collect()
+    }
+
+    /// The splits a query can touch, newest first: this indexer's own, and other indexers'
+    /// fetched through the cache (those that cannot be are returned with why).
+    fn splits_for(&self, filters: &Filters) -> (Vec<Arc<SplitView>>, Vec<(String, String)>) {
+        let mut views: Vec<Arc<SplitView>> = self
+            .catalog
+            .splits()
+            .into_iter()
+            .filter(|v| Self::wants(filters, Meta::of_view(v)))
+            .collect();
+        let remote: Vec<_> = self
+            .catalog
+            .remote()
+            .into_iter()
+            .filter(|s| Self::wants(filters, Meta::of_remote(s)))
+            .collect();
+        let mut unfetched = Vec::new();
+        // A share names splits by id: one this indexer does not know is not silently skipped.
+        if let Some(scope) = filters.scope.as_ref().filter(|scope| !scope.splits.is_empty()) {
+            let mut known: HashSet<String> = self.catalog.splits().iter().map(|v| v.id.clone()).collect();
+            known.extend(self.catalog.remote().iter().map(|s| s.id().to_owned()));
+            for id in scope.splits.iter().filter(|id| !known.contains(*id)) {
+                unfetched.push((id.clone(), "not in this indexer's catalog".to_owned()));
+            }
+        }
+        if let Some(cache) = self.catalog.cache() {
+            for (split, fetched) in remote.iter().zip(cache.get_all(&remote)) {
+                match fetched {
+                    Ok(view) => views.push(view),
+                    Err(error) => unfetched.push((split.id().to_owned(), format!("{error:#}"))),
+                }
+            }
+        }
+        views.sort_by(|a, b| b.id.cmp(&a.id));
+        (views, unfetched)
     }
 
     /// Runs a search: hits ordered by `ts` then `id`, deduplicated by `id`, at most `limit`,
@@ -418,8 +494,11 @@ impl QueryEngine {
     pub fn search(&self, filters: &Filters) -> Result<SearchOutcome, QueryError> {
         self.validate(filters)?;
         let q = self.parsed_q(filters)?;
-        let splits = self.splits_for(filters);
-        let mut outcome = SearchOutcome::default();
+        let (splits, unfetched) = self.splits_for(filters);
+        let mut outcome = SearchOutcome {
+            unfetched,
+            ..SearchOutcome::default()
+        };
         let order = match filters.order {
             Order::Asc => tantivy::Order::Asc,
             Order::Desc => tantivy::Order::Desc,
@@ -573,7 +652,8 @@ impl QueryEngine {
         let mut unsearched: BTreeMap<String, usize> = BTreeMap::new();
         self.validate(filters)?;
         let q = self.parsed_q(filters)?;
-        for view in self.splits_for(filters) {
+        let (splits, unfetched) = self.splits_for(filters);
+        for view in splits {
             let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? else {
                 *unsearched.entry(view.tier.clone()).or_default() += 1;
                 continue;
@@ -607,7 +687,12 @@ impl QueryEngine {
         }
         let mut groups: Vec<_> = groups.into_values().collect();
         groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        Ok((groups, total, unsearched))
+        Ok(StatsOutcome {
+            groups,
+            total,
+            unsearched,
+            unfetched,
+        })
     }
 
     /// Records with ingest sequence numbers in `from..to` matching `filters`, in ingest order,
@@ -658,7 +743,7 @@ impl QueryEngine {
     pub fn count(&self, filters: &Filters) -> Result<usize, QueryError> {
         let mut total = 0;
         let q = self.parsed_q(filters)?;
-        for view in self.splits_for(filters) {
+        for view in self.splits_for(filters).0 {
             if let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? {
                 total += view
                     .reader
@@ -668,6 +753,41 @@ impl QueryEngine {
             }
         }
         Ok(total)
+    }
+}
+
+/// What decides whether a query searches a split, for this indexer's splits and others'.
+#[derive(Clone, Copy)]
+struct Meta<'a> {
+    id: &'a str,
+    tier: &'a str,
+    indexer: &'a str,
+    active: bool,
+    min_ts: Option<Timestamp>,
+    max_ts: Option<Timestamp>,
+}
+
+impl<'a> Meta<'a> {
+    fn of_view(view: &'a SplitView) -> Meta<'a> {
+        Meta {
+            id: &view.id,
+            tier: &view.tier,
+            indexer: &view.indexer,
+            active: view.active,
+            min_ts: view.min_ts,
+            max_ts: view.max_ts,
+        }
+    }
+
+    fn of_remote(split: &'a RemoteSplit) -> Meta<'a> {
+        Meta {
+            id: split.id(),
+            tier: split.tier(),
+            indexer: &split.indexer,
+            active: false,
+            min_ts: split.min_ts,
+            max_ts: split.max_ts,
+        }
     }
 }
 
@@ -765,9 +885,6 @@ pub fn dedup_hits(hits: &mut Vec<Hit>) {
     let mut seen = HashSet::with_capacity(hits.len());
     hits.retain(|hit| seen.insert(hit.id.clone()));
 }
-
-/// The result of [`QueryEngine::stats`]: groups, total, and the splits that could not answer.
-pub type StatsOutcome = (Vec<corral_schema::api::StatsGroup>, u64, BTreeMap<String, usize>);
 
 /// True when `query` needs term positions (a phrase).
 fn needs_positions(query: &dyn Query) -> bool {

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -32,6 +32,7 @@ use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Tant
 use tokio::sync::watch;
 
 use crate::audit::AuditLog;
+use crate::cache::{RemoteSplit, SplitCache};
 pub use crate::chain::{CHAIN_HEAD_FILE, ChainHead, anchor_audit_head, read_chain_head};
 use crate::chain::{newest_sealed_manifest, repair_chain_head, write_chain_head};
 use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, sync_dir};
@@ -140,8 +141,13 @@ pub struct Catalog {
     /// Held while sealed split directories and manifests change (a seal, a retention step), so
     /// one never reads what the other is halfway through.
     layout: Mutex<()>,
-    /// Published splits the last refresh could not fetch, and why: every answer names them.
+    /// Published splits the last refresh could not read the manifest of, and why: every
+    /// answer names them.
     unfetched: RwLock<Vec<(String, String)>>,
+    /// Other indexers' published splits (an object store shared with them), newest first.
+    remote: RwLock<Vec<Arc<RemoteSplit>>>,
+    /// Where those are fetched into when a query needs them.
+    cache: OnceLock<Arc<SplitCache>>,
 }
 
 impl Default for Catalog {
@@ -160,6 +166,8 @@ impl Catalog {
             schema: build_schema(true).0,
             layout: Mutex::new(()),
             unfetched: RwLock::new(Vec::new()),
+            remote: RwLock::new(Vec::new()),
+            cache: OnceLock::new(),
         }
     }
 
@@ -196,20 +204,45 @@ impl Catalog {
 
     /// The newest split of each other indexer in this catalog: what a root tells its peers it
     /// holds.
-    pub fn newest_by_indexer(&self, except: &str) -> std::collections::BTreeMap<String, String> {
+    pub fn newest_by_indexer(&self) -> std::collections::BTreeMap<String, String> {
         let mut newest = std::collections::BTreeMap::new();
-        for view in self.splits().iter().filter(|v| !v.active && v.indexer != except) {
+        for split in self.remote() {
             let entry = newest
-                .entry(view.indexer.clone())
-                .or_insert_with(|| view.id.clone());
-            if view.id > *entry {
-                *entry = view.id.clone();
+                .entry(split.indexer.clone())
+                .or_insert_with(|| split.id().to_owned());
+            if split.id() > entry.as_str() {
+                *entry = split.id().to_owned();
             }
         }
         newest
     }
 
-    /// Returns the splits at this moment, newest first.
+    /// Other indexers' published splits at this moment, newest first; their files are fetched
+    /// through [`Catalog::cache`] when a query needs them.
+    pub fn remote(&self) -> Vec<Arc<RemoteSplit>> {
+        self.remote.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds (or moves to their new tier) other indexers' splits.
+    pub(crate) fn add_remote(&self, splits: Vec<Arc<RemoteSplit>>) {
+        let mut remote = self.remote.write().unwrap_or_else(|e| e.into_inner());
+        remote.retain(|s| !splits.iter().any(|new| new.key.id == s.key.id));
+        remote.extend(splits);
+        remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
+    }
+
+    pub(crate) fn set_remote(&self, mut remote: Vec<Arc<RemoteSplit>>) {
+        remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
+        *self.remote.write().unwrap_or_else(|e| e.into_inner()) = remote;
+    }
+
+    /// The cache other indexers' splits are read through (an object store only).
+    pub fn cache(&self) -> Option<&Arc<SplitCache>> {
+        self.cache.get()
+    }
+
+    /// Returns the splits of this indexer (its active split and its sealed ones) at this moment,
+    /// newest first.
     pub fn splits(&self) -> Vec<Arc<SplitView>> {
         self.splits.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -387,9 +420,22 @@ impl SplitStore {
             }
         }
         repair_chain_head(&store.storage, &name)?;
+        let cache = store.storage.is_shared().then(|| {
+            Arc::clone(store.catalog.cache.get_or_init(|| {
+                Arc::new(SplitCache::new(
+                    Arc::clone(&store.storage),
+                    crate::cache::DEFAULT_CACHE_MAX_BYTES,
+                ))
+            }))
+        });
         for dir in split_dirs(&root)? {
             match open_sealed(&dir) {
-                Ok(view) => store.catalog.replace(view),
+                // Another indexer's split, fetched by an earlier run.
+                Ok(view) => match &cache {
+                    // Another indexer's split, fetched by an earlier run.
+                    Some(cache) if view.indexer != name => cache.adopt(view),
+                    _ => store.catalog.replace(view),
+                },
                 Err(error) => {
                     tracing::error!(split = %dir.display(), "cannot open sealed split, skipping it: {error:#}")
                 }

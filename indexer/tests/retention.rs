@@ -479,13 +479,13 @@ fn phrases_on_the_archive_are_reported_and_phrase_holds_still_protect() {
     assert_eq!(word.hits.len(), 60, "single words search every tier");
     assert!(word.unsearched.is_empty());
     assert_eq!(word.splits, 3);
-    let (_, total, unsearched) = engine
+    let stats = engine
         .stats(&Filters {
             q: Some("\"handled request\"".into()),
             ..Filters::default()
         })
         .unwrap();
-    assert_eq!((total, unsearched.len()), (20, 1));
+    assert_eq!((stats.total, stats.unsearched.len()), (20, 1));
 
     // 400 days on, the month-old split expires; a phrase hold keeps its records, which are
     // answered on the archive split as all of the phrase's words.

@@ -208,11 +208,12 @@ fn queries_filter_order_limit_and_count() {
     assert!(error.starts_with("parameter q: cannot parse"), "{error}");
 
     // Stats by version, with counts per level.
-    let (groups, total, _) = engine
+    let stats = engine
         .stats(&filters("by=version&service=payments", Endpoint::Stats))
         .unwrap();
-    assert_eq!(total, 100);
-    let summary: Vec<(String, u64, u64)> = groups
+    assert_eq!(stats.total, 100);
+    let summary: Vec<(String, u64, u64)> = stats
+        .groups
         .iter()
         .map(|g| {
             (
@@ -236,8 +237,8 @@ fn queries_filter_order_limit_and_count() {
             ("2.4.0".to_string(), canary, canary_errors)
         ]
     );
-    let (by_level, _, _) = engine.stats(&filters("by=level", Endpoint::Stats)).unwrap();
-    let errors = by_level.iter().find(|g| g.key == "error").unwrap();
+    let by_level = engine.stats(&filters("by=level", Endpoint::Stats)).unwrap();
+    let errors = by_level.groups.iter().find(|g| g.key == "error").unwrap();
     assert_eq!(errors.count, (0..300).filter(|n| n % 7 == 0).count() as u64);
 
     // Tail follows ingest order: sequence numbers 0..300 were committed.

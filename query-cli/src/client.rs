@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use corral_schema::api::{
-    ApiQuery, DEFAULT_MAX_LIMIT, ErrorResponse, SEARCH_PATH, STATS_PATH, StatsResponse, TAIL_PATH,
+    ApiQuery, DEFAULT_MAX_LIMIT, ErrorResponse, Missing, SEARCH_PATH, STATS_PATH, StatsResponse,
+    TAIL_MISSING_HEADER, TAIL_PATH,
 };
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
@@ -75,6 +76,8 @@ pub enum TailEvent {
     Error(EndpointError),
     /// The endpoint's stream ended.
     Ended(String),
+    /// What the endpoint's tail does not follow (peers it could not reach when it started).
+    Missing(Vec<Missing>),
 }
 
 /// Talks to a set of indexers.
@@ -297,6 +300,14 @@ impl Client {
                 .and_then(Result::ok)
                 .unwrap_or_default();
             return Err(server_error(status, &body));
+        }
+        let missing: Vec<Missing> = response
+            .headers()
+            .get(TAIL_MISSING_HEADER)
+            .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
+            .unwrap_or_default();
+        if !missing.is_empty() && events.send(TailEvent::Missing(missing)).await.is_err() {
+            return Ok(());
         }
         let mut pending = Vec::new();
         loop {

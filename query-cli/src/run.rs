@@ -98,8 +98,13 @@ fn run(args: &Args) -> anyhow::Result<i32> {
                 let matched = tui::run(&runtime, &client, "tail".to_owned(), &Query::Tail { params })?;
                 return Ok(if matched { MATCHED } else { NO_MATCH });
             }
-            let printed = runtime.block_on(follow(&client, &params, output, color, Vec::new(), None))?;
-            Ok(if printed > 0 { MATCHED } else { NO_MATCH })
+            let (printed, incomplete) =
+                runtime.block_on(follow(&client, &params, output, color, Vec::new(), None))?;
+            Ok(match (printed > 0, incomplete) {
+                (false, _) => NO_MATCH,
+                (true, true) => INCOMPLETE,
+                (true, false) => MATCHED,
+            })
         }
         Some(Command::Search { .. }) | None => {
             if args.command.is_none() && args.query().selector.is_empty() {
@@ -236,7 +241,7 @@ async fn search(
             (true, false) => MATCHED,
         });
     };
-    let printed_tail = follow(
+    let (printed_tail, tail_incomplete) = follow(
         client,
         params,
         output,
@@ -245,11 +250,13 @@ async fn search(
         Some(tail),
     )
     .await?;
-    Ok(if printed == 0 && printed_tail == 0 {
-        NO_MATCH
-    } else {
-        MATCHED
-    })
+    Ok(
+        match (printed + printed_tail > 0, incomplete || tail_incomplete) {
+            (false, _) => NO_MATCH,
+            (true, true) => INCOMPLETE,
+            (true, false) => MATCHED,
+        },
+    )
 }
 
 /// A closed pipe (`| head`) ends output quietly.
@@ -262,7 +269,7 @@ fn broken_pipe(error: std::io::Error, matched: bool) -> anyhow::Result<i32> {
 }
 
 /// Prints records from the tail of every endpoint until every stream has ended; returns how
-/// many were printed.
+/// many were printed, and whether a tail said it does not follow part of the cluster.
 async fn follow(
     client: &Client,
     params: &ApiQuery,
@@ -270,7 +277,7 @@ async fn follow(
     color: bool,
     seen: Vec<String>,
     started: Option<mpsc::Receiver<TailEvent>>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, bool)> {
     let mut rx = match started {
         Some(rx) => rx,
         None => {
@@ -283,6 +290,7 @@ async fn follow(
     let mut open = client.endpoints().len();
     let mut failed = 0;
     let mut printed = 0;
+    let mut incomplete = false;
     let mut out = std::io::stdout();
     while open > 0 {
         let Some(event) = rx.recv().await else { break };
@@ -290,7 +298,7 @@ async fn follow(
             TailEvent::Hit(hit) => {
                 if seen.insert(hit.record.id.clone()) {
                     if let Err(e) = print_hit(&mut out, &hit, output, color).and_then(|()| out.flush()) {
-                        return broken_pipe(e, true).map(|_| printed);
+                        return broken_pipe(e, true).map(|_| (printed, incomplete));
                     }
                     printed += 1;
                 }
@@ -301,12 +309,13 @@ async fn follow(
                 failed += 1;
             }
             TailEvent::Ended(_) => open -= 1,
+            TailEvent::Missing(missing) => incomplete |= report_missing(&missing),
         }
     }
     if failed == client.endpoints().len() {
         anyhow::bail!("no endpoint could be followed");
     }
-    Ok(printed)
+    Ok((printed, incomplete))
 }
 
 fn print_stats(stats: &corral_schema::api::StatsResponse, by: &str, output: Output) -> anyhow::Result<()> {

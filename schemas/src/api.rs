@@ -14,6 +14,9 @@ use crate::{Level, Timestamp};
 pub const SEARCH_PATH: &str = "/api/v1/search";
 /// Path of the tail endpoint.
 pub const TAIL_PATH: &str = "/api/v1/tail";
+/// Header of a tail's response: what the tail does not follow (peers that could not be reached
+/// when it started), a JSON array of [`Missing`]; absent when it follows the whole cluster.
+pub const TAIL_MISSING_HEADER: &str = "x-corral-missing";
 /// Path of the stats endpoint.
 pub const STATS_PATH: &str = "/api/v1/stats";
 /// Default for [`Page::limit`].

@@ -3,17 +3,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use corral_schema::Timestamp;
-use corral_schema::api::{ApiQuery, SEARCH_PATH, STATS_PATH, SearchResponse, StatsResponse};
+use corral_schema::api::{ApiQuery, Missing, SEARCH_PATH, STATS_PATH, SearchResponse, StatsResponse};
 
-use super::cluster::{ask_peers, merge_search, merge_stats, peer_scope, unfetched};
+use super::cluster::{
+    Asked, add_stats, ask_shares, merge_search, merge_stats, peer_scope, spread, unfetched,
+};
 use super::{ApiError, ApiState, Identity, READER_NOTICE, query_params};
 use crate::auth::{Caller, Role};
 use crate::metrics::EndpointLabel;
-use crate::query::{Endpoint, Filters, QueryEngine, QueryError};
+use crate::query::{Endpoint, Filters, QueryEngine, QueryError, StatsOutcome};
+use crate::storage::SplitKey;
 use crate::store::HOT_TIER;
 
 pub(super) fn label(endpoint: Endpoint) -> EndpointLabel {
@@ -32,13 +36,21 @@ pub(super) fn action(endpoint: Endpoint) -> &'static str {
 }
 
 /// Authorizes, parses and bounds the filters, counts the call; `Err` is the response to send.
+/// A request's caller and filters, and when a root asked it of this indexer, the published
+/// splits of its share (to look up in the store if the catalog does not list them yet).
+pub(super) struct Prepared {
+    pub caller: Caller,
+    pub filters: Filters,
+    pub share: Vec<SplitKey>,
+}
+
 pub(super) fn prepare(
     state: &ApiState,
     identity: Identity,
-    headers: &HeaderMap,
+    (headers, body): (&HeaderMap, &[u8]),
     query: Option<&str>,
     endpoint: Endpoint,
-) -> Result<(Caller, Filters), Box<Response>> {
+) -> Result<Prepared, Box<Response>> {
     state.metrics.queries.get_or_create(&label(endpoint)).inc();
     let caller = state.authorize(identity, Role::Reader, "query logs", action(endpoint), || {
         query_params(query)
@@ -64,8 +76,47 @@ pub(super) fn prepare(
     if caller.role == Role::Reader {
         filters.tiers = Some(vec![HOT_TIER.to_owned()]);
     }
-    filters.scope = peer_scope(state, headers);
-    Ok((caller, filters))
+    let mut share = Vec::new();
+    match peer_scope(state, headers, body) {
+        Ok(Some((scope, keys))) => {
+            filters.scope = Some(scope);
+            share = keys;
+        }
+        Ok(None) => {}
+        Err(error) => {
+            return Err(Box::new(state.refuse(
+                Some(&caller),
+                action(endpoint),
+                query_params(query),
+                ApiError::BadRequest(error),
+            )));
+        }
+    }
+    Ok(Prepared {
+        caller,
+        filters,
+        share,
+    })
+}
+
+/// Runs `run` on the engine off the async threads, after looking up the splits of a root's
+/// `share` this indexer's catalog does not list yet; those that cannot be come back as missing.
+async fn on_engine<T: Send + 'static>(
+    state: &ApiState,
+    share: Vec<SplitKey>,
+    run: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
+) -> Result<(Result<T, QueryError>, Vec<Missing>), ApiError> {
+    let engine = Arc::clone(&state.engine);
+    tokio::task::spawn_blocking(move || {
+        let unknown = crate::published::learn(engine.catalog(), &share);
+        let missing = unknown
+            .into_iter()
+            .map(|(split, reason)| Missing::split(split, reason))
+            .collect();
+        (run(&engine), missing)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the query failed: {e}")))
 }
 
 pub(super) async fn search(
@@ -73,36 +124,72 @@ pub(super) async fn search(
     identity: Identity,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, identity, &headers, query.as_deref(), Endpoint::Search) {
+    let Prepared {
+        caller,
+        filters,
+        share,
+    } = match prepare(
+        &state,
+        identity,
+        (&headers, &body),
+        query.as_deref(),
+        Endpoint::Search,
+    ) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
-    let engine = Arc::clone(&state.engine);
-    let local = {
-        let filters = filters.clone();
-        tokio::task::spawn_blocking(move || engine.search(&filters))
+    let spread = spread(&state, &filters, &headers).await;
+    let mut own = filters.clone();
+    if let Some(spread) = &spread {
+        own.scope = Some(spread.own.clone());
+    }
+    // The peers are asked while this indexer searches its own share.
+    let (local, asked) = tokio::join!(
+        on_engine(&state, share, move |engine| engine.search(&own)),
+        async {
+            match &spread {
+                Some(spread) => {
+                    Some(ask_shares(&state, spread, SEARCH_PATH, query.as_deref(), &headers).await)
+                }
+                None => None,
+            }
+        }
+    );
+    let (outcome, mut missing) = match local {
+        Ok((Ok(outcome), missing)) => (outcome, missing),
+        Ok((Err(e), _)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
+        Err(e) => return e.into_response(),
     };
-    // The peers are asked while this indexer searches its own splits.
-    let (outcome, peers) = tokio::join!(local, ask_peers(&state, SEARCH_PATH, query.as_deref(), &headers));
+    let root = asked.is_some();
+    let Asked {
+        answers,
+        missing: peers_missing,
+        left,
+    } = asked.unwrap_or_default();
+    missing.extend(peers_missing);
+    let mut merged = merge_search(outcome, answers, missing, &filters);
+    // The shares of peers that failed, searched here.
+    if !left.splits.is_empty() {
+        let mut theirs = filters.clone();
+        theirs.scope = Some(left);
+        match on_engine(&state, Vec::new(), move |engine| engine.search(&theirs)).await {
+            Ok((Ok(outcome), _)) => merged.absorb(outcome, &filters),
+            Ok((Err(e), _)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
+            Err(e) => return e.into_response(),
+        }
+    }
+    if filters.scope.is_none() || root {
+        merged.missing.extend(unfetched(&state));
+    }
     let took = started.elapsed();
     state
         .metrics
         .query_seconds
         .get_or_create(&label(Endpoint::Search))
         .observe(took.as_secs_f64());
-    let outcome = match outcome {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
-        Err(e) => return ApiError::Internal(format!("search failed: {e}")).into_response(),
-    };
-    let root = peers.is_some();
-    let (answers, missing) = peers.unwrap_or_default();
-    let mut merged = merge_search(outcome, answers, missing, &filters);
-    if filters.scope.is_none() {
-        merged.missing.extend(unfetched(&state));
-    }
     let outcome = merged.outcome;
     let count = outcome.hits.len() as u64;
     if let Err(e) = state.record(
@@ -164,46 +251,98 @@ pub(super) async fn stats(
     identity: Identity,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let (caller, filters) = match prepare(&state, identity, &headers, query.as_deref(), Endpoint::Stats) {
+    let Prepared {
+        caller,
+        filters,
+        share,
+    } = match prepare(
+        &state,
+        identity,
+        (&headers, &body),
+        query.as_deref(),
+        Endpoint::Stats,
+    ) {
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
     let tiers = filters.tiers.clone().unwrap_or_default();
-    let peer = filters.scope.is_some();
-    let engine = Arc::clone(&state.engine);
-    let local = tokio::task::spawn_blocking(move || engine.stats(&filters));
-    let (outcome, peers) = tokio::join!(local, ask_peers(&state, STATS_PATH, query.as_deref(), &headers));
+    let spread = spread(&state, &filters, &headers).await;
+    let mut own = filters.clone();
+    if let Some(spread) = &spread {
+        own.scope = Some(spread.own.clone());
+    }
+    let (local, asked) = tokio::join!(
+        on_engine(&state, share, move |engine| engine.stats(&own)),
+        async {
+            match &spread {
+                Some(spread) => {
+                    Some(ask_shares(&state, spread, STATS_PATH, query.as_deref(), &headers).await)
+                }
+                None => None,
+            }
+        }
+    );
+    let (outcome, mut missing) = match local {
+        Ok((Ok(outcome), missing)) => (outcome, missing),
+        Ok((Err(e), _)) => return query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
+        Err(e) => return e.into_response(),
+    };
+    let root = asked.is_some();
+    let Asked {
+        answers,
+        missing: peers_missing,
+        left,
+    } = asked.unwrap_or_default();
+    missing.extend(peers_missing);
+    let mut response = stats_response(outcome, &mut missing);
+    merge_stats(&mut response, answers, &mut missing);
+    // The shares of peers that failed, counted here.
+    if !left.splits.is_empty() {
+        let mut theirs = filters.clone();
+        theirs.scope = Some(left);
+        match on_engine(&state, Vec::new(), move |engine| engine.stats(&theirs)).await {
+            Ok((Ok(outcome), _)) => {
+                let theirs = stats_response(outcome, &mut missing);
+                add_stats(&mut response, theirs, &mut missing);
+            }
+            Ok((Err(e), _)) => return query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
+            Err(e) => return e.into_response(),
+        }
+    }
+    if filters.scope.is_none() || root {
+        missing.extend(unfetched(&state));
+    }
     let took = started.elapsed();
     state
         .metrics
         .query_seconds
         .get_or_create(&label(Endpoint::Stats))
         .observe(took.as_secs_f64());
-    match outcome {
-        Ok(Ok((groups, total, unsearched))) => {
-            let mut response = StatsResponse {
-                groups,
-                total,
-                took_ms: took.as_millis() as u64,
-                notice: QueryEngine::unsearched_notice(&unsearched),
-                ..StatsResponse::default()
-            };
-            let (answers, mut missing) = peers.unwrap_or_default();
-            merge_stats(&mut response, answers, &mut missing);
-            if !peer {
-                missing.extend(unfetched(&state));
-            }
-            response.complete = missing.is_empty();
-            response.missing = missing;
-            let total = response.total;
-            if let Err(e) = state.record(&caller, "stats", query.as_deref(), total, tiers, took) {
-                return e.into_response();
-            }
-            state.answer(serde_json::to_string(&response).expect("serializes"))
-        }
-        Ok(Err(e)) => query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
-        Err(e) => ApiError::Internal(format!("stats failed: {e}")).into_response(),
+    response.took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    response.complete = missing.is_empty();
+    response.missing = missing;
+    let total = response.total;
+    if let Err(e) = state.record(&caller, "stats", query.as_deref(), total, tiers, took) {
+        return e.into_response();
+    }
+    state.answer(serde_json::to_string(&response).expect("serializes"))
+}
+
+/// The answer of one engine's stats; the splits it could not fetch go to `missing`.
+fn stats_response(outcome: StatsOutcome, missing: &mut Vec<Missing>) -> StatsResponse {
+    missing.extend(
+        outcome
+            .unfetched
+            .into_iter()
+            .map(|(split, reason)| Missing::split(split, reason)),
+    );
+    StatsResponse {
+        groups: outcome.groups,
+        total: outcome.total,
+        notice: QueryEngine::unsearched_notice(&outcome.unsearched),
+        ..StatsResponse::default()
     }
 }

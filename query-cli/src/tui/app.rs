@@ -110,6 +110,10 @@ impl App {
             Event::Tail(TailEvent::Ended(endpoint)) => {
                 self.status = Some(format!("follow: {endpoint} ended the stream"));
             }
+            Event::Tail(TailEvent::Missing(missing)) => {
+                let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                self.status = Some(format!("follow: incomplete: {}", missing.join("; ")));
+            }
         }
     }
 

@@ -1,0 +1,400 @@
+//! Other indexers' published splits as this indexer knows them (DESIGN §7): each one's manifest
+//! summary in the catalog ([`RemoteSplit`]), its files fetched only when a query needs them, into
+//! a local cache bounded by `cache_max_bytes` that forgets the least recently searched first.
+//!
+//! A split is fetched once however many queries want it at the same time. A split evicted while
+//! a search still reads it stays readable to that search (its files are mapped; removing the
+//! directory does not unmap them). This indexer's own sealed splits are not in this cache: they
+//! stay on its disk for its retention.
+
+use std::collections::HashMap;
+use std::fs;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use corral_schema::Timestamp;
+
+use crate::manifest::{Checkpoint, Manifest};
+use crate::storage::{SplitKey, SplitStorage};
+use crate::store::{SplitView, dir_bytes, open_sealed};
+
+/// Default of `[indexer] cache_max_bytes`: 8 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 8 << 30;
+/// Cold splits one query fetches at the same time (each fetches its files a few at a time).
+pub const PARALLEL_SPLIT_FETCHES: usize = 4;
+
+/// Another indexer's published split: what its manifest says, enough to decide whether a query
+/// needs it before its files are fetched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteSplit {
+    pub key: SplitKey,
+    pub indexer: String,
+    pub source: String,
+    pub min_ts: Option<Timestamp>,
+    pub max_ts: Option<Timestamp>,
+    pub docs: u64,
+    pub checkpoint: Checkpoint,
+}
+
+impl RemoteSplit {
+    pub fn new(key: SplitKey, manifest: &Manifest) -> RemoteSplit {
+        RemoteSplit {
+            key,
+            indexer: manifest.indexer.clone(),
+            source: manifest.source.clone(),
+            min_ts: manifest.min_ts,
+            max_ts: manifest.max_ts,
+            docs: manifest.docs,
+            checkpoint: manifest.checkpoint.clone(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.key.id
+    }
+
+    pub fn tier(&self) -> &str {
+        &self.key.tier
+    }
+}
+
+/// The local cache of other indexers' splits, opened and ready to search.
+pub struct SplitCache {
+    storage: Arc<SplitStorage>,
+    max_bytes: AtomicU64,
+    state: Mutex<State>,
+    /// One lock per split being fetched: a second query wanting it waits for the first fetch.
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for SplitCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("SplitCache")
+            .field("max_bytes", &self.max_bytes.load(Ordering::Relaxed))
+            .field("bytes", &state.bytes)
+            .field("splits", &state.open.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    open: HashMap<String, Cached>,
+    bytes: u64,
+    /// Advances at every use: the least recently used entry has the smallest `used`.
+    clock: u64,
+}
+
+struct Cached {
+    view: Arc<SplitView>,
+    bytes: u64,
+    used: u64,
+}
+
+impl SplitCache {
+    /// A cache of at most `max_bytes` (but for the split being searched) in `storage`'s local
+    /// directory.
+    pub fn new(storage: Arc<SplitStorage>, max_bytes: u64) -> SplitCache {
+        SplitCache {
+            storage,
+            max_bytes: AtomicU64::new(max_bytes),
+            state: Mutex::new(State::default()),
+            fetching: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Bounds the cache at `max_bytes` (`[indexer] cache_max_bytes`), evicting what no longer fits.
+    pub fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+        self.evict(None);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in a split found in the cache directory at start (fetched by an earlier run).
+    pub fn adopt(&self, view: SplitView) {
+        let bytes = dir_bytes(&view.dir).unwrap_or(0);
+        self.insert(Arc::new(view), bytes);
+    }
+
+    /// The split opened, from the cache or fetched into it now.
+    pub fn get(&self, split: &RemoteSplit) -> anyhow::Result<Arc<SplitView>> {
+        if let Some(view) = self.hit(split) {
+            return Ok(view);
+        }
+        let gate = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(fetching.entry(split.id().to_owned()).or_default())
+        };
+        let result = {
+            let _fetch = gate.lock().unwrap_or_else(|e| e.into_inner());
+            // Whoever held the gate before may have fetched it.
+            match self.hit(split) {
+                Some(view) => Ok(view),
+                None => self.fetch(split),
+            }
+        };
+        self.fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(split.id());
+        result
+    }
+
+    /// Every split of `splits`, in order: those cached at once, the others fetched
+    /// [`PARALLEL_SPLIT_FETCHES`] at a time.
+    pub fn get_all(&self, splits: &[Arc<RemoteSplit>]) -> Vec<anyhow::Result<Arc<SplitView>>> {
+        let mut results: Vec<Option<anyhow::Result<Arc<SplitView>>>> =
+            splits.iter().map(|split| self.hit(split).map(Ok)).collect();
+        let cold: Vec<usize> = (0..splits.len()).filter(|i| results[*i].is_none()).collect();
+        if cold.len() == 1 {
+            results[cold[0]] = Some(self.get(&splits[cold[0]]));
+        } else if !cold.is_empty() {
+            let next = AtomicUsize::new(0);
+            let fetched = Mutex::new(Vec::with_capacity(cold.len()));
+            std::thread::scope(|scope| {
+                for _ in 0..PARALLEL_SPLIT_FETCHES.min(cold.len()) {
+                    scope.spawn(|| {
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&i) = cold.get(n) else { break };
+                            let result = self.get(&splits[i]);
+                            fetched
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((i, result));
+                        }
+                    });
+                }
+            });
+            for (i, result) in fetched.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                results[i] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every split looked up"))
+            .collect()
+    }
+
+    fn hit(&self, split: &RemoteSplit) -> Option<Arc<SplitView>> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let clock = state.clock;
+        let cached = state.open.get_mut(split.id())?;
+        // A split another indexer moved to a later tier is a different copy.
+        if cached.view.tier != split.tier() {
+            return None;
+        }
+        cached.used = clock;
+        self.storage.metrics().cache_hits.inc();
+        Some(Arc::clone(&cached.view))
+    }
+
+    fn fetch(&self, split: &RemoteSplit) -> anyhow::Result<Arc<SplitView>> {
+        let dir = self.storage.download(&split.key)?;
+        let view = Arc::new(open_sealed(&dir)?);
+        let bytes = dir_bytes(&dir).unwrap_or(0);
+        // The copy of an earlier tier, if cached, is replaced.
+        self.forget(split.id());
+        self.insert(Arc::clone(&view), bytes);
+        Ok(view)
+    }
+
+    fn insert(&self, view: Arc<SplitView>, bytes: u64) {
+        let id = view.id.clone();
+        {
+            let mut state = self.lock();
+            state.clock += 1;
+            let used = state.clock;
+            if let Some(old) = state.open.insert(id.clone(), Cached { view, bytes, used }) {
+                state.bytes -= old.bytes;
+            }
+            state.bytes += bytes;
+        }
+        self.evict(Some(&id));
+    }
+
+    /// Removes the least recently used splits (never `keep`, the one just fetched) until the
+    /// cache fits its bound.
+    fn evict(&self, keep: Option<&str>) {
+        let max_bytes = self.max_bytes.load(Ordering::Relaxed);
+        let evicted = {
+            let mut state = self.lock();
+            let mut evicted = Vec::new();
+            while state.bytes > max_bytes {
+                let Some(oldest) = state
+                    .open
+                    .iter()
+                    .filter(|(other, _)| Some(other.as_str()) != keep)
+                    .min_by_key(|(_, cached)| cached.used)
+                    .map(|(other, _)| other.clone())
+                else {
+                    break;
+                };
+                let cached = state.open.remove(&oldest).expect("just found");
+                state.bytes -= cached.bytes;
+                evicted.push(cached.view);
+            }
+            self.storage.metrics().cache_bytes.set(state.bytes as i64);
+            evicted
+        };
+        for view in evicted {
+            self.storage.metrics().cache_evictions.inc();
+            remove(&view);
+        }
+    }
+
+    /// Drops a split from the cache and its files from the disk (its owner removed or moved
+    /// it in the store).
+    pub fn forget(&self, id: &str) {
+        let cached = {
+            let mut state = self.lock();
+            let cached = state.open.remove(id);
+            if let Some(cached) = &cached {
+                state.bytes -= cached.bytes;
+            }
+            self.storage.metrics().cache_bytes.set(state.bytes as i64);
+            cached
+        };
+        if let Some(cached) = cached {
+            remove(&cached.view);
+        }
+    }
+
+    /// The store the cache fetches from.
+    pub fn storage(&self) -> &Arc<SplitStorage> {
+        &self.storage
+    }
+
+    /// Bytes cached now.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// True when the split is cached now (in any tier).
+    pub fn holds(&self, id: &str) -> bool {
+        self.lock().open.contains_key(id)
+    }
+}
+
+fn remove(view: &SplitView) {
+    if let Err(error) = fs::remove_dir_all(&view.dir)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(split = %view.id, dir = %view.dir.display(), "cannot remove a split from the cache: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::store::{HOT_TIER, SplitStore, StoreOptions};
+
+    /// Publishes `n` one-record splits of indexer `writer` in an in-memory object store and
+    /// returns another indexer's storage of it, with the splits as its catalog knows them.
+    fn published(n: u64, dir: &std::path::Path) -> (Arc<SplitStorage>, Vec<RemoteSplit>) {
+        let url = crate::storage::StorageUrl::S3 {
+            bucket: "b".into(),
+            prefix: "p".into(),
+        };
+        let memory: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let writer = Arc::new(
+            SplitStorage::remote(url.clone(), Arc::clone(&memory), "p", &dir.join("writer-cache")).unwrap(),
+        );
+        let options = StoreOptions {
+            split_max_docs: 1_000,
+            split_max_age: std::time::Duration::from_secs(3600),
+            writer_memory_bytes: 15_000_000,
+            indexer_name: "writer".into(),
+        };
+        let mut store = SplitStore::open_in(&dir.join("writer"), writer, options).unwrap();
+        for i in 0..n {
+            store.add(corral_tests::record::record(i), String::new()).unwrap();
+            store.commit(&Checkpoint::from([(0, i as i64 + 1)])).unwrap();
+            store.seal().unwrap();
+        }
+        drop(store);
+        let reader = Arc::new(SplitStorage::remote(url, memory, "p", &dir.join("reader-cache")).unwrap());
+        let splits = reader
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|key| {
+                let manifest = reader.read_manifest(&key).unwrap();
+                RemoteSplit::new(key, &manifest)
+            })
+            .collect();
+        (reader, splits)
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bound_and_forgets_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, splits) = published(3, dir.path());
+        assert_eq!(splits.len(), 3);
+        assert!(splits.iter().all(|s| s.tier() == HOT_TIER && s.docs == 1));
+        let one = {
+            let probe = SplitCache::new(Arc::clone(&storage), u64::MAX);
+            probe.get(&splits[0]).unwrap();
+            let bytes = probe.bytes();
+            probe.forget(splits[0].id());
+            bytes
+        };
+        // Room for two splits, not three.
+        let cache = SplitCache::new(Arc::clone(&storage), one * 2 + one / 2);
+        cache.get(&splits[0]).unwrap();
+        cache.get(&splits[1]).unwrap();
+        cache.get(&splits[0]).unwrap(); // 1 is now the least recently used
+        let view = cache.get(&splits[2]).unwrap();
+        assert!(cache.holds(splits[0].id()) && cache.holds(splits[2].id()));
+        assert!(
+            !cache.holds(splits[1].id()),
+            "the least recently used split stays"
+        );
+        assert!(
+            cache.bytes() <= one * 2 + one / 2,
+            "{} bytes cached",
+            cache.bytes()
+        );
+        assert!(
+            !storage.split_dir(&splits[1].key).try_exists().unwrap(),
+            "an evicted split's files stay"
+        );
+        assert_eq!(storage.metrics().cache_evictions.get(), 1);
+        assert_eq!(view.docs, 1);
+        // Fetched again when asked for again.
+        let misses = storage.metrics().cache_misses.get();
+        cache.get(&splits[1]).unwrap();
+        assert_eq!(storage.metrics().cache_misses.get(), misses + 1);
+    }
+
+    #[test]
+    fn a_split_larger_than_the_whole_cache_is_still_searched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, splits) = published(2, dir.path());
+        let cache = SplitCache::new(Arc::clone(&storage), 1);
+        assert_eq!(cache.get(&splits[0]).unwrap().docs, 1);
+        assert_eq!(cache.get(&splits[1]).unwrap().docs, 1);
+        assert!(cache.holds(splits[1].id()) && !cache.holds(splits[0].id()));
+    }
+
+    #[test]
+    fn queries_wanting_the_same_cold_split_fetch_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, splits) = published(1, dir.path());
+        let cache = Arc::new(SplitCache::new(Arc::clone(&storage), u64::MAX));
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let cache = Arc::clone(&cache);
+                let split = splits[0].clone();
+                scope.spawn(move || cache.get(&split).unwrap());
+            }
+        });
+        assert_eq!(storage.metrics().cache_misses.get(), 1);
+    }
+}
