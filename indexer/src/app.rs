@@ -181,7 +181,7 @@ fn open_audit(data_dir: &Path, store_root: &Path) -> anyhow::Result<AuditLog> {
     Ok(audit)
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "indexer".to_owned())
@@ -577,7 +577,7 @@ impl Refresher {
                             "catalog refreshed"
                         );
                     }
-                    self.metrics.splits.set(self.catalog.splits().len() as i64);
+                    self.metrics.splits.set(self.catalog.len() as i64);
                 }
                 Err(error) => {
                     tracing::warn!(storage = %self.storage.url(), "cannot refresh the catalog: {error:#}")

@@ -1,11 +1,12 @@
-//! Other indexers' published splits as this indexer knows them (DESIGN §7): each one's manifest
+//! Published splits as this indexer knows them (DESIGN §7): each one's manifest
 //! summary in the catalog ([`RemoteSplit`]), its files fetched only when a query needs them, into
 //! a local cache bounded by `cache_max_bytes` that forgets the least recently searched first.
 //!
 //! A split is fetched once however many queries want it at the same time. A split evicted while
 //! a search still reads it stays readable to that search (its files are mapped; removing the
-//! directory does not unmap them). This indexer's own sealed splits are not in this cache: they
-//! stay on its disk for its retention.
+//! directory does not unmap them). This indexer's own sealed splits join the cache once they
+//! are published: its local disk holds its active split and the cache, and its retention
+//! fetches a split back when a step needs it.
 
 use std::collections::HashMap;
 use std::fs;
@@ -34,6 +35,8 @@ pub struct RemoteSplit {
     pub max_ts: Option<Timestamp>,
     pub docs: u64,
     pub checkpoint: Checkpoint,
+    /// The ingest sequence number after the split's records (its indexer's numbering).
+    pub next_seq: u64,
 }
 
 impl RemoteSplit {
@@ -46,6 +49,7 @@ impl RemoteSplit {
             max_ts: manifest.max_ts,
             docs: manifest.docs,
             checkpoint: manifest.checkpoint.clone(),
+            next_seq: manifest.next_seq,
         }
     }
 
@@ -116,8 +120,23 @@ impl SplitCache {
 
     /// Takes in a split found in the cache directory at start (fetched by an earlier run).
     pub fn adopt(&self, view: SplitView) {
+        self.insert_open(Arc::new(view));
+    }
+
+    /// Takes in a split already open here (one this indexer sealed and published, or moved to
+    /// another tier), in place of any earlier entry of the same id.
+    pub fn insert_open(&self, view: Arc<SplitView>) {
         let bytes = dir_bytes(&view.dir).unwrap_or(0);
-        self.insert(Arc::new(view), bytes);
+        self.insert(view, bytes);
+    }
+
+    /// Drops a split's entry, leaving its files (a retention step has moved them).
+    pub fn release(&self, id: &str) {
+        let mut state = self.lock();
+        if let Some(cached) = state.open.remove(id) {
+            state.bytes -= cached.bytes;
+        }
+        self.storage.metrics().cache_bytes.set(state.bytes as i64);
     }
 
     /// The split opened, from the cache or fetched into it now.
@@ -248,8 +267,17 @@ impl SplitCache {
         }
     }
 
-    /// Drops a split from the cache and its files from the disk (its owner removed or moved
-    /// it in the store).
+    /// Drops the copy of tier `tier` of a split from the cache, and its files from the disk
+    /// (its owner removed it from the store, or moved it to another tier); a copy of another
+    /// tier stays.
+    pub fn forget_tier(&self, id: &str, tier: &str) {
+        let cached = self.lock().open.get(id).map(|cached| cached.view.tier.clone());
+        if cached.as_deref() == Some(tier) {
+            self.forget(id);
+        }
+    }
+
+    /// Drops a split from the cache and its files from the disk.
     pub fn forget(&self, id: &str) {
         let cached = {
             let mut state = self.lock();

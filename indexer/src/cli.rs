@@ -38,7 +38,7 @@ fn parse_indexer_id(id: &str) -> Result<String, String> {
     version,
     about,
     long_about = None,
-    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data\n  corral-indexer verify --data-dir /var/lib/corral/indexer\n  corral-indexer retention --data-dir /var/lib/corral/indexer --config indexer.toml --dry-run"
+    after_help = "Examples:\n  corral-indexer serve --brokers kafka:9092 --data-dir /var/lib/corral/indexer\n  corral-indexer standalone --demo\n  corral-indexer standalone --logs '/var/log/pods/*/*/*.log' --data-dir ./corral-data\n  corral-indexer verify --data-dir /var/lib/corral/indexer\n  corral-indexer verify --storage s3://corral-logs/prod\n  corral-indexer retention --data-dir /var/lib/corral/indexer --config indexer.toml --dry-run"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -76,10 +76,21 @@ pub struct RetentionArgs {
 
 /// Options of `verify`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["data_dir", "storage"])))]
 pub struct VerifyArgs {
-    /// The indexer's data dir (of `serve` or of `standalone`).
+    /// The indexer's data dir (of `serve` or of `standalone`). With --storage: the audit log of
+    /// the indexer --indexer-id is read from it.
     #[arg(long, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// Verify the whole cluster in an object store (s3://bucket/prefix, with the AWS_*
+    /// environment as for `serve`): every published split is fetched and re-hashed, and each
+    /// indexer's manifest chain walked up to the chain head it published.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<StorageUrl>,
+    /// With --storage and --data-dir: whose audit log the data dir holds (default: POD_NAME,
+    /// else the host name).
+    #[arg(long, env = "POD_NAME", value_name = "ID", value_parser = parse_indexer_id)]
+    pub indexer_id: Option<String>,
 }
 
 /// Options of `serve`.

@@ -11,7 +11,7 @@ fn main() {
         Command::Serve(serve) => corral_indexer::app::serve(serve),
         Command::Standalone(standalone) => corral_indexer::app::standalone(standalone),
         Command::Retention(retention) => corral_indexer::app::retention_pass(retention),
-        Command::Verify(verify) => match corral_indexer::verify::verify(&verify.data_dir) {
+        Command::Verify(verify) => match corral_indexer::verify::run(verify) {
             Ok(report) => {
                 for problem in &report.problems {
                     eprintln!("corral-indexer verify: {problem}");
@@ -26,7 +26,11 @@ fn main() {
                     eprintln!(
                         "corral-indexer verify: {} problem(s) in {}",
                         report.problems.len(),
-                        verify.data_dir.display()
+                        match (&verify.storage, &verify.data_dir) {
+                            (Some(storage), _) => storage.to_string(),
+                            (None, Some(dir)) => dir.display().to_string(),
+                            (None, None) => unreachable!("clap requires one"),
+                        }
                     );
                     std::process::exit(1);
                 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::cache::RemoteSplit;
 use crate::manifest::Checkpoint;
 use crate::storage::{SplitKey, SplitStorage};
-use crate::store::{Catalog, CommitState, open_sealed};
+use crate::store::{Catalog, CommitState};
 
 /// At open, for an object store: publishes this indexer's sealed splits whose upload a crash cut
 /// short, and removes its own published copies that a tier move cut short left behind.
@@ -99,87 +99,65 @@ fn published_checkpoint_except(
 /// What one [`refresh_catalog`] changed.
 #[derive(Debug, Clone, Default)]
 pub struct Refreshed {
-    /// Splits of other indexers newly listed (their manifests read; their files are fetched
-    /// when a query needs them).
+    /// Splits newly listed (their manifests read; their files are fetched when a query needs
+    /// them).
     pub added: u64,
-    /// Splits removed because their owner removed them from the store.
+    /// Splits removed because their owner removed them from the store (or moved them).
     pub removed: u64,
-    /// Splits whose manifest could not be read, or (this indexer's own, lost from its data
-    /// dir) could not be fetched back, with why.
+    /// Splits whose manifest could not be read, with why.
     pub failed: Vec<(String, String)>,
 }
 
 /// Brings the catalog up to date with an object store (nothing for a local one): the splits
-/// other indexers published, moved or removed since (manifests only: [`crate::cache`] fetches
-/// their files when a query needs them), and this indexer's own splits when its data dir lost
-/// them (fetched back, for its retention). Its own splits present here are left to its seals
-/// and retention.
+/// published, moved or removed since — other indexers', and this indexer's own that its data
+/// dir lost — by their manifests only ([`crate::cache`] fetches their files when a query
+/// needs them).
 pub fn refresh_catalog(
     storage: &SplitStorage,
     catalog: &Catalog,
-    indexer: &str,
+    _indexer: &str,
 ) -> anyhow::Result<Refreshed> {
     let mut refreshed = Refreshed::default();
     if !storage.is_shared() {
         return Ok(refreshed);
     }
-    let listed = storage.list()?;
-    storage.metrics().catalog_splits.set(listed.len() as i64);
-    let known: HashMap<SplitKey, Arc<RemoteSplit>> = catalog
-        .remote()
+    // What the catalog holds before the listing starts: a split published and added after
+    // this is not taken for one removed.
+    let (local, remote) = catalog.snapshot();
+    let known: HashMap<SplitKey, Arc<RemoteSplit>> = remote
         .into_iter()
         .map(|split| (split.key.clone(), split))
         .collect();
-    let own: HashSet<String> = catalog
-        .splits()
-        .iter()
-        .filter(|v| !v.active)
-        .map(|v| v.id.clone())
-        .collect();
-    let mut remote = Vec::with_capacity(listed.len());
+    let opened: HashSet<String> = local.iter().map(|v| v.id.clone()).collect();
+    let listed = storage.list()?;
+    storage.metrics().catalog_splits.set(listed.len() as i64);
+    let mut added = Vec::new();
     for key in &listed {
-        if let Some(split) = known.get(key) {
-            remote.push(Arc::clone(split));
+        // Opened here: a split of this indexer being published.
+        if known.contains_key(key) || opened.contains(&key.id) {
             continue;
         }
-        if own.contains(&key.id) {
-            continue;
-        }
-        let result = (|| -> anyhow::Result<()> {
-            let manifest = storage.read_manifest(key)?;
-            if manifest.indexer != indexer {
-                remote.push(Arc::new(RemoteSplit::new(key.clone(), &manifest)));
-                return Ok(());
-            }
-            // This indexer's own split comes back only when its data dir lost it; under the
-            // layout lock, so a retention step removing it is not undone.
-            let _layout = catalog.lock_layout();
-            if catalog.splits().iter().any(|v| v.id == key.id) {
-                return Ok(());
-            }
-            let dir = storage.download(key)?;
-            catalog.replace(open_sealed(&dir)?);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => refreshed.added += 1,
+        match storage.read_manifest(key) {
+            Ok(manifest) => added.push(Arc::new(RemoteSplit::new(key.clone(), &manifest))),
             Err(error) => {
                 tracing::warn!(split = %key.id, tier = %key.tier, "cannot read a published split: {error:#}");
                 refreshed.failed.push((key.id.clone(), format!("{error:#}")));
             }
         }
     }
-    // Removed or moved to another tier by their owners.
     let listed: HashSet<&SplitKey> = listed.iter().collect();
+    let gone: Vec<SplitKey> = known.into_keys().filter(|key| !listed.contains(key)).collect();
     if let Some(cache) = catalog.cache() {
-        for key in known.keys().filter(|key| !listed.contains(key)) {
-            if !remote.iter().any(|split| split.key.id == key.id) {
-                cache.forget(&key.id);
+        for key in &gone {
+            // A split moved to another tier is fetched anew; one removed leaves the disk.
+            if !added.iter().any(|split| split.key.id == key.id) {
+                cache.forget_tier(&key.id, &key.tier);
             }
-            refreshed.removed += 1;
         }
     }
-    catalog.set_remote(remote);
+    refreshed.added = added.len() as u64;
+    refreshed.removed = gone.len() as u64;
+    catalog.update_remote(&gone, added);
     catalog.set_unfetched(refreshed.failed.clone());
     Ok(refreshed)
 }

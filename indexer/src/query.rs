@@ -430,48 +430,44 @@ impl QueryEngine {
     /// The sealed splits, this indexer's and others', a query with `filters` would search: what
     /// a root spreads over its peers.
     pub fn published_for(&self, filters: &Filters) -> Vec<SplitKey> {
-        let own = self
-            .catalog
-            .splits()
+        let (local, remote) = self.catalog.snapshot();
+        let opened = local
             .into_iter()
             .filter(|v| !v.active && Self::wants(filters, Meta::of_view(v)))
             .map(|v| SplitKey {
                 tier: v.tier.clone(),
                 id: v.id.clone(),
             });
-        let others = self
-            .catalog
-            .remote()
+        let published = remote
             .into_iter()
             .filter(|s| Self::wants(filters, Meta::of_remote(s)))
             .map(|s| s.key.clone());
-        own.chain(others).collect()
+        opened.chain(published).collect()
     }
 
-    /// The splits a query can touch, newest first: this indexer's own, and other indexers'
-    /// fetched through the cache (those that cannot be are returned with why).
+    /// The splits a query can touch, newest first: those opened here, and published ones read
+    /// through the cache (those that cannot be fetched are returned with why).
     fn splits_for(&self, filters: &Filters) -> (Vec<Arc<SplitView>>, Vec<(String, String)>) {
-        let mut views: Vec<Arc<SplitView>> = self
-            .catalog
-            .splits()
-            .into_iter()
-            .filter(|v| Self::wants(filters, Meta::of_view(v)))
-            .collect();
-        let remote: Vec<_> = self
-            .catalog
-            .remote()
-            .into_iter()
-            .filter(|s| Self::wants(filters, Meta::of_remote(s)))
-            .collect();
+        let (local, remote) = self.catalog.snapshot();
         let mut unfetched = Vec::new();
         // A share names splits by id: one this indexer does not know is not silently skipped.
         if let Some(scope) = filters.scope.as_ref().filter(|scope| !scope.splits.is_empty()) {
-            let mut known: HashSet<String> = self.catalog.splits().iter().map(|v| v.id.clone()).collect();
-            known.extend(self.catalog.remote().iter().map(|s| s.id().to_owned()));
-            for id in scope.splits.iter().filter(|id| !known.contains(*id)) {
-                unfetched.push((id.clone(), "not in this indexer's catalog".to_owned()));
+            let mut known: HashSet<&str> = local.iter().map(|v| v.id.as_str()).collect();
+            known.extend(remote.iter().map(|s| s.id()));
+            for id in &scope.splits {
+                if !known.contains(id.as_str()) {
+                    unfetched.push((id.clone(), "not in this indexer's catalog".to_owned()));
+                }
             }
         }
+        let mut views: Vec<Arc<SplitView>> = local
+            .into_iter()
+            .filter(|v| Self::wants(filters, Meta::of_view(v)))
+            .collect();
+        let remote: Vec<_> = remote
+            .into_iter()
+            .filter(|s| Self::wants(filters, Meta::of_remote(s)))
+            .collect();
         if let Some(cache) = self.catalog.cache() {
             for (split, fetched) in remote.iter().zip(cache.get_all(&remote)) {
                 match fetched {

@@ -31,6 +31,7 @@ use tantivy::{DocAddress, Index, IndexSettings, IndexWriter, TantivyDocument};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, Entry};
+use crate::cache::RemoteSplit;
 use crate::holds::{Hold, Holds};
 use crate::manifest::{MANIFEST_FILE, Manifest, hash_split_files, sha256_hex, sync_dir};
 use crate::query::{Filters, QueryEngine};
@@ -249,38 +250,58 @@ impl Retention {
     /// What a pass at `now` would do, split by split, oldest first.
     pub fn plan(&self, holds: &[Hold], now: Timestamp) -> anyhow::Result<Vec<Planned>> {
         let mut planned = Vec::new();
-        let mut views = self.engine.catalog().splits();
-        // Another indexer's splits are its own retention's.
-        views.retain(|v| !v.active && (!self.storage.is_shared() || v.indexer == self.indexer));
-        views.sort_by(|a, b| a.id.cmp(&b.id));
-        for view in views {
-            if let Some(step) = self.plan_split(&view, holds, now)? {
+        for split in self.own_splits() {
+            if let Some(step) = self.plan_split(&split, holds, now)? {
                 planned.push(step);
             }
         }
         Ok(planned)
     }
 
+    /// The sealed splits this retention manages, oldest first: those opened here, and (with an
+    /// object store) those this indexer published. Another indexer's splits are its own
+    /// retention's.
+    fn own_splits(&self) -> Vec<OwnSplit> {
+        let shared = self.storage.is_shared();
+        let (local, remote) = self.engine.catalog().snapshot();
+        let mut own: Vec<OwnSplit> = local
+            .into_iter()
+            .filter(|v| !v.active && (!shared || v.indexer == self.indexer))
+            .map(OwnSplit::Open)
+            .collect();
+        if shared {
+            own.extend(
+                remote
+                    .into_iter()
+                    .filter(|s| s.indexer == self.indexer)
+                    .map(OwnSplit::Published),
+            );
+        }
+        own.sort_by(|a, b| a.id().cmp(b.id()));
+        own
+    }
+
     fn plan_split(
         &self,
-        view: &SplitView,
+        split: &OwnSplit,
         holds: &[Hold],
         now: Timestamp,
     ) -> anyhow::Result<Option<Planned>> {
         let tiers = &self.config.tiers;
-        let Some(current) = tiers.iter().position(|t| t.name == view.tier) else {
-            tracing::warn!(split = %view.id, tier = %view.tier, "split is in a tier the retention config does not list; left alone");
+        let (id, tier, docs) = (split.id(), split.tier(), split.docs());
+        let Some(current) = tiers.iter().position(|t| t.name == tier) else {
+            tracing::warn!(split = %id, tier = %tier, "split is in a tier the retention config does not list; left alone");
             return Ok(None);
         };
         let last = tiers.len() - 1;
-        let newest = view.max_ts;
+        let newest = split.max_ts();
         let target = newest.and_then(|max| tiers.iter().position(|t| max > before(now, t.max_age)));
         let planned = |step, to: Option<usize>, kept, why| Planned {
             step,
-            split: view.id.clone(),
-            from: view.tier.clone(),
+            split: id.to_owned(),
+            from: tier.to_owned(),
             to: to.map(|t| tiers[t].name.clone()),
-            docs: view.docs,
+            docs,
             kept,
             why,
         };
@@ -292,7 +313,7 @@ impl Retention {
                     tiers[t - 1].name,
                     format_age(tiers[t - 1].max_age)
                 );
-                Ok(Some(planned(Step::Move, Some(t), view.docs, why)))
+                Ok(Some(planned(Step::Move, Some(t), docs, why)))
             }
             Some(_) => Ok(None),
             None => {
@@ -301,17 +322,18 @@ impl Retention {
                     tiers[last].name,
                     format_age(tiers[last].max_age)
                 );
-                let (kept, reasons) = self.protected(view, holds, now)?;
+                let view = split.view(self.engine.catalog())?;
+                let (kept, reasons) = self.protected(&view, holds, now)?;
                 let kept_count = kept.len() as u64;
                 if kept_count == 0 {
                     let why = format!("{expired}; no keep rule or hold matches any of its records");
                     Ok(Some(planned(Step::Delete, None, 0, why)))
-                } else if kept_count >= view.docs {
+                } else if kept_count >= docs {
                     if current == last {
                         Ok(None)
                     } else {
                         let why = format!("{expired}, but every record is kept: {reasons}");
-                        Ok(Some(planned(Step::Move, Some(last), view.docs, why)))
+                        Ok(Some(planned(Step::Move, Some(last), docs, why)))
                     }
                 } else {
                     let why = format!("{expired}; kept: {reasons}");
@@ -404,12 +426,14 @@ impl Retention {
         audit: &AuditLog,
         now: Timestamp,
     ) -> anyhow::Result<Option<Planned>> {
-        let catalog = self.engine.catalog();
-        let view = catalog
-            .splits()
+        let split = self
+            .own_splits()
             .into_iter()
-            .find(|v| v.id == id)
+            .find(|s| s.id() == id)
             .with_context(|| format!("split {id} is gone"))?;
+        // A published split is fetched back (through the cache) for the step.
+        let view = split.view(self.engine.catalog())?;
+        let split = OwnSplit::Open(Arc::clone(&view));
         // Optimistic first: prepare without the lock (a rewrite can take minutes), then check
         // under it that no hold was placed meanwhile. After that many retries, prepare under it.
         for attempt in 0..=HOLD_RETRIES {
@@ -418,7 +442,7 @@ impl Retention {
                 Some(guard) => guard.to_vec(),
                 None => holds.list(),
             };
-            let Some(step) = self.plan_split(&view, &seen, now)? else {
+            let Some(step) = self.plan_split(&split, &seen, now)? else {
                 return Ok(None);
             };
             let prepared = self.prepare(&step, &view, &seen, now)?;
@@ -556,10 +580,23 @@ impl Retention {
                     .with_context(|| format!("cannot move {} to {}", staging.display(), target.display()))?;
                 sync_dir(tier_dir)?;
                 sync_dir(&staging_root)?;
-                catalog.replace(open_sealed(target)?);
+                let view = open_sealed(target)?;
                 self.storage.publish(target)?;
+                if self.storage.is_shared() {
+                    let manifest = Manifest::read(target)?;
+                    let key = SplitKey {
+                        tier: manifest.tier.clone(),
+                        id: manifest.id.clone(),
+                    };
+                    catalog.put_published(Arc::new(view), RemoteSplit::new(key, &manifest))?;
+                } else {
+                    catalog.replace(view);
+                }
             }
-            None => catalog.remove(&step.split),
+            None => {
+                catalog.remove(&step.split);
+                catalog.remove_remote(&step.split);
+            }
         }
         stage_point("placed-locally");
         // The old copy leaves the store while it is still set aside here: a crash before this
@@ -574,6 +611,53 @@ impl Retention {
             })?;
         }
         Ok(())
+    }
+}
+
+/// A sealed split retention manages: opened here, or published (and read through the cache).
+enum OwnSplit {
+    Open(Arc<SplitView>),
+    Published(Arc<RemoteSplit>),
+}
+
+impl OwnSplit {
+    fn id(&self) -> &str {
+        match self {
+            OwnSplit::Open(view) => &view.id,
+            OwnSplit::Published(split) => split.id(),
+        }
+    }
+
+    fn tier(&self) -> &str {
+        match self {
+            OwnSplit::Open(view) => &view.tier,
+            OwnSplit::Published(split) => split.tier(),
+        }
+    }
+
+    fn docs(&self) -> u64 {
+        match self {
+            OwnSplit::Open(view) => view.docs,
+            OwnSplit::Published(split) => split.docs,
+        }
+    }
+
+    fn max_ts(&self) -> Option<Timestamp> {
+        match self {
+            OwnSplit::Open(view) => view.max_ts,
+            OwnSplit::Published(split) => split.max_ts,
+        }
+    }
+
+    /// The split opened: at once, or from the cache (fetched back from the store if evicted).
+    fn view(&self, catalog: &Catalog) -> anyhow::Result<Arc<SplitView>> {
+        match self {
+            OwnSplit::Open(view) => Ok(Arc::clone(view)),
+            OwnSplit::Published(split) => catalog
+                .cache()
+                .context("a published split without a cache")?
+                .get(split),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, sync
 pub use crate::published::Fenced;
 use crate::published::{overlapping, publish_until_done, reconcile, refresh_catalog};
 pub use crate::storage::SPLITS_DIR;
-use crate::storage::{SplitStorage, local_root};
+use crate::storage::{SplitKey, SplitStorage, local_root};
 
 /// Directory of the active split, under the data dir.
 pub const ACTIVE_DIR: &str = "active";
@@ -135,7 +135,9 @@ impl std::fmt::Debug for SplitView {
 /// The searchable splits, newest first, and the sequence number of the latest commit.
 #[derive(Debug)]
 pub struct Catalog {
-    splits: RwLock<Vec<Arc<SplitView>>>,
+    /// Opened splits and other published ones, under one lock so a query sees a split moving
+    /// from one to the other in exactly one of them.
+    lists: RwLock<Lists>,
     committed_seq: watch::Sender<u64>,
     schema: Schema,
     /// Held while sealed split directories and manifests change (a seal, a retention step), so
@@ -144,10 +146,18 @@ pub struct Catalog {
     /// Published splits the last refresh could not read the manifest of, and why: every
     /// answer names them.
     unfetched: RwLock<Vec<(String, String)>>,
-    /// Other indexers' published splits (an object store shared with them), newest first.
-    remote: RwLock<Vec<Arc<RemoteSplit>>>,
-    /// Where those are fetched into when a query needs them.
+    /// Where published splits are fetched into when a query needs them (an object store only).
     cache: OnceLock<Arc<SplitCache>>,
+}
+
+#[derive(Debug, Default)]
+struct Lists {
+    /// Opened here: the active split, and sealed splits of a store of its own (a local
+    /// directory) or not published yet; newest first.
+    local: Vec<Arc<SplitView>>,
+    /// Published to an object store (this indexer's and the others'), read through the cache;
+    /// newest first.
+    remote: Vec<Arc<RemoteSplit>>,
 }
 
 impl Default for Catalog {
@@ -161,12 +171,11 @@ impl Catalog {
     /// without a store.
     pub fn new() -> Catalog {
         Catalog {
-            splits: RwLock::new(Vec::new()),
+            lists: RwLock::new(Lists::default()),
             committed_seq: watch::channel(0).0,
             schema: build_schema(true).0,
             layout: Mutex::new(()),
             unfetched: RwLock::new(Vec::new()),
-            remote: RwLock::new(Vec::new()),
             cache: OnceLock::new(),
         }
     }
@@ -185,11 +194,24 @@ impl Catalog {
         self.layout.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Lists> {
+        self.lists.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Lists> {
+        self.lists.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn remove(&self, id: &str) {
-        self.splits
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| s.id != id);
+        self.write().local.retain(|s| s.id != id);
+    }
+
+    /// Drops a published split from the catalog (and its cache entry, not its files).
+    pub(crate) fn remove_remote(&self, id: &str) {
+        self.write().remote.retain(|s| s.id() != id);
+        if let Some(cache) = self.cache() {
+            cache.release(id);
+        }
     }
 
     /// Published splits the last refresh could not fetch (id, why): not searched here.
@@ -202,8 +224,8 @@ impl Catalog {
         *self.unfetched.write().unwrap_or_else(|e| e.into_inner()) = unfetched;
     }
 
-    /// The newest split of each other indexer in this catalog: what a root tells its peers it
-    /// holds.
+    /// The newest published split of each indexer in this catalog: what a root tells its
+    /// peers it holds.
     pub fn newest_by_indexer(&self) -> std::collections::BTreeMap<String, String> {
         let mut newest = std::collections::BTreeMap::new();
         for split in self.remote() {
@@ -217,34 +239,88 @@ impl Catalog {
         newest
     }
 
-    /// Other indexers' published splits at this moment, newest first; their files are fetched
-    /// through [`Catalog::cache`] when a query needs them.
+    /// Splits published to an object store at this moment (this indexer's and the others'),
+    /// newest first; their files are read through [`Catalog::cache`].
     pub fn remote(&self) -> Vec<Arc<RemoteSplit>> {
-        self.remote.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.read().remote.clone()
     }
 
-    /// Adds (or moves to their new tier) other indexers' splits.
+    /// Splits searchable through this catalog: opened and published.
+    pub fn len(&self) -> usize {
+        let lists = self.read();
+        lists.local.len() + lists.remote.len()
+    }
+
+    /// True when no split is searchable (not even an active one).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`Catalog::splits`] and [`Catalog::remote`] at the same moment.
+    pub fn snapshot(&self) -> (Vec<Arc<SplitView>>, Vec<Arc<RemoteSplit>>) {
+        let lists = self.read();
+        (lists.local.clone(), lists.remote.clone())
+    }
+
+    /// Adds (or moves to their new tier) published splits.
     pub(crate) fn add_remote(&self, splits: Vec<Arc<RemoteSplit>>) {
-        let mut remote = self.remote.write().unwrap_or_else(|e| e.into_inner());
-        remote.retain(|s| !splits.iter().any(|new| new.key.id == s.key.id));
-        remote.extend(splits);
-        remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
+        let mut lists = self.write();
+        lists
+            .remote
+            .retain(|s| !splits.iter().any(|new| new.key.id == s.key.id));
+        lists.remote.extend(splits);
+        lists.remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
     }
 
-    pub(crate) fn set_remote(&self, mut remote: Vec<Arc<RemoteSplit>>) {
-        remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
-        *self.remote.write().unwrap_or_else(|e| e.into_inner()) = remote;
+    /// Applies what a listing of the store found changed since the catalog it started from:
+    /// `gone` removed, `added` added (what was added meanwhile, by a seal, stays).
+    pub(crate) fn update_remote(&self, gone: &[SplitKey], added: Vec<Arc<RemoteSplit>>) {
+        let mut lists = self.write();
+        lists.remote.retain(|s| !gone.contains(&s.key));
+        lists
+            .remote
+            .retain(|s| !added.iter().any(|new| new.key.id == s.key.id));
+        lists.remote.extend(added);
+        lists.remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
     }
 
-    /// The cache other indexers' splits are read through (an object store only).
+    /// Moves this indexer's sealed split `id`, now published as `split`, from the opened
+    /// splits to the published ones: its opened view goes into the cache (searched from there
+    /// while it is not evicted, fetched back from the store when it is).
+    pub(crate) fn hand_to_cache(&self, id: &str, split: RemoteSplit) -> anyhow::Result<()> {
+        let view = self
+            .read()
+            .local
+            .iter()
+            .find(|v| v.id == id)
+            .cloned()
+            .with_context(|| format!("split {id} is not open here"))?;
+        self.put_published(view, split)
+    }
+
+    /// Puts `view`, published as `split`, in the cache and among the published splits in place
+    /// of any split of its id (opened or published), in one step for queries.
+    pub(crate) fn put_published(&self, view: Arc<SplitView>, split: RemoteSplit) -> anyhow::Result<()> {
+        let cache = self.cache().context("no cache for an object store")?;
+        let mut lists = self.write();
+        cache.insert_open(view);
+        lists.local.retain(|v| v.id != split.key.id);
+        lists.remote.retain(|s| s.key.id != split.key.id);
+        lists.remote.push(Arc::new(split));
+        lists.remote.sort_by(|a, b| b.key.id.cmp(&a.key.id));
+        Ok(())
+    }
+
+    /// The cache published splits are read through (an object store only).
     pub fn cache(&self) -> Option<&Arc<SplitCache>> {
         self.cache.get()
     }
 
-    /// Returns the splits of this indexer (its active split and its sealed ones) at this moment,
-    /// newest first.
+    /// Returns the splits opened here at this moment, newest first: the active split and, in
+    /// a store of its own, every sealed split (with an object store, sealed splits are in
+    /// [`Catalog::remote`] once published).
     pub fn splits(&self) -> Vec<Arc<SplitView>> {
-        self.splits.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.read().local.clone()
     }
 
     /// Notifies on every commit with the first sequence number not yet searchable.
@@ -263,10 +339,10 @@ impl Catalog {
     }
 
     pub(crate) fn replace(&self, view: SplitView) {
-        let mut splits = self.splits.write().unwrap_or_else(|e| e.into_inner());
-        splits.retain(|s| s.id != view.id);
-        splits.push(Arc::new(view));
-        splits.sort_by(|a, b| b.id.cmp(&a.id));
+        let mut lists = self.write();
+        lists.local.retain(|s| s.id != view.id);
+        lists.local.push(Arc::new(view));
+        lists.local.sort_by(|a, b| b.id.cmp(&a.id));
     }
 }
 
@@ -443,6 +519,10 @@ impl SplitStore {
         }
         if store.storage.is_shared() {
             reconcile(&store.storage, &store.catalog, &name)?;
+            // Published, each of them: read through the cache from now on.
+            for view in store.catalog.splits().into_iter().filter(|v| !v.active) {
+                hand_to_cache(&store.catalog, &view.dir)?;
+            }
             refresh_catalog(&store.storage, &store.catalog, &name)?;
         }
         // Older active splits (a crash while a new one was being started) are sealed as they are.
@@ -501,7 +581,18 @@ impl SplitStore {
         let from = self.active().committed.next_seq.saturating_sub(limit as u64);
         let mut keyed: Vec<(u64, u128)> = Vec::new();
         // Later tiers keep no id columns, and hold nothing recent.
-        for view in self.catalog.splits().into_iter().filter(|v| v.tier == HOT_TIER) {
+        let (local, remote) = self.catalog.snapshot();
+        let mut hot: Vec<Arc<SplitView>> = local.into_iter().filter(|v| v.tier == HOT_TIER).collect();
+        if let Some(cache) = self.catalog.cache() {
+            // This indexer's published splits that can hold one of those sequence numbers.
+            for split in remote.iter().filter(|s| {
+                s.indexer == self.options.indexer_name && s.tier() == HOT_TIER && s.next_seq > from
+            }) {
+                hot.push(cache.get(split)?);
+            }
+        }
+        hot.sort_by(|a, b| b.id.cmp(&a.id));
+        for view in hot {
             let before = keyed.len();
             let searcher = view.reader.searcher();
             for segment in searcher.segment_readers() {
@@ -721,20 +812,28 @@ impl SplitStore {
 
     /// Where a new active split starts when none exists: the newest sealed split's checkpoint.
     fn newest_sealed_state(&self) -> CommitState {
-        let mut splits = self.catalog.splits();
-        // Another indexer's checkpoint is of its partitions, not this one's.
-        splits.retain(|s| s.indexer == self.options.indexer_name || !self.storage.is_shared());
-        let next_seq = splits
+        let me = &self.options.indexer_name;
+        let shared = self.storage.is_shared();
+        let (local, remote) = self.catalog.snapshot();
+        // (id, next_seq, checkpoint) of every sealed split of this indexer; another indexer's
+        // checkpoint is of its partitions, not this one's.
+        let mut sealed: Vec<(String, u64, Checkpoint)> = local
             .iter()
+            .filter(|s| !s.active && (s.indexer == *me || !shared))
             .filter_map(|s| Manifest::read(&s.dir).ok())
-            .map(|m| m.next_seq)
-            .max()
-            .unwrap_or(0);
-        let checkpoint = splits
-            .iter()
-            .filter_map(|s| Manifest::read(&s.dir).ok())
-            .max_by(|a, b| a.id.cmp(&b.id))
-            .map(|m| m.checkpoint)
+            .map(|m| (m.id, m.next_seq, m.checkpoint))
+            .collect();
+        sealed.extend(
+            remote
+                .iter()
+                .filter(|s| s.indexer == *me)
+                .map(|s| (s.id().to_owned(), s.next_seq, s.checkpoint.clone())),
+        );
+        let next_seq = sealed.iter().map(|(_, next, _)| *next).max().unwrap_or(0);
+        let checkpoint = sealed
+            .into_iter()
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, _, checkpoint)| checkpoint)
             .unwrap_or_default();
         CommitState {
             checkpoint,
@@ -743,14 +842,26 @@ impl SplitStore {
         }
     }
 
+    /// The newest id of this indexer's splits, opened or published.
+    fn newest_id(&self) -> Option<String> {
+        let (local, remote) = self.catalog.snapshot();
+        let local = local.first().map(|v| v.id.clone());
+        let published = remote
+            .iter()
+            .filter(|s| s.indexer == self.options.indexer_name)
+            .map(|s| s.id().to_owned())
+            .max();
+        local.max(published)
+    }
+
     fn create_active(&self, start: CommitState) -> anyhow::Result<ActiveSplit> {
         let created = Timestamp::now();
         let mut id = format!("{:020}", created.unix_nanos().max(0));
         // Ids must stay unique and increasing even if the clock steps back.
-        if let Some(newest) = self.catalog.splits().first()
-            && newest.id >= id
+        if let Some(newest) = self.newest_id()
+            && newest >= id
         {
-            id = next_id(&newest.id);
+            id = next_id(&newest);
         }
         let dir = self.data_dir.join(ACTIVE_DIR).join(&id);
         fs::create_dir_all(&dir)?;
@@ -966,6 +1077,9 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     )?;
     drop(_layout);
     publish_until_done(&context.storage, &sealed);
+    if context.storage.is_shared() {
+        hand_to_cache(&context.catalog, &sealed)?;
+    }
     tracing::info!(
         split = %id,
         docs = committed.docs,
@@ -973,6 +1087,17 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         "sealed split"
     );
     Ok(())
+}
+
+/// Moves this indexer's published split in `dir` from its opened splits to its published ones
+/// (read through the cache from now on).
+pub(crate) fn hand_to_cache(catalog: &Catalog, dir: &Path) -> anyhow::Result<()> {
+    let manifest = Manifest::read(dir)?;
+    let key = SplitKey {
+        tier: manifest.tier.clone(),
+        id: manifest.id.clone(),
+    };
+    catalog.hand_to_cache(&manifest.id, RemoteSplit::new(key, &manifest))
 }
 
 /// Renames a split directory holding a manifest into its tier directory and opens it in the

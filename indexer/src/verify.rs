@@ -101,12 +101,97 @@ fn audited_deletions(
     deleted
 }
 
+/// `corral-indexer verify` as asked: a data dir, or an object store (with a data dir's audit
+/// log).
+pub fn run(args: &crate::cli::VerifyArgs) -> anyhow::Result<Report> {
+    match (&args.storage, &args.data_dir) {
+        (Some(url), data_dir) => {
+            let indexer = args.indexer_id.clone().unwrap_or_else(crate::app::host_name);
+            let scratch = std::env::temp_dir().join(format!("corral-verify-{}", std::process::id()));
+            let audit = data_dir.as_deref().map(|dir| (indexer.as_str(), dir));
+            verify_storage(url, &scratch, audit)
+        }
+        (None, Some(data_dir)) => verify(data_dir),
+        (None, None) => anyhow::bail!("verify needs --data-dir or --storage"),
+    }
+}
+
 /// Verifies the splits and the audit log under `data_dir`.
 pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
     let root = store_root(data_dir)?;
+    verify_store(&root, Some(&data_dir.join(AUDIT_DIR)))
+}
+
+/// `verify --storage`: every split published to an object store, each indexer's manifest chain
+/// up to the chain head it published; the audit log of `audit` (`--data-dir`, of the indexer
+/// `--indexer-id`) when given. Files are fetched into `scratch` (removed afterwards): a file
+/// that does not match its manifest is named, as is a split that cannot be fetched.
+pub fn verify_storage(
+    url: &crate::storage::StorageUrl,
+    scratch: &Path,
+    audit: Option<(&str, &Path)>,
+) -> anyhow::Result<Report> {
+    let result = (|| {
+        let storage = crate::storage::SplitStorage::open(url, scratch)?;
+        let mut report = Report::default();
+        let mut indexers: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for key in storage.list()? {
+            let placed = storage.download(&key).and_then(|dir| {
+                let manifest = Manifest::read(&dir)?;
+                let root = scratch.join("by-indexer").join(&manifest.indexer);
+                let tier_dir = root.join(SPLITS_DIR).join(&key.tier);
+                std::fs::create_dir_all(&tier_dir)?;
+                std::fs::rename(&dir, tier_dir.join(&key.id))?;
+                indexers.insert(manifest.indexer, root);
+                Ok(())
+            });
+            if let Err(error) = placed {
+                report
+                    .problems
+                    .push(format!("split {} (tier {}): {error:#}", key.id, key.tier));
+            }
+        }
+        if let Some((indexer, _)) = audit {
+            indexers
+                .entry(indexer.to_owned())
+                .or_insert_with(|| scratch.join("by-indexer").join(indexer));
+        }
+        for (indexer, root) in &indexers {
+            std::fs::create_dir_all(root.join(SPLITS_DIR))?;
+            if let Some(head) = storage.fetch_chain_head(indexer)? {
+                std::fs::write(root.join(SPLITS_DIR).join(CHAIN_HEAD_FILE), head)?;
+            }
+            let audit_dir = audit
+                .filter(|(id, _)| id == indexer)
+                .map(|(_, dir)| dir.join(AUDIT_DIR));
+            let part = verify_store(root, audit_dir.as_deref())?;
+            report.splits += part.splits;
+            report.files += part.files;
+            report.docs += part.docs;
+            report.audit_entries += part.audit_entries;
+            report.problems.extend(
+                part.problems
+                    .into_iter()
+                    .map(|p| format!("indexer {indexer}: {p}")),
+            );
+        }
+        Ok(report)
+    })();
+    if let Err(error) = std::fs::remove_dir_all(scratch)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %scratch.display(), "cannot remove verify's scratch directory: {error}");
+    }
+    result
+}
+
+/// Verifies the sealed splits under `root` (a split root: `splits/<tier>/<id>/` and the chain
+/// head) and, when `audit_dir` is given, the audit log the chain head anchors; without it,
+/// deletions cannot be checked against the log and count as problems.
+fn verify_store(root: &Path, audit_dir: Option<&Path>) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut manifests: Vec<Split> = Vec::new();
-    for dir in sealed_split_dirs(&root)? {
+    for dir in sealed_split_dirs(root)? {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
         let manifest = match Manifest::read(&dir) {
             Ok(manifest) => manifest,
@@ -166,9 +251,10 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
             link,
         });
     }
-    let audit_dir = data_dir.join(AUDIT_DIR);
-    let chain_head = read_chain_head(&crate::storage::local_root(&root))?;
-    let steps = retention_steps(&audit_dir).unwrap_or_default();
+    let chain_head = read_chain_head(&crate::storage::local_root(root))?;
+    let steps = audit_dir
+        .map(|dir| retention_steps(dir).unwrap_or_default())
+        .unwrap_or_default();
     // Where each split's history starts: the hash the split sealed after it (or the chain
     // head) points at.
     let mut links: HashMap<&str, &str> = HashMap::new();
@@ -249,15 +335,17 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
     }
 
     let anchor = chain_head.as_ref().and_then(|h| h.audit.as_ref());
-    match verify_chain_to(&audit_dir, anchor) {
-        Ok(entries) => report.audit_entries = entries,
-        Err(error) => report.problems.push(format!(
-            "audit log: {error:#} (anchor: {})",
-            crate::storage::local_root(&root)
-                .join(SPLITS_DIR)
-                .join(CHAIN_HEAD_FILE)
-                .display()
-        )),
+    if let Some(audit_dir) = audit_dir {
+        match verify_chain_to(audit_dir, anchor) {
+            Ok(entries) => report.audit_entries = entries,
+            Err(error) => report.problems.push(format!(
+                "audit log: {error:#} (anchor: {})",
+                crate::storage::local_root(root)
+                    .join(SPLITS_DIR)
+                    .join(CHAIN_HEAD_FILE)
+                    .display()
+            )),
+        }
     }
     Ok(report)
 }

@@ -759,3 +759,120 @@ fn a_second_indexer_on_a_data_dir_in_use_stops_at_the_lock_and_touches_nothing()
         "{stderr}"
     );
 }
+
+/// With an object store, this indexer's published splits leave its disk when the cache is full
+/// (here its bound is one byte): retention fetches each split back for its step, publishes the
+/// result under its new tier and removes the old copy from the store, and every record is
+/// searchable exactly once afterwards, read back through the cache.
+#[test]
+fn with_an_object_store_retention_fetches_evicted_splits_back_and_publishes_each_step() {
+    use corral_indexer::storage::{SplitKey, SplitStorage, StorageUrl};
+    use corral_tests::object_store::{BUCKET, ObjectStoreServer};
+    let s3 = ObjectStoreServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let env: HashMap<_, _> = s3.env().into_iter().collect();
+    corral_indexer::storage::install_tls_provider();
+    let client = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&env["AWS_ENDPOINT_URL"])
+        .with_region(&env["AWS_REGION"])
+        .with_access_key_id(&env["AWS_ACCESS_KEY_ID"])
+        .with_secret_access_key(&env["AWS_SECRET_ACCESS_KEY"])
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .build()
+        .unwrap();
+    let url = StorageUrl::S3 {
+        bucket: BUCKET.into(),
+        prefix: "retention".into(),
+    };
+    let storage =
+        Arc::new(SplitStorage::remote(url, Arc::new(client), "retention", &data.join("cache")).unwrap());
+    let options = StoreOptions {
+        split_max_docs: 1_000_000,
+        split_max_age: Duration::from_secs(3600),
+        writer_memory_bytes: 16 * 1024 * 1024,
+        indexer_name: "indexer-0".into(),
+    };
+    let mut store = SplitStore::open_in(&data, Arc::clone(&storage), options).unwrap();
+    let catalog = store.catalog();
+    catalog.cache().unwrap().set_max_bytes(1);
+    let mut offset = 0;
+    let old = (0..40)
+        .map(|n| match n {
+            0..10 => record(n, "payments", &format!("req-{n}"), 500),
+            10..15 => record(n, "gateway", "case-7", 500),
+            _ => record(n, "gateway", &format!("req-{n}"), 500),
+        })
+        .collect();
+    seal(&mut store, old, &mut offset);
+    let month = (100..130).map(|n| record(n, "orders", "month", 30)).collect();
+    seal(&mut store, month, &mut offset);
+    let fresh = (200..220).map(|n| record(n, "orders", "fresh", 0)).collect();
+    seal(&mut store, fresh, &mut offset);
+    // Published, and read through the cache: only the newest is still on the disk.
+    assert_eq!(catalog.remote().len(), 3);
+    assert_eq!(
+        catalog.splits().len(),
+        1,
+        "only the active split is opened outside the cache"
+    );
+    let on_disk = || sealed_split_dirs(&data.join("cache")).unwrap().len();
+    assert_eq!(on_disk(), 1);
+
+    let config = IndexerConfig::parse(CONFIG).unwrap().retention.unwrap();
+    let retention = Retention::new(&data, config, Arc::clone(&catalog), 16 * 1024 * 1024)
+        .with_storage(Arc::clone(&storage), "indexer-0");
+    let audit = AuditLog::open(&data).unwrap();
+    let taken = retention.run(&[], &audit, Timestamp::now()).unwrap();
+    let steps: Vec<(String, Option<String>, u64)> = taken
+        .iter()
+        .map(|p| (p.from.clone(), p.to.clone(), p.kept))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("hot".to_owned(), Some("archive".to_owned()), 10), // expired: payments kept
+            ("hot".to_owned(), Some("archive".to_owned()), 30), // a month old: moved
+        ]
+    );
+    let mut tiers: Vec<String> = storage
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|k: SplitKey| k.tier)
+        .collect();
+    tiers.sort();
+    assert_eq!(
+        tiers,
+        ["archive", "archive", "hot"],
+        "each step published, the old copies gone"
+    );
+    assert!(on_disk() <= 1, "{} splits on the disk", on_disk());
+    let engine = QueryEngine::new(Arc::clone(&catalog));
+    let count = |query: &str| {
+        engine
+            .count(&Filters::parse(query, corral_indexer::query::Endpoint::Search, Timestamp::now()).unwrap())
+            .unwrap()
+    };
+    assert_eq!(count(""), 60, "10 kept + 30 moved + 20 fresh, each once");
+    assert_eq!(count("corr=case-7"), 0, "expired records are gone");
+    assert_eq!(count("corr=month"), 30);
+    // A new start reads it all from the store again: the catalog lists the published splits.
+    drop(store);
+    std::fs::remove_dir_all(&data).unwrap();
+    let options = StoreOptions {
+        split_max_docs: 1_000_000,
+        split_max_age: Duration::from_secs(3600),
+        writer_memory_bytes: 16 * 1024 * 1024,
+        indexer_name: "indexer-0".into(),
+    };
+    let store = SplitStore::open_in(&data, storage, options).unwrap();
+    let engine = QueryEngine::new(store.catalog());
+    assert_eq!(
+        engine
+            .count(&Filters::parse("", corral_indexer::query::Endpoint::Search, Timestamp::now()).unwrap())
+            .unwrap(),
+        60
+    );
+}
