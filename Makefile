@@ -30,8 +30,9 @@ demo:
 	$(CARGO) run --release --bin corral-indexer -- standalone --demo
 
 ## Benchmarks (release build; figures next to baselines measured in the same run).
-## Both start a tansu broker (installed by test-deps when missing); the indexer bench also runs the
-## release `corral-indexer` binary, which cargo builds for it.
+## The collector, indexer and object-storage benches start a tansu broker (and object_storage an
+## s3s-fs server; test-deps installs both when missing); the indexer and object-storage benches also
+## run the release `corral-indexer` binary, which cargo builds for them.
 bench: test-deps
 	$(CARGO) bench -p corral-collector --bench collector
 	$(CARGO) bench -p corral-indexer --bench indexer
