@@ -37,6 +37,10 @@ pub struct RemoteSplit {
     pub checkpoint: Checkpoint,
     /// The ingest sequence number after the split's records (its indexer's numbering).
     pub next_seq: u64,
+    /// Added from a root's share rather than from a listing of the store: searched, but not
+    /// spread as a root, nor told to peers as held, until a refresh lists it (the catalog may
+    /// lack older splits of its indexer).
+    pub learned: bool,
 }
 
 impl RemoteSplit {
@@ -50,6 +54,7 @@ impl RemoteSplit {
             docs: manifest.docs,
             checkpoint: manifest.checkpoint.clone(),
             next_seq: manifest.next_seq,
+            learned: false,
         }
     }
 
@@ -69,6 +74,8 @@ pub struct SplitCache {
     state: Mutex<State>,
     /// One lock per split being fetched: a second query wanting it waits for the first fetch.
     fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Splits never evicted now, and by how many pins.
+    pinned: Mutex<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for SplitCache {
@@ -96,6 +103,28 @@ struct Cached {
     used: u64,
 }
 
+/// Keeps a split in the cache, its files on the disk, while held (a retention step reading and
+/// replacing them); see [`SplitCache::pin`].
+#[derive(Debug)]
+pub struct Pin<'a> {
+    cache: &'a SplitCache,
+    id: String,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        let mut pinned = self.cache.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = pinned.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                pinned.remove(&self.id);
+            }
+        }
+        drop(pinned);
+        self.cache.evict(None);
+    }
+}
+
 impl SplitCache {
     /// A cache of at most `max_bytes` (but for the split being searched) in `storage`'s local
     /// directory.
@@ -105,6 +134,7 @@ impl SplitCache {
             max_bytes: AtomicU64::new(max_bytes),
             state: Mutex::new(State::default()),
             fetching: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(HashMap::new()),
         }
     }
 
@@ -126,8 +156,14 @@ impl SplitCache {
     /// Takes in a split already open here (one this indexer sealed and published, or moved to
     /// another tier), in place of any earlier entry of the same id.
     pub fn insert_open(&self, view: Arc<SplitView>) {
-        let bytes = dir_bytes(&view.dir).unwrap_or(0);
-        self.insert(view, bytes);
+        let id = view.id.clone();
+        let gate = self.gate(&id);
+        {
+            let _filling = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let bytes = dir_bytes(&view.dir).unwrap_or(0);
+            self.insert(view, bytes);
+        }
+        self.release_gate(&id, gate);
     }
 
     /// Drops a split's entry, leaving its files (a retention step has moved them).
@@ -144,10 +180,7 @@ impl SplitCache {
         if let Some(view) = self.hit(split) {
             return Ok(view);
         }
-        let gate = {
-            let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(fetching.entry(split.id().to_owned()).or_default())
-        };
+        let gate = self.gate(split.id());
         let result = {
             let _fetch = gate.lock().unwrap_or_else(|e| e.into_inner());
             // Whoever held the gate before may have fetched it.
@@ -156,11 +189,25 @@ impl SplitCache {
                 None => self.fetch(split),
             }
         };
-        self.fetching
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(split.id());
+        self.release_gate(split.id(), gate);
         result
+    }
+
+    /// The lock of split `id`'s directory: held while it is fetched or filled, and while an
+    /// evicted copy's files are removed.
+    fn gate(&self, id: &str) -> Arc<Mutex<()>> {
+        let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(fetching.entry(id.to_owned()).or_default())
+    }
+
+    /// Drops `gate`, and its entry when nobody else holds it (clones are only made under the
+    /// map's lock, so the count cannot rise meanwhile).
+    fn release_gate(&self, id: &str, gate: Arc<Mutex<()>>) {
+        let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        drop(gate);
+        if fetching.get(id).is_some_and(|g| Arc::strong_count(g) == 1) {
+            fetching.remove(id);
+        }
     }
 
     /// Every split of `splits`, in order: those cached at once, the others fetched
@@ -237,10 +284,32 @@ impl SplitCache {
         self.evict(Some(&id));
     }
 
-    /// Removes the least recently used splits (never `keep`, the one just fetched) until the
-    /// cache fits its bound.
+    /// Keeps split `id` (whatever copy of it the cache holds, now or later) from eviction until
+    /// the pin is dropped: a retention step reads its files and replaces them.
+    pub fn pin(&self, id: &str) -> Pin<'_> {
+        *self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_owned())
+            .or_default() += 1;
+        Pin {
+            cache: self,
+            id: id.to_owned(),
+        }
+    }
+
+    /// Removes the least recently used splits (never `keep`, the one just fetched, nor a pinned
+    /// one) until the cache fits its bound.
     fn evict(&self, keep: Option<&str>) {
         let max_bytes = self.max_bytes.load(Ordering::Relaxed);
+        let pinned: std::collections::HashSet<String> = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         let evicted = {
             let mut state = self.lock();
             let mut evicted = Vec::new();
@@ -248,7 +317,7 @@ impl SplitCache {
                 let Some(oldest) = state
                     .open
                     .iter()
-                    .filter(|(other, _)| Some(other.as_str()) != keep)
+                    .filter(|(other, _)| Some(other.as_str()) != keep && !pinned.contains(*other))
                     .min_by_key(|(_, cached)| cached.used)
                     .map(|(other, _)| other.clone())
                 else {
@@ -263,8 +332,26 @@ impl SplitCache {
         };
         for view in evicted {
             self.storage.metrics().cache_evictions.inc();
-            remove(&view);
+            self.remove_evicted(&view);
         }
+    }
+
+    /// Removes an evicted copy's files, unless the split is being fetched again right now (its
+    /// fetch replaces the directory) or is back in the cache in that same directory.
+    fn remove_evicted(&self, view: &SplitView) {
+        let gate = self.gate(&view.id);
+        // Never wait here: the thread evicting may hold another split's gate.
+        if let Ok(_held) = gate.try_lock() {
+            let back = self
+                .lock()
+                .open
+                .get(&view.id)
+                .is_some_and(|cached| cached.view.dir == view.dir);
+            if !back {
+                remove(view);
+            }
+        }
+        self.release_gate(&view.id, gate);
     }
 
     /// Drops the copy of tier `tier` of a split from the cache, and its files from the disk
@@ -399,6 +486,22 @@ mod tests {
         let misses = storage.metrics().cache_misses.get();
         cache.get(&splits[1]).unwrap();
         assert_eq!(storage.metrics().cache_misses.get(), misses + 1);
+    }
+
+    #[test]
+    fn a_pinned_split_is_never_evicted_and_goes_once_unpinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, splits) = published(3, dir.path());
+        let cache = SplitCache::new(Arc::clone(&storage), 1);
+        let pin = cache.pin(splits[0].id());
+        cache.get(&splits[0]).unwrap();
+        cache.get(&splits[1]).unwrap();
+        cache.get(&splits[2]).unwrap();
+        assert!(cache.holds(splits[0].id()), "pinned, so kept past the bound");
+        assert!(storage.split_dir(&splits[0].key).try_exists().unwrap());
+        drop(pin);
+        assert!(!cache.holds(splits[0].id()), "evicted once unpinned");
+        assert!(!storage.split_dir(&splits[0].key).try_exists().unwrap());
     }
 
     #[test]

@@ -219,6 +219,7 @@ impl Peers {
                 },
             }
         }
+        urls.sort();
         urls.dedup();
         (urls, missing)
     }
@@ -228,9 +229,12 @@ impl Peers {
     pub async fn members(&self) -> (Vec<Member>, Vec<Missing>) {
         let (urls, missing) = self.urls().await;
         let seen = self.seen();
+        // One address per indexer (a name can give one indexer several: IPv4 and IPv6).
+        let mut ids = std::collections::HashSet::new();
         let members = urls
             .into_iter()
             .filter(|url| seen.ids.get(url) != Some(&self.me))
+            .filter(|url| seen.ids.get(url).is_none_or(|id| ids.insert(id.clone())))
             .map(|url| Member {
                 key: seen.ids.get(&url).cloned().unwrap_or_else(|| url.clone()),
                 live: seen

@@ -124,27 +124,60 @@ pub fn refresh_catalog(
     // What the catalog holds before the listing starts: a split published and added after
     // this is not taken for one removed.
     let (local, remote) = catalog.snapshot();
+    // Splits learned from a root's share are read again, to be held as listed.
     let known: HashMap<SplitKey, Arc<RemoteSplit>> = remote
         .into_iter()
+        .filter(|split| !split.learned)
         .map(|split| (split.key.clone(), split))
         .collect();
     let opened: HashSet<String> = local.iter().map(|v| v.id.clone()).collect();
     let listed = storage.list()?;
     storage.metrics().catalog_splits.set(listed.len() as i64);
-    let mut added = Vec::new();
+    let mut added: Vec<(Arc<RemoteSplit>, usize)> = Vec::new();
     for key in &listed {
         // Opened here: a split of this indexer being published.
         if known.contains_key(key) || opened.contains(&key.id) {
             continue;
         }
         match storage.read_manifest(key) {
-            Ok(manifest) => added.push(Arc::new(RemoteSplit::new(key.clone(), &manifest))),
+            Ok(manifest) => {
+                // A split listed in two tiers (a move between its publish and its removal of
+                // the old copy) is held once: the copy re-encoded more often is the newer one.
+                let encodings = manifest
+                    .files
+                    .keys()
+                    .filter(|f| f.starts_with(crate::retention::PREV_MANIFEST_PREFIX))
+                    .count();
+                let known_copy = known.keys().any(|k| k.id == key.id);
+                match added.iter().position(|(other, _)| other.key.id == key.id) {
+                    Some(i) if added[i].1 >= encodings => continue,
+                    Some(i) => {
+                        added.remove(i);
+                    }
+                    None if known_copy => {
+                        // Keep the copy held unless this one is newer.
+                        let held = known.keys().find(|k| k.id == key.id).expect("just found");
+                        let held = storage.read_manifest(held).map(|m| {
+                            m.files
+                                .keys()
+                                .filter(|f| f.starts_with(crate::retention::PREV_MANIFEST_PREFIX))
+                                .count()
+                        });
+                        if held.is_ok_and(|held| held >= encodings) {
+                            continue;
+                        }
+                    }
+                    None => {}
+                }
+                added.push((Arc::new(RemoteSplit::new(key.clone(), &manifest)), encodings));
+            }
             Err(error) => {
                 tracing::warn!(split = %key.id, tier = %key.tier, "cannot read a published split: {error:#}");
                 refreshed.failed.push((key.id.clone(), format!("{error:#}")));
             }
         }
     }
+    let added: Vec<Arc<RemoteSplit>> = added.into_iter().map(|(split, _)| split).collect();
     let listed: HashSet<&SplitKey> = listed.iter().collect();
     let gone: Vec<SplitKey> = known.into_keys().filter(|key| !listed.contains(key)).collect();
     if let Some(cache) = catalog.cache() {
@@ -169,16 +202,19 @@ pub fn learn(catalog: &Catalog, keys: &[SplitKey]) -> Vec<(String, String)> {
     let Some(cache) = catalog.cache() else {
         return Vec::new();
     };
-    let mut known: HashSet<SplitKey> = catalog.remote().iter().map(|s| s.key.clone()).collect();
-    known.extend(catalog.splits().iter().filter(|v| !v.active).map(|v| SplitKey {
-        tier: v.tier.clone(),
-        id: v.id.clone(),
-    }));
+    // By id: a split held in another tier is not replaced by what a root says (its refresh
+    // may be the older one).
+    let (local, remote) = catalog.snapshot();
+    let mut known: HashSet<String> = remote.iter().map(|s| s.key.id.clone()).collect();
+    known.extend(local.iter().map(|v| v.id.clone()));
     let mut learned = Vec::new();
     let mut failed = Vec::new();
-    for key in keys.iter().filter(|key| !known.contains(key)) {
+    for key in keys.iter().filter(|key| !known.contains(&key.id)) {
         match cache.storage().read_manifest(key) {
-            Ok(manifest) => learned.push(Arc::new(RemoteSplit::new(key.clone(), &manifest))),
+            Ok(manifest) => learned.push(Arc::new(RemoteSplit {
+                learned: true,
+                ..RemoteSplit::new(key.clone(), &manifest)
+            })),
             Err(error) => failed.push((key.id.clone(), format!("cannot read its manifest: {error:#}"))),
         }
     }

@@ -172,6 +172,16 @@ pub struct SearchOutcome {
     pub after: Option<Cursor>,
 }
 
+/// What a root spreads over the cluster ([`QueryEngine::published_for`]).
+#[derive(Debug, Default)]
+pub struct Published {
+    pub splits: Vec<SplitKey>,
+    /// The newest listed split of each indexer.
+    pub have: BTreeMap<String, String>,
+    /// The newest sealed split of the root itself.
+    pub newest_own: Option<String>,
+}
+
 /// What a stats request counted.
 #[derive(Debug, Default)]
 pub struct StatsOutcome {
@@ -427,22 +437,30 @@ impl QueryEngine {
             && filters.until.is_none_or(|until| min <= until)
     }
 
-    /// The sealed splits, this indexer's and others', a query with `filters` would search: what
-    /// a root spreads over its peers.
-    pub fn published_for(&self, filters: &Filters) -> Vec<SplitKey> {
-        let (local, remote) = self.catalog.snapshot();
-        let opened = local
-            .into_iter()
-            .filter(|v| !v.active && Self::wants(filters, Meta::of_view(v)))
-            .map(|v| SplitKey {
-                tier: v.tier.clone(),
-                id: v.id.clone(),
-            });
-        let published = remote
-            .into_iter()
-            .filter(|s| Self::wants(filters, Meta::of_remote(s)))
-            .map(|s| s.key.clone());
-        opened.chain(published).collect()
+    /// What a root spreads, from one moment of the catalog: the published splits (this
+    /// indexer's and others') a query with `filters` would search, the newest listed split of
+    /// each indexer (what it tells its peers it holds), and the newest published split of `me`.
+    /// Its splits opened here (not published yet, or in a store of its own) are in no share:
+    /// the root searches them itself.
+    pub fn published_for(&self, filters: &Filters, me: &str) -> Published {
+        let (_, remote) = self.catalog.snapshot();
+        let newest_own = remote
+            .iter()
+            .filter(|s| s.indexer == me)
+            .map(|s| s.id().to_owned())
+            .max();
+        // Splits learned from another root's share are searched when asked, not spread: this
+        // catalog may lack their indexer's older splits, which its `have` would then hide.
+        let splits = remote
+            .iter()
+            .filter(|s| !s.learned && Self::wants(filters, Meta::of_remote(s)))
+            .map(|s| s.key.clone())
+            .collect();
+        Published {
+            splits,
+            have: crate::store::newest_by_indexer(&remote),
+            newest_own,
+        }
     }
 
     /// The splits a query can touch, newest first: those opened here, and published ones read

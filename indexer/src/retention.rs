@@ -251,8 +251,15 @@ impl Retention {
     pub fn plan(&self, holds: &[Hold], now: Timestamp) -> anyhow::Result<Vec<Planned>> {
         let mut planned = Vec::new();
         for split in self.own_splits() {
-            if let Some(step) = self.plan_split(&split, holds, now)? {
-                planned.push(step);
+            match self.plan_split(&split, holds, now) {
+                Ok(Some(step)) => planned.push(step),
+                Ok(None) => {}
+                // A published split that cannot be fetched now waits for the next pass; the
+                // others go on.
+                Err(error) if matches!(split, OwnSplit::Published(_)) => {
+                    tracing::warn!(split = %split.id(), "cannot plan retention for the split, leaving it to the next pass: {error:#}");
+                }
+                Err(error) => return Err(error),
             }
         }
         Ok(planned)
@@ -431,8 +438,12 @@ impl Retention {
             .into_iter()
             .find(|s| s.id() == id)
             .with_context(|| format!("split {id} is gone"))?;
-        // A published split is fetched back (through the cache) for the step.
-        let view = split.view(self.engine.catalog())?;
+        // A published split is fetched back (through the cache) for the step, and kept there
+        // until the step is done: the step reads its files, and may put its new copy in their
+        // place.
+        let catalog = self.engine.catalog();
+        let _pinned = catalog.cache().map(|cache| cache.pin(id));
+        let view = split.view(catalog)?;
         let split = OwnSplit::Open(Arc::clone(&view));
         // Optimistic first: prepare without the lock (a rewrite can take minutes), then check
         // under it that no hold was placed meanwhile. After that many retries, prepare under it.
@@ -837,8 +848,11 @@ pub fn recover(storage: &SplitStorage) -> anyhow::Result<()> {
             continue;
         }
         let finished = crate::disk::exists(&dir.join(MANIFEST_FILE))?;
+        // The step took effect once the old copy was set aside (after its audit entry); with an
+        // object store, an old copy that is not in place may just have left the cache.
+        let set_aside = crate::disk::exists(&staging_root.join(format!("{name}{REPLACED_SUFFIX}")))?;
         let old_in_place = sealed.iter().any(|d| d.file_name().is_some_and(|n| *n == *name));
-        if finished && !old_in_place {
+        if finished && set_aside && !old_in_place {
             let manifest = Manifest::read(&dir)?;
             let tier_dir = storage.tier_dir(&manifest.tier);
             fs::create_dir_all(&tier_dir)?;
@@ -853,16 +867,19 @@ pub fn recover(storage: &SplitStorage) -> anyhow::Result<()> {
     }
     for dir in subdirs(&staging_root)? {
         // A split set aside by a step: what replaced it (if anything) is in place by now, so
-        // its own copy leaves the store unless the step rewrote it where it was.
+        // its old version leaves the store.
         if storage.is_shared()
             && dir.to_string_lossy().ends_with(REPLACED_SUFFIX)
             && let Ok(old) = Manifest::read(&dir)
         {
             let key = SplitKey {
-                tier: old.tier,
-                id: old.id,
+                tier: old.tier.clone(),
+                id: old.id.clone(),
             };
-            if !crate::disk::exists(&storage.split_dir(&key))? {
+            // Only while the store still holds that old version: a split rewritten in place
+            // (same tier) is published under the same key, and its new copy may have left the
+            // cache since.
+            if storage.list()?.contains(&key) && storage.read_manifest(&key)? == old {
                 storage.unpublish(&key)?;
             }
         }

@@ -227,16 +227,7 @@ impl Catalog {
     /// The newest published split of each indexer in this catalog: what a root tells its
     /// peers it holds.
     pub fn newest_by_indexer(&self) -> std::collections::BTreeMap<String, String> {
-        let mut newest = std::collections::BTreeMap::new();
-        for split in self.remote() {
-            let entry = newest
-                .entry(split.indexer.clone())
-                .or_insert_with(|| split.id().to_owned());
-            if split.id() > entry.as_str() {
-                *entry = split.id().to_owned();
-            }
-        }
-        newest
+        newest_by_indexer(&self.remote())
     }
 
     /// Splits published to an object store at this moment (this indexer's and the others'),
@@ -302,8 +293,10 @@ impl Catalog {
     /// of any split of its id (opened or published), in one step for queries.
     pub(crate) fn put_published(&self, view: Arc<SplitView>, split: RemoteSplit) -> anyhow::Result<()> {
         let cache = self.cache().context("no cache for an object store")?;
-        let mut lists = self.write();
+        // Into the cache first, outside the catalog's lock (it may evict, removing files);
+        // queries meanwhile still find the split where it was.
         cache.insert_open(view);
+        let mut lists = self.write();
         lists.local.retain(|v| v.id != split.key.id);
         lists.remote.retain(|s| s.key.id != split.key.id);
         lists.remote.push(Arc::new(split));
@@ -344,6 +337,20 @@ impl Catalog {
         lists.local.push(Arc::new(view));
         lists.local.sort_by(|a, b| b.id.cmp(&a.id));
     }
+}
+
+/// The newest listed split of each indexer among `remote` (learned ones left out).
+pub fn newest_by_indexer(remote: &[Arc<RemoteSplit>]) -> std::collections::BTreeMap<String, String> {
+    let mut newest = std::collections::BTreeMap::new();
+    for split in remote.iter().filter(|s| !s.learned) {
+        let entry = newest
+            .entry(split.indexer.clone())
+            .or_insert_with(|| split.id().to_owned());
+        if split.id() > entry.as_str() {
+            *entry = split.id().to_owned();
+        }
+    }
+    newest
 }
 
 /// The split being written.

@@ -85,6 +85,8 @@ pub(super) fn unfetched(state: &ApiState) -> Vec<Missing> {
 #[derive(Debug)]
 pub(super) struct Spread {
     members: Vec<Member>,
+    /// [`PEER_HEADER`]'s value: the newest split of each indexer the root listed.
+    have: String,
     /// Peer URL → its share.
     shares: HashMap<String, Vec<SplitKey>>,
     /// What the root searches itself: its share and its active split.
@@ -105,12 +107,17 @@ pub(super) async fn spread(state: &ApiState, filters: &Filters, headers: &Header
     let keys: Vec<&str> = std::iter::once(state.cluster.indexer.as_str())
         .chain(live.iter().map(|m| m.key.as_str()))
         .collect();
+    let me = &state.cluster.indexer;
+    let published = state.engine.published_for(filters, me);
+    // Its own splits not in the listing (sealed since, or not published) are in no share:
+    // the root searches them.
     let mut own = Scope {
         active: true,
+        own_after: Some((me.clone(), published.newest_own)),
         ..Scope::default()
     };
     let mut shares: HashMap<String, Vec<SplitKey>> = HashMap::new();
-    for key in state.engine.published_for(filters) {
+    for key in published.splits {
         match rendezvous(&key.id, &keys) {
             0 => {
                 own.splits.insert(key.id);
@@ -120,6 +127,7 @@ pub(super) async fn spread(state: &ApiState, filters: &Filters, headers: &Header
     }
     Some(Spread {
         members,
+        have: have_header(&published.have),
         shares,
         own,
         missing,
@@ -148,7 +156,6 @@ pub(super) async fn ask_shares(
     let Some(peers) = state.cluster.peers.as_ref() else {
         return Asked::default();
     };
-    let have = have_header(&state.engine.catalog().newest_by_indexer());
     let bodies: HashMap<String, String> = spread
         .shares
         .iter()
@@ -160,7 +167,7 @@ pub(super) async fn ask_shares(
             path,
             query.unwrap_or(""),
             headers.get(header::AUTHORIZATION),
-            &have,
+            &spread.have,
             &bodies,
         )
         .await;

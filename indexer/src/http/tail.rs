@@ -163,10 +163,26 @@ pub(super) async fn tail(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
-    if !missing.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&serde_json::to_string(&missing).expect("serializes"))
-    {
-        response.headers_mut().insert(TAIL_MISSING_HEADER, value);
+    if !missing.is_empty() {
+        // A header is ASCII: other characters of a reason are escaped as JSON allows.
+        let json = serde_json::to_string(&missing).expect("serializes");
+        let ascii: String = json
+            .chars()
+            .flat_map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    vec![c]
+                } else {
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .flat_map(|u| format!("\\u{u:04x}").chars().collect::<Vec<_>>())
+                        .collect()
+                }
+            })
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&ascii) {
+            response.headers_mut().insert(TAIL_MISSING_HEADER, value);
+        }
     }
     response
 }
@@ -254,6 +270,11 @@ impl Relay {
             let Ok(Some(chunk)) = chunk else {
                 return true;
             };
+            // A tail closed for a slow client ends its relays even while they only get
+            // keep-alives.
+            if self.sender.overflowed.load(Ordering::Acquire) {
+                return false;
+            }
             pending.extend_from_slice(&chunk);
             let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
                 continue;
