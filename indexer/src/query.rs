@@ -463,9 +463,9 @@ impl QueryEngine {
         }
     }
 
-    /// The splits a query can touch, newest first: those opened here, and published ones read
-    /// through the cache (those that cannot be fetched are returned with why).
-    fn splits_for(&self, filters: &Filters) -> (Vec<Arc<SplitView>>, Vec<(String, String)>) {
+    /// The splits a query can touch: those opened here, and published ones read through the
+    /// cache a few at a time ([`Splits::next_batch`]).
+    fn splits_for(&self, filters: &Filters) -> Splits<'_> {
         let (local, remote) = self.catalog.snapshot();
         let mut unfetched = Vec::new();
         // A share names splits by id: one this indexer does not know is not silently skipped.
@@ -478,24 +478,21 @@ impl QueryEngine {
                 }
             }
         }
-        let mut views: Vec<Arc<SplitView>> = local
+        let mut local: Vec<Arc<SplitView>> = local
             .into_iter()
             .filter(|v| Self::wants(filters, Meta::of_view(v)))
             .collect();
-        let remote: Vec<_> = remote
+        local.sort_by(|a, b| b.id.cmp(&a.id));
+        let remote: std::collections::VecDeque<_> = remote
             .into_iter()
             .filter(|s| Self::wants(filters, Meta::of_remote(s)))
             .collect();
-        if let Some(cache) = self.catalog.cache() {
-            for (split, fetched) in remote.iter().zip(cache.get_all(&remote)) {
-                match fetched {
-                    Ok(view) => views.push(view),
-                    Err(error) => unfetched.push((split.id().to_owned(), format!("{error:#}"))),
-                }
-            }
+        Splits {
+            local: Some(local),
+            remote,
+            cache: self.catalog.cache(),
+            unfetched,
         }
-        views.sort_by(|a, b| b.id.cmp(&a.id));
-        (views, unfetched)
     }
 
     /// Runs a search: hits ordered by `ts` then `id`, deduplicated by `id`, at most `limit`,
@@ -508,107 +505,119 @@ impl QueryEngine {
     pub fn search(&self, filters: &Filters) -> Result<SearchOutcome, QueryError> {
         self.validate(filters)?;
         let q = self.parsed_q(filters)?;
-        let (splits, unfetched) = self.splits_for(filters);
-        let mut outcome = SearchOutcome {
-            unfetched,
-            ..SearchOutcome::default()
-        };
+        let mut splits = self.splits_for(filters);
+        let mut outcome = SearchOutcome::default();
         let order = match filters.order {
             Order::Asc => tantivy::Order::Asc,
             Order::Desc => tantivy::Order::Desc,
         };
         let keep = filters.limit + 1;
-        let mut searchers = Vec::with_capacity(splits.len());
+        // The splits candidates point into; a split none points into any more is let go.
+        let mut searchers: Vec<Option<(tantivy::Searcher, Arc<SplitView>)>> = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
-        for view in &splits {
-            let Some(query) = self.query_for(view, filters, q.as_deref(), None)? else {
-                *outcome.unsearched.entry(view.tier.clone()).or_default() += 1;
-                continue;
-            };
-            // Only what was searched is reported (and audited) as searched.
-            outcome.splits += 1;
-            if !outcome.tiers.contains(&view.tier) {
-                outcome.tiers.push(view.tier.clone());
-            }
-            let split = searchers.len();
-            let searcher = view.reader.searcher();
-            let refuse = |e| refused(e, filters.q.as_deref());
-            let query: Box<dyn Query> = match &filters.after {
-                None => query,
-                Some(after) => {
-                    // Records at exactly the cursor's ts are few (one nanosecond): load them to
-                    // compare ids; the rest must be strictly past it.
+        while let Some(batch) = splits.next_batch() {
+            for view in &batch {
+                let Some(query) = self.query_for(view, filters, q.as_deref(), None)? else {
+                    *outcome.unsearched.entry(view.tier.clone()).or_default() += 1;
+                    continue;
+                };
+                // Only what was searched is reported (and audited) as searched.
+                outcome.splits += 1;
+                if !outcome.tiers.contains(&view.tier) {
+                    outcome.tiers.push(view.tier.clone());
+                }
+                let split = searchers.len();
+                let searcher = view.reader.searcher();
+                let refuse = |e| refused(e, filters.q.as_deref());
+                let query: Box<dyn Query> = match &filters.after {
+                    None => query,
+                    Some(after) => {
+                        // Records at exactly the cursor's ts are few (one nanosecond): load them to
+                        // compare ids; the rest must be strictly past it.
+                        let at = self.with_ts(
+                            view,
+                            query.box_clone(),
+                            Bound::Included(after.ts),
+                            Bound::Included(after.ts),
+                        );
+                        for address in searcher.search(&at, &DocSetCollector).map_err(refuse)? {
+                            let hit = load_hit(&searcher, view, address, None)?;
+                            if past(&hit, after, filters.order) {
+                                candidates.push(Candidate {
+                                    ts: hit.ts,
+                                    split,
+                                    address,
+                                    hit: Some(hit),
+                                });
+                            }
+                        }
+                        let (from, to) = match filters.order {
+                            Order::Asc => (Bound::Excluded(after.ts), Bound::Unbounded),
+                            Order::Desc => (Bound::Unbounded, Bound::Excluded(after.ts)),
+                        };
+                        self.with_ts(view, query, from, to)
+                    }
+                };
+                let top = searcher
+                    .search(
+                        &query,
+                        &TopDocs::with_limit(keep).order_by_fast_field::<DateTime>(f::TS, order),
+                    )
+                    .map_err(refuse)?;
+                // A split with more matches than the limit means more exist, duplicates or not.
+                outcome.truncated |= top.len() > filters.limit;
+                // A full top-k cut its last instant arbitrarily: records of that instant are ordered
+                // by id, so all of them must be candidates, or a page could skip some for good.
+                let edge = (top.len() == keep)
+                    .then(|| {
+                        top.last()
+                            .and_then(|(ts, _)| ts.map(|t| t.into_timestamp_nanos()))
+                    })
+                    .flatten();
+                let taken: HashSet<DocAddress> = top.iter().map(|(_, address)| *address).collect();
+                candidates.extend(top.into_iter().map(|(ts, address)| Candidate {
+                    ts: ts.map_or(i64::MIN, |t| t.into_timestamp_nanos()),
+                    split,
+                    address,
+                    hit: None,
+                }));
+                if let Some(edge) = edge {
                     let at = self.with_ts(
                         view,
                         query.box_clone(),
-                        Bound::Included(after.ts),
-                        Bound::Included(after.ts),
+                        Bound::Included(edge),
+                        Bound::Included(edge),
                     );
                     for address in searcher.search(&at, &DocSetCollector).map_err(refuse)? {
-                        let hit = load_hit(&searcher, view, address, None)?;
-                        if past(&hit, after, filters.order) {
+                        if !taken.contains(&address) {
                             candidates.push(Candidate {
-                                ts: hit.ts,
+                                ts: edge,
                                 split,
                                 address,
-                                hit: Some(hit),
+                                hit: None,
                             });
                         }
                     }
-                    let (from, to) = match filters.order {
-                        Order::Asc => (Bound::Excluded(after.ts), Bound::Unbounded),
-                        Order::Desc => (Bound::Unbounded, Bound::Excluded(after.ts)),
-                    };
-                    self.with_ts(view, query, from, to)
                 }
-            };
-            let top = searcher
-                .search(
-                    &query,
-                    &TopDocs::with_limit(keep).order_by_fast_field::<DateTime>(f::TS, order),
-                )
-                .map_err(refuse)?;
-            // A split with more matches than the limit means more exist, duplicates or not.
-            outcome.truncated |= top.len() > filters.limit;
-            // A full top-k cut its last instant arbitrarily: records of that instant are ordered
-            // by id, so all of them must be candidates, or a page could skip some for good.
-            let edge = (top.len() == keep)
-                .then(|| {
-                    top.last()
-                        .and_then(|(ts, _)| ts.map(|t| t.into_timestamp_nanos()))
-                })
-                .flatten();
-            let taken: HashSet<DocAddress> = top.iter().map(|(_, address)| *address).collect();
-            candidates.extend(top.into_iter().map(|(ts, address)| Candidate {
-                ts: ts.map_or(i64::MIN, |t| t.into_timestamp_nanos()),
-                split,
-                address,
-                hit: None,
-            }));
-            if let Some(edge) = edge {
-                let at = self.with_ts(
-                    view,
-                    query.box_clone(),
-                    Bound::Included(edge),
-                    Bound::Included(edge),
-                );
-                for address in searcher.search(&at, &DocSetCollector).map_err(refuse)? {
-                    if !taken.contains(&address) {
-                        candidates.push(Candidate {
-                            ts: edge,
-                            split,
-                            address,
-                            hit: None,
-                        });
+                let pointed_at = candidates.iter().any(|c| c.split == split && c.hit.is_none());
+                searchers.push(pointed_at.then(|| (searcher, Arc::clone(view))));
+                // One top-k across splits: never more than twice the page in memory.
+                if candidates.len() > 2 * keep {
+                    keep_first(&mut candidates, keep, filters.order);
+                    let kept: HashSet<usize> = candidates
+                        .iter()
+                        .filter(|c| c.hit.is_none())
+                        .map(|c| c.split)
+                        .collect();
+                    for (n, slot) in searchers.iter_mut().enumerate() {
+                        if !kept.contains(&n) {
+                            *slot = None;
+                        }
                     }
                 }
             }
-            searchers.push((searcher, Arc::clone(view)));
-            // One top-k across splits: never more than twice the page in memory.
-            if candidates.len() > 2 * keep {
-                keep_first(&mut candidates, keep, filters.order);
-            }
         }
+        outcome.unfetched = std::mem::take(&mut splits.unfetched);
         sort_candidates(&mut candidates, filters.order);
         // Load in order until the page is full and the next candidate's ts differs from the
         // last one taken (ties are ordered by id, which only the document holds).
@@ -621,7 +630,9 @@ impl QueryEngine {
             let hit = match candidate.hit {
                 Some(hit) => hit,
                 None => {
-                    let (searcher, view) = &searchers[candidate.split];
+                    let (searcher, view) = searchers[candidate.split]
+                        .as_ref()
+                        .expect("the split of a kept candidate is kept");
                     load_hit(searcher, view, candidate.address, Some(candidate.ts))?
                 }
             };
@@ -666,25 +677,28 @@ impl QueryEngine {
         let mut unsearched: BTreeMap<String, usize> = BTreeMap::new();
         self.validate(filters)?;
         let q = self.parsed_q(filters)?;
-        let (splits, unfetched) = self.splits_for(filters);
-        for view in splits {
-            let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? else {
-                *unsearched.entry(view.tier.clone()).or_default() += 1;
-                continue;
-            };
-            let searcher = view.reader.searcher();
-            let fruit = searcher
-                .search(
-                    &query,
-                    &GroupCounter {
-                        group_field: by.field(),
-                    },
-                )
-                .map_err(|e| refused(e, filters.q.as_deref()))?;
-            for (key, n) in fruit {
-                *counts.entry(key).or_default() += n;
+        let mut splits = self.splits_for(filters);
+        while let Some(batch) = splits.next_batch() {
+            for view in batch {
+                let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? else {
+                    *unsearched.entry(view.tier.clone()).or_default() += 1;
+                    continue;
+                };
+                let searcher = view.reader.searcher();
+                let fruit = searcher
+                    .search(
+                        &query,
+                        &GroupCounter {
+                            group_field: by.field(),
+                        },
+                    )
+                    .map_err(|e| refused(e, filters.q.as_deref()))?;
+                for (key, n) in fruit {
+                    *counts.entry(key).or_default() += n;
+                }
             }
         }
+        let unfetched = splits.unfetched;
         let mut groups: BTreeMap<String, corral_schema::api::StatsGroup> = BTreeMap::new();
         let mut total = 0;
         for ((group, level), n) in counts {
@@ -757,16 +771,54 @@ impl QueryEngine {
     pub fn count(&self, filters: &Filters) -> Result<usize, QueryError> {
         let mut total = 0;
         let q = self.parsed_q(filters)?;
-        for view in self.splits_for(filters).0 {
-            if let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? {
-                total += view
-                    .reader
-                    .searcher()
-                    .search(&query, &Count)
-                    .map_err(|e| refused(e, filters.q.as_deref()))?;
+        let mut splits = self.splits_for(filters);
+        while let Some(batch) = splits.next_batch() {
+            for view in batch {
+                if let Some(query) = self.query_for(&view, filters, q.as_deref(), None)? {
+                    total += view
+                        .reader
+                        .searcher()
+                        .search(&query, &Count)
+                        .map_err(|e| refused(e, filters.q.as_deref()))?;
+                }
             }
         }
         Ok(total)
+    }
+}
+
+/// The splits one query searches, handed out batch by batch: a published split is fetched
+/// when its batch comes, and a batch can be dropped before the next is fetched, so a query
+/// touching more than the cache holds keeps little more than it on the disk.
+struct Splits<'a> {
+    local: Option<Vec<Arc<SplitView>>>,
+    remote: std::collections::VecDeque<Arc<RemoteSplit>>,
+    cache: Option<&'a Arc<crate::cache::SplitCache>>,
+    /// Splits that could not be fetched (or are not known): (split id, why).
+    unfetched: Vec<(String, String)>,
+}
+
+impl Splits<'_> {
+    /// The next splits: first those opened here, then published ones,
+    /// [`crate::cache::PARALLEL_SPLIT_FETCHES`] at a time; `None` after the last.
+    fn next_batch(&mut self) -> Option<Vec<Arc<SplitView>>> {
+        if let Some(local) = self.local.take() {
+            return Some(local);
+        }
+        let cache = self.cache?;
+        if self.remote.is_empty() {
+            return None;
+        }
+        let n = crate::cache::PARALLEL_SPLIT_FETCHES.min(self.remote.len());
+        let batch: Vec<_> = self.remote.drain(..n).collect();
+        let mut views = Vec::with_capacity(n);
+        for (split, fetched) in batch.iter().zip(cache.get_all(&batch)) {
+            match fetched {
+                Ok(view) => views.push(view),
+                Err(error) => self.unfetched.push((split.id().to_owned(), format!("{error:#}"))),
+            }
+        }
+        Some(views)
     }
 }
 
