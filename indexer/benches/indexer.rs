@@ -224,11 +224,13 @@ fn main() {
                     name: "hot".into(),
                     max_age: Duration::ZERO,
                     zstd_level: None,
+                    storage: None,
                 },
                 Tier {
                     name: "archive".into(),
                     max_age: Duration::from_secs(100 * 365 * 86_400),
                     zstd_level: None,
+                    storage: None,
                 },
             ],
             keep: Vec::new(),

@@ -52,7 +52,13 @@ fn open_store(
     let url = storage
         .cloned()
         .unwrap_or_else(|| StorageUrl::default_for(data_dir));
-    let storage = SplitStorage::open(&url, data_dir)?.with_metrics(metrics.storage.clone());
+    let mut storage = SplitStorage::open(&url, data_dir)?.with_metrics(metrics.storage.clone());
+    for tier in config.retention.iter().flat_map(|retention| &retention.tiers) {
+        if let Some(tier_url) = &tier.storage {
+            storage = storage.with_tier_storage(&tier.name, tier_url)?;
+            tracing::info!(tier = %tier.name, storage = %tier_url, "tier storage");
+        }
+    }
     tracing::info!(storage = %url, local = %storage.root().display(), indexer = %name, "split storage");
     let store = SplitStore::open_in(
         data_dir,

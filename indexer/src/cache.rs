@@ -37,6 +37,9 @@ pub struct RemoteSplit {
     pub checkpoint: Checkpoint,
     /// The ingest sequence number after the split's records (its indexer's numbering).
     pub next_seq: u64,
+    /// Its manifest's version in the store when it was listed (empty: not from a listing); a
+    /// refresh that lists another version (a rewrite in place) reads it again.
+    pub version: String,
     /// Added from a root's share rather than from a listing of the store: searched, but not
     /// spread as a root, nor told to peers as held, until a refresh lists it (the catalog may
     /// lack older splits of its indexer).
@@ -54,6 +57,7 @@ impl RemoteSplit {
             docs: manifest.docs,
             checkpoint: manifest.checkpoint.clone(),
             next_seq: manifest.next_seq,
+            version: String::new(),
             learned: false,
         }
     }
@@ -364,8 +368,17 @@ impl SplitCache {
         }
     }
 
-    /// Drops a split from the cache and its files from the disk.
+    /// Drops a split from the cache and its files from the disk; not a pinned one (a retention
+    /// step of this indexer is replacing it).
     pub fn forget(&self, id: &str) {
+        if self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+        {
+            return;
+        }
         let cached = {
             let mut state = self.lock();
             let cached = state.open.remove(id);
@@ -413,6 +426,19 @@ mod tests {
     /// Publishes `n` one-record splits of indexer `writer` in an in-memory object store and
     /// returns another indexer's storage of it, with the splits as its catalog knows them.
     fn published(n: u64, dir: &std::path::Path) -> (Arc<SplitStorage>, Vec<RemoteSplit>) {
+        let (storage, splits, _) = published_in_memory(n, dir);
+        (storage, splits)
+    }
+
+    /// As [`published`], with the in-memory store itself.
+    fn published_in_memory(
+        n: u64,
+        dir: &std::path::Path,
+    ) -> (
+        Arc<SplitStorage>,
+        Vec<RemoteSplit>,
+        Arc<dyn object_store::ObjectStore>,
+    ) {
         let url = crate::storage::StorageUrl::S3 {
             bucket: "b".into(),
             prefix: "p".into(),
@@ -434,7 +460,8 @@ mod tests {
             store.seal().unwrap();
         }
         drop(store);
-        let reader = Arc::new(SplitStorage::remote(url, memory, "p", &dir.join("reader-cache")).unwrap());
+        let reader =
+            Arc::new(SplitStorage::remote(url, Arc::clone(&memory), "p", &dir.join("reader-cache")).unwrap());
         let splits = reader
             .list()
             .unwrap()
@@ -444,7 +471,51 @@ mod tests {
                 RemoteSplit::new(key, &manifest)
             })
             .collect();
-        (reader, splits)
+        (reader, splits, memory)
+    }
+
+    #[test]
+    fn a_split_its_owner_rewrote_in_place_is_read_again_and_its_stale_copy_dropped() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, splits, memory) = published_in_memory(1, dir.path());
+        let options = StoreOptions {
+            split_max_docs: 1_000,
+            split_max_age: std::time::Duration::from_secs(3600),
+            writer_memory_bytes: 15_000_000,
+            indexer_name: "reader".into(),
+        };
+        let store = SplitStore::open_in(&dir.path().join("reader"), Arc::clone(&storage), options).unwrap();
+        let catalog = store.catalog();
+        let held = catalog.remote();
+        assert_eq!((held.len(), held[0].docs), (1, 1));
+        assert!(!held[0].version.is_empty(), "listed with its manifest's version");
+        let cache = catalog.cache().unwrap();
+        cache.get(&held[0]).unwrap();
+        // The owner's retention rewrites it where it is: a new manifest under the same key.
+        let mut manifest = storage.read_manifest(&splits[0].key).unwrap();
+        manifest.docs = 0;
+        let location = object_store::path::Path::from(format!(
+            "p/splits/hot/{}/{}",
+            manifest.id,
+            crate::manifest::MANIFEST_FILE
+        ));
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(memory.put(
+                &location,
+                PutPayload::from(serde_json::to_vec(&manifest).unwrap()),
+            ))
+            .unwrap();
+        crate::published::refresh_catalog(&storage, &catalog, "reader").unwrap();
+        let now = catalog.remote();
+        assert_eq!((now.len(), now[0].docs), (1, 0), "the new manifest is held");
+        assert!(!cache.holds(splits[0].id()), "the stale copy left the cache");
+        // Unchanged since: nothing is read or dropped again.
+        cache.get(&now[0]).ok();
+        let version = now[0].version.clone();
+        crate::published::refresh_catalog(&storage, &catalog, "reader").unwrap();
+        assert_eq!(catalog.remote()[0].version, version);
     }
 
     #[test]

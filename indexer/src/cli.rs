@@ -87,6 +87,10 @@ pub struct VerifyArgs {
     /// indexer's manifest chain walked up to the chain head it published.
     #[arg(long, value_name = "URL")]
     pub storage: Option<StorageUrl>,
+    /// With --storage: the indexers' configuration, for the tiers published to a store of their
+    /// own (`[[retention.tiers]] storage`), which are verified too.
+    #[arg(long, value_name = "TOML", requires = "storage")]
+    pub config: Option<PathBuf>,
     /// With --storage and --data-dir: whose audit log the data dir holds (default: POD_NAME,
     /// else the host name).
     #[arg(long, env = "POD_NAME", value_name = "ID", value_parser = parse_indexer_id)]

@@ -29,6 +29,7 @@
 //! [[retention.tiers]]
 //! name = "archive"
 //! max_age = "400d"             # after the last tier: deleted, except what keep rules and holds protect
+//! # storage = "s3://cold/corral"   # this tier's own object store (with --storage s3://… too)
 //! [[retention.keep]]           # any of service, namespace, level (minimum), q; plus max_age
 //! service = "payments"
 //! max_age = "7y"
@@ -90,6 +91,7 @@ struct RawTier {
     name: String,
     max_age: String,
     zstd_level: Option<i64>,
+    storage: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,10 +343,25 @@ fn parse_retention(raw: RawRetention, limits: QueryLimits) -> anyhow::Result<Ret
                 tier.name
             ),
         };
+        let storage = match tier.storage {
+            None => None,
+            Some(_) if n == 0 => bail!(
+                "retention.tiers[0] (hot).storage: sealed splits start in the hot tier, which is published to --storage; a storage applies to later tiers"
+            ),
+            Some(url) => match url.parse::<crate::storage::StorageUrl>() {
+                Ok(url @ crate::storage::StorageUrl::S3 { .. }) => Some(url),
+                Ok(_) => bail!(
+                    "retention.tiers[{n}] ({}).storage = {url:?}: a tier's own storage is an object store (s3://bucket/prefix)",
+                    tier.name
+                ),
+                Err(error) => bail!("retention.tiers[{n}] ({}).storage: {error}", tier.name),
+            },
+        };
         tiers.push(Tier {
             name: tier.name,
             max_age,
             zstd_level,
+            storage,
         });
     }
     let mut keep = Vec::new();
@@ -454,6 +471,7 @@ mod tests {
             name = "archive"
             max_age = "1y"
             zstd_level = 11
+            storage = "s3://cold/corral"
             [[retention.keep]]
             service = "payments"
             level = "WARN"
@@ -470,11 +488,16 @@ mod tests {
                     name: "hot".into(),
                     max_age: Duration::from_secs(36 * 3600),
                     zstd_level: None,
+                    storage: None,
                 },
                 Tier {
                     name: "archive".into(),
                     max_age: Duration::from_secs(365 * 86_400),
                     zstd_level: Some(11),
+                    storage: Some(crate::storage::StorageUrl::S3 {
+                        bucket: "cold".into(),
+                        prefix: "corral".into(),
+                    }),
                 },
             ]
         );
@@ -524,6 +547,18 @@ mod tests {
             ("[indexr]\n", "unknown field `indexr`"),
             ("[auth]\ntoken_file = \"x\"", "unknown field `token_file`"),
             ("[retention]\n", "retention.tiers is empty"),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\nstorage = \"s3://cold/corral\"",
+                "retention.tiers[0] (hot).storage",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"1y\"\nstorage = \"file:///cold\"",
+                "retention.tiers[1] (archive).storage = \"file:///cold\": a tier's own storage is an object store",
+            ),
+            (
+                "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"1y\"\nstorage = \"cold\"",
+                "retention.tiers[1] (archive).storage",
+            ),
             (
                 "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n[[retention.tiers]]\nname = \"archive\"\nmax_age = \"1d\"",
                 "must be longer than hot's",

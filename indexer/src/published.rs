@@ -115,7 +115,7 @@ pub struct Refreshed {
 pub fn refresh_catalog(
     storage: &SplitStorage,
     catalog: &Catalog,
-    _indexer: &str,
+    indexer: &str,
 ) -> anyhow::Result<Refreshed> {
     let mut refreshed = Refreshed::default();
     if !storage.is_shared() {
@@ -131,13 +131,24 @@ pub fn refresh_catalog(
         .map(|split| (split.key.clone(), split))
         .collect();
     let opened: HashSet<String> = local.iter().map(|v| v.id.clone()).collect();
-    let listed = storage.list()?;
-    storage.metrics().catalog_splits.set(listed.len() as i64);
+    let versions = storage.list_versions()?;
+    storage.metrics().catalog_splits.set(versions.len() as i64);
+    let listed: Vec<SplitKey> = versions.keys().cloned().collect();
     let mut added: Vec<(Arc<RemoteSplit>, usize)> = Vec::new();
     for key in &listed {
         // Opened here: a split of this indexer being published.
-        if known.contains_key(key) || opened.contains(&key.id) {
+        if opened.contains(&key.id) {
             continue;
+        }
+        if let Some(held) = known.get(key) {
+            // Another indexer's split rewritten in place (its retention removed records): the
+            // cached copy is stale. This indexer's own rewrites put their new copy in place.
+            if held.indexer == indexer || held.version == versions[key] {
+                continue;
+            }
+            if let Some(cache) = catalog.cache() {
+                cache.forget(&key.id);
+            }
         }
         match storage.read_manifest(key) {
             Ok(manifest) => {
@@ -148,7 +159,8 @@ pub fn refresh_catalog(
                     .keys()
                     .filter(|f| f.starts_with(crate::retention::PREV_MANIFEST_PREFIX))
                     .count();
-                let known_copy = known.keys().any(|k| k.id == key.id);
+                // (Another tier's: the same key held is this one's older version.)
+                let known_copy = known.keys().any(|k| k.id == key.id && k != key);
                 match added.iter().position(|(other, _)| other.key.id == key.id) {
                     Some(i) if added[i].1 >= encodings => continue,
                     Some(i) => {
@@ -156,7 +168,10 @@ pub fn refresh_catalog(
                     }
                     None if known_copy => {
                         // Keep the copy held unless this one is newer.
-                        let held = known.keys().find(|k| k.id == key.id).expect("just found");
+                        let held = known
+                            .keys()
+                            .find(|k| k.id == key.id && *k != key)
+                            .expect("just found");
                         let held = storage.read_manifest(held).map(|m| {
                             m.files
                                 .keys()
@@ -169,7 +184,11 @@ pub fn refresh_catalog(
                     }
                     None => {}
                 }
-                added.push((Arc::new(RemoteSplit::new(key.clone(), &manifest)), encodings));
+                let split = RemoteSplit {
+                    version: versions[key].clone(),
+                    ..RemoteSplit::new(key.clone(), &manifest)
+                };
+                added.push((Arc::new(split), encodings));
             }
             Err(error) => {
                 tracing::warn!(split = %key.id, tier = %key.tier, "cannot read a published split: {error:#}");

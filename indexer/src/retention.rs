@@ -69,6 +69,9 @@ pub struct Tier {
     /// zstd level of the docstore of splits moved into this tier (not `hot`, which is lz4);
     /// [`ARCHIVE_ZSTD_LEVEL`] when not set.
     pub zstd_level: Option<i32>,
+    /// The object store this tier's splits are published to (`storage = "s3://cold/corral"`);
+    /// `None`: the indexer's `--storage`.
+    pub storage: Option<crate::storage::StorageUrl>,
 }
 
 /// Records matching this are kept `max_age` (from their `ts`), whatever their tier says.
@@ -977,11 +980,13 @@ mod tests {
                     name: HOT_TIER.into(),
                     max_age: Duration::from_secs(7 * 86_400),
                     zstd_level: None,
+                    storage: None,
                 },
                 Tier {
                     name: "archive".into(),
                     max_age: Duration::from_secs(400 * 86_400),
                     zstd_level: Some(3),
+                    storage: None,
                 },
             ],
             keep: Vec::new(),

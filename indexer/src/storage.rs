@@ -125,6 +125,8 @@ pub struct SplitStorage {
     /// The local directory holding `splits/<tier>/<id>/`.
     root: PathBuf,
     remote: Option<Remote>,
+    /// Tiers published to an object store of their own (`[[retention.tiers]] storage`).
+    tiers: std::collections::BTreeMap<String, (StorageUrl, Remote)>,
     metrics: StorageMetrics,
 }
 
@@ -207,6 +209,7 @@ impl SplitStorage {
             url: StorageUrl::File(root.to_owned()),
             root: root.to_owned(),
             remote: None,
+            tiers: Default::default(),
             metrics: StorageMetrics::default(),
         })
     }
@@ -228,6 +231,7 @@ impl SplitStorage {
             url: StorageUrl::File(root.to_owned()),
             root: root.to_owned(),
             remote: None,
+            tiers: Default::default(),
             metrics: StorageMetrics::default(),
         }
     }
@@ -254,8 +258,62 @@ impl SplitStorage {
                 prefix: ObjectPath::from(prefix),
                 runtime,
             }),
+            tiers: Default::default(),
             metrics: StorageMetrics::default(),
         })
+    }
+
+    /// Publishes tier `tier`'s splits to the object store `url` (S3, with the AWS environment
+    /// as for `--storage`) instead of the main one; needs an object store as the main one too
+    /// (a local store's directories are its only copy, never evicted to a cache).
+    pub fn with_tier_storage(self, tier: &str, url: &StorageUrl) -> anyhow::Result<SplitStorage> {
+        let StorageUrl::S3 { bucket, prefix } = url else {
+            bail!("retention tier {tier}: storage {url} is not an object store (s3://bucket/prefix)");
+        };
+        if self.remote.is_none() {
+            bail!(
+                "retention tier {tier}: storage {url} needs --storage to be an object store too (now {}): a tier's own store holds its splits once they leave the local disk",
+                self.url
+            );
+        }
+        install_tls_provider();
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .with_context(|| {
+                format!("retention tier {tier}: storage {url}: cannot configure the S3 client")
+            })?;
+        self.with_tier_store(tier, url.clone(), Arc::new(store), prefix)
+    }
+
+    /// As [`Self::with_tier_storage`], with a given client (tests: an in-memory store).
+    pub fn with_tier_store(
+        mut self,
+        tier: &str,
+        url: StorageUrl,
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+    ) -> anyhow::Result<SplitStorage> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("storage")
+            .enable_all()
+            .build()?;
+        let remote = Remote {
+            store,
+            prefix: ObjectPath::from(prefix),
+            runtime,
+        };
+        self.tiers.insert(tier.to_owned(), (url, remote));
+        Ok(self)
+    }
+
+    /// The store a tier's splits are published to, and its URL (`None`: a local store).
+    fn remote_for(&self, tier: &str) -> Option<(&Remote, &StorageUrl)> {
+        match self.tiers.get(tier) {
+            Some((url, remote)) => Some((remote, url)),
+            None => self.remote.as_ref().map(|remote| (remote, &self.url)),
+        }
     }
 
     /// The storage URL, for messages.
@@ -288,15 +346,16 @@ impl SplitStorage {
     /// [`Self::root`]): for an object store its files are uploaded, then its manifest. Uploading
     /// again is harmless: the same bytes under the same names.
     pub fn publish(&self, dir: &Path) -> anyhow::Result<Published> {
-        let Some(remote) = &self.remote else {
+        if self.remote.is_none() {
             return Ok(Published::default());
-        };
+        }
         let started = Instant::now();
         let manifest = Manifest::read(dir)?;
         let key = SplitKey {
             tier: manifest.tier.clone(),
             id: manifest.id.clone(),
         };
+        let (remote, url) = self.remote_for(&key.tier).expect("an object store");
         let mut published = Published::default();
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
@@ -326,7 +385,7 @@ impl SplitStorage {
             remote
                 .runtime
                 .block_on(remote.store.put(&location, PutPayload::from(bytes)))
-                .with_context(|| format!("cannot upload {location} to {}", self.url))?;
+                .with_context(|| format!("cannot upload {location} to {}", url))?;
         }
         published.took = started.elapsed();
         self.metrics.publish_seconds.observe(published.took.as_secs_f64());
@@ -336,12 +395,12 @@ impl SplitStorage {
     /// Removes a published split: its manifest first (the split is gone from then on), then its
     /// files. Nothing for a local store, where the caller removes the directory.
     pub fn unpublish(&self, key: &SplitKey) -> anyhow::Result<()> {
-        let Some(remote) = &self.remote else {
+        let Some((remote, url)) = self.remote_for(&key.tier) else {
             return Ok(());
         };
-        remote.block_on_delete(&remote.object(key, MANIFEST_FILE), &self.url)?;
-        for object in remote.list(&remote.split_prefix(key), &self.url)? {
-            remote.block_on_delete(&object.location, &self.url)?;
+        remote.block_on_delete(&remote.object(key, MANIFEST_FILE), url)?;
+        for object in remote.list(&remote.split_prefix(key), url)? {
+            remote.block_on_delete(&object.location, url)?;
         }
         Ok(())
     }
@@ -349,51 +408,75 @@ impl SplitStorage {
     /// Every split published in an object store (those whose manifest exists); empty for a
     /// local store, whose directories are the catalog.
     pub fn list(&self) -> anyhow::Result<Vec<SplitKey>> {
+        Ok(self.list_versions()?.into_keys().collect())
+    }
+
+    /// As [`SplitStorage::list`], each split with its manifest's version in the store (its
+    /// ETag, else its time and size): a split rewritten in place has a new one.
+    pub fn list_versions(&self) -> anyhow::Result<std::collections::BTreeMap<SplitKey, String>> {
+        let mut keys = std::collections::BTreeMap::new();
         let Some(remote) = &self.remote else {
-            return Ok(Vec::new());
+            return Ok(keys);
         };
-        let splits = remote.prefix.clone().join(SPLITS_DIR);
-        let objects = remote.list(&splits, &self.url)?;
-        let mut keys = Vec::new();
-        for object in objects {
-            let parts: Vec<_> = object
-                .location
-                .prefix_match(&splits)
-                .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect())
-                .unwrap_or_default();
-            if let [tier, id, file] = parts.as_slice()
-                && file == MANIFEST_FILE
-            {
-                keys.push(SplitKey {
-                    tier: tier.clone(),
-                    id: id.clone(),
-                });
+        // The main store holds the tiers without a store of their own; each of those, its tier.
+        let stores = std::iter::once((remote, &self.url, None)).chain(
+            self.tiers
+                .iter()
+                .map(|(tier, (url, remote))| (remote, url, Some(tier.as_str()))),
+        );
+        for (remote, url, only) in stores {
+            let splits = remote.prefix.clone().join(SPLITS_DIR);
+            for object in remote.list(&splits, url)? {
+                let parts: Vec<_> = object
+                    .location
+                    .prefix_match(&splits)
+                    .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect())
+                    .unwrap_or_default();
+                let [tier, id, file] = parts.as_slice() else {
+                    continue;
+                };
+                let here = match only {
+                    Some(only) => tier == only,
+                    None => !self.tiers.contains_key(tier),
+                };
+                if file == MANIFEST_FILE && here {
+                    let version = object
+                        .e_tag
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/{}", object.last_modified.to_rfc3339(), object.size));
+                    keys.insert(
+                        SplitKey {
+                            tier: tier.clone(),
+                            id: id.clone(),
+                        },
+                        version,
+                    );
+                }
             }
         }
-        keys.sort();
         Ok(keys)
     }
 
     /// Reads a published split's manifest.
     pub fn read_manifest(&self, key: &SplitKey) -> anyhow::Result<Manifest> {
-        let Some(remote) = &self.remote else {
+        let Some((remote, url)) = self.remote_for(&key.tier) else {
             return Manifest::read(&self.split_dir(key));
         };
         let location = remote.object(key, MANIFEST_FILE);
-        let bytes = remote.get(&location, &self.url)?;
-        serde_json::from_slice(&bytes).with_context(|| format!("invalid manifest {location} in {}", self.url))
+        let bytes = remote.get(&location, url)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("invalid manifest {location} in {}", url))
     }
 
     /// Downloads a published split into its local directory (assembled aside, each file checked
     /// against the manifest's SHA-256, then renamed into place) and returns that directory.
     pub fn download(&self, key: &SplitKey) -> anyhow::Result<PathBuf> {
-        let Some(remote) = &self.remote else {
+        let Some((remote, url)) = self.remote_for(&key.tier) else {
             return Ok(self.split_dir(key));
         };
         let manifest_location = remote.object(key, MANIFEST_FILE);
-        let manifest_bytes = remote.get(&manifest_location, &self.url)?;
+        let manifest_bytes = remote.get(&manifest_location, url)?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .with_context(|| format!("invalid manifest {manifest_location} in {}", self.url))?;
+            .with_context(|| format!("invalid manifest {manifest_location} in {}", url))?;
         let staging = self.root.join(DOWNLOADS_DIR).join(&key.id);
         if crate::disk::exists(&staging)? {
             fs::remove_dir_all(&staging)?;
@@ -417,10 +500,9 @@ impl SplitStorage {
                 .collect(),
         );
         for (location, sha256, result) in fetched {
-            let (bytes, hash) =
-                result.with_context(|| format!("cannot fetch {location} from {}", self.url))?;
+            let (bytes, hash) = result.with_context(|| format!("cannot fetch {location} from {}", url))?;
             if &hash != sha256 {
-                bail!("{location} in {} does not match its manifest's SHA-256", self.url);
+                bail!("{location} in {} does not match its manifest's SHA-256", url);
             }
             self.metrics.cache_bytes_fetched.inc_by(bytes);
         }
@@ -465,11 +547,11 @@ impl SplitStorage {
 
     /// True when the split's published copy matches its local one: the same manifest bytes.
     pub fn is_published(&self, dir: &Path, key: &SplitKey) -> anyhow::Result<bool> {
-        let Some(remote) = &self.remote else {
+        let Some((remote, url)) = self.remote_for(&key.tier) else {
             return Ok(true);
         };
         let local = sha256_file(&dir.join(MANIFEST_FILE))?;
-        let published = remote.get_if_exists(&remote.object(key, MANIFEST_FILE), &self.url)?;
+        let published = remote.get_if_exists(&remote.object(key, MANIFEST_FILE), url)?;
         Ok(published.is_some_and(|bytes| sha256_hex(&bytes) == local))
     }
 }

@@ -109,7 +109,14 @@ pub fn run(args: &crate::cli::VerifyArgs) -> anyhow::Result<Report> {
             let indexer = args.indexer_id.clone().unwrap_or_else(crate::app::host_name);
             let scratch = std::env::temp_dir().join(format!("corral-verify-{}", std::process::id()));
             let audit = data_dir.as_deref().map(|dir| (indexer.as_str(), dir));
-            verify_storage(url, &scratch, audit)
+            let tiers = match &args.config {
+                Some(path) => crate::config::IndexerConfig::load(path)?
+                    .retention
+                    .map(|retention| retention.tiers)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            verify_storage(url, &tiers, &scratch, audit)
         }
         (None, Some(data_dir)) => verify(data_dir),
         (None, None) => anyhow::bail!("verify needs --data-dir or --storage"),
@@ -122,17 +129,24 @@ pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
     verify_store(&root, Some(&data_dir.join(AUDIT_DIR)))
 }
 
-/// `verify --storage`: every split published to an object store, each indexer's manifest chain
+/// `verify --storage`: every split published to an object store (and to the stores of `tiers`
+/// that have one), each indexer's manifest chain
 /// up to the chain head it published; the audit log of `audit` (`--data-dir`, of the indexer
 /// `--indexer-id`) when given. Files are fetched into `scratch` (removed afterwards): a file
 /// that does not match its manifest is named, as is a split that cannot be fetched.
 pub fn verify_storage(
     url: &crate::storage::StorageUrl,
+    tiers: &[crate::retention::Tier],
     scratch: &Path,
     audit: Option<(&str, &Path)>,
 ) -> anyhow::Result<Report> {
     let result = (|| {
-        let storage = crate::storage::SplitStorage::open(url, scratch)?;
+        let mut storage = crate::storage::SplitStorage::open(url, scratch)?;
+        for tier in tiers {
+            if let Some(tier_url) = &tier.storage {
+                storage = storage.with_tier_storage(&tier.name, tier_url)?;
+            }
+        }
         let mut report = Report::default();
         let mut indexers: BTreeMap<String, PathBuf> = BTreeMap::new();
         for key in storage.list()? {

@@ -856,3 +856,111 @@ impl Drop for LogqTail {
         let _ = self.child.0.kill();
     }
 }
+
+/// A tier with an object store of its own (`[[retention.tiers]] storage`): retention moves
+/// month-old splits into the archive tier, published to the second bucket and removed from the
+/// first; another indexer with the same config (and an empty data dir) answers for them.
+#[test]
+fn a_tier_with_its_own_store_is_published_there_and_answered_by_any_indexer() {
+    use corral_tests::object_store::COLD_BUCKET;
+    let broker = Broker::start();
+    let s3 = ObjectStoreServer::start();
+    broker.create_topic("logs", 1);
+    broker.create_topic("other", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!(
+        "split_max_docs = 100\nsplit_max_age = \"1h\"\ncatalog_refresh = \"300ms\"\n\
+         [retention]\ncheck_interval = \"1s\"\n\
+         [[retention.tiers]]\nname = \"hot\"\nmax_age = \"7d\"\n\
+         [[retention.tiers]]\nname = \"archive\"\nmax_age = \"400d\"\nstorage = \"s3://{COLD_BUCKET}/archive\"\n"
+    );
+    let a = Indexer {
+        broker: &broker,
+        s3: &s3,
+        topic: "logs",
+        group: "indexers",
+        id: "indexer-a",
+        data_dir: dir.path().join("a"),
+        port: free_port().unwrap(),
+        settings: &settings,
+        peers: None,
+    };
+    let indexer_a = a.start(&[]);
+    // 300 records a month old, 100 at a time so they seal into 3 splits.
+    let producer = producer(&broker);
+    let month_ago = corral_schema::Timestamp::now().saturating_add_nanos(-30 * 86_400_000_000_000);
+    for batch in 0..3u64 {
+        for n in batch * 100..(batch + 1) * 100 {
+            let record = Record {
+                ts: month_ago.saturating_add_nanos(n as i64 * 1_000),
+                corr: Some(format!("req-{}", n / 5)),
+                ..record(n)
+            };
+            let payload = serde_json::to_vec(&record).unwrap();
+            producer
+                .send(BaseRecord::to("logs").key(record.kafka_key()).payload(&payload))
+                .map_err(|(error, _)| error)
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+        wait_for_indexed(a.port, (batch + 1) * 100, "the batch indexed");
+    }
+    let archived = || -> u64 {
+        let root = s3.objects_in(COLD_BUCKET, "archive/splits/archive");
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|split| Manifest::read(&split.path()).ok())
+            .map(|m| m.docs)
+            .sum()
+    };
+    wait_until(
+        "every record archived in the second bucket",
+        Duration::from_secs(120),
+        || archived() == 300,
+    );
+    wait_until(
+        "the hot copies gone from the first bucket",
+        Duration::from_secs(60),
+        || published(&s3).values().all(|(_, m)| m.tier != "hot"),
+    );
+    assert_eq!(
+        published_docs(&s3),
+        0,
+        "nothing archived in the main bucket: {:?}",
+        published(&s3).keys()
+    );
+    wait_for_indexed(a.port, 300, "indexer a answers for its archived records");
+
+    // Another indexer, with the same tiers and an empty data dir.
+    let b = Indexer {
+        topic: "other",
+        group: "others",
+        id: "indexer-b",
+        data_dir: dir.path().join("b"),
+        port: free_port().unwrap(),
+        ..a
+    };
+    let indexer_b = b.start(&[]);
+    wait_for_indexed(b.port, 300, "indexer b answers for the archived records");
+    let found = hits(b.port, "req-7");
+    let distinct: std::collections::BTreeSet<_> = found.iter().collect();
+    assert_eq!((found.len(), distinct.len()), (5, 5), "{found:?}");
+    indexer_a.terminate(Duration::from_secs(30));
+    indexer_b.terminate(Duration::from_secs(30));
+    // verify --storage with the config checks the second bucket too.
+    let verified = Command::new(BIN)
+        .args(["verify", "--storage", &format!("s3://{BUCKET}/{PREFIX}")])
+        .arg("--config")
+        .arg(a.data_dir.with_extension("toml"))
+        .envs(s3.env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && stdout.contains("(") && stdout.contains("300 records"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}

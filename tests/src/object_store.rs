@@ -21,6 +21,8 @@ const ACCESS_KEY: &str = "corral-test";
 const SECRET_KEY: &str = "corral-test-secret";
 /// The bucket every test server has.
 pub const BUCKET: &str = "corral";
+/// A second bucket every test server has (a tier with a store of its own).
+pub const COLD_BUCKET: &str = "corral-cold";
 
 /// A running s3s-fs server, killed on drop.
 #[derive(Debug)]
@@ -32,7 +34,7 @@ pub struct ObjectStoreServer {
 }
 
 impl ObjectStoreServer {
-    /// Starts a server on a free 127.0.0.1 port with the bucket [`BUCKET`].
+    /// Starts a server on a free 127.0.0.1 port with the buckets [`BUCKET`] and [`COLD_BUCKET`].
     ///
     /// # Panics
     /// When s3s-fs is not installed or does not answer within 30 s, with how to install it and
@@ -50,6 +52,7 @@ impl ObjectStoreServer {
             .expect("a temp dir for the object store");
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join(BUCKET)).expect("the bucket directory");
+        std::fs::create_dir_all(root.join(COLD_BUCKET)).expect("the second bucket's directory");
         let port = free_port().expect("a free port");
         let log_path = dir.path().join("s3s-fs.log");
         let log = File::create(&log_path).expect("the object store's log");
@@ -111,6 +114,11 @@ impl ObjectStoreServer {
     /// them (for checking what was published).
     pub fn objects(&self, prefix: &str) -> PathBuf {
         self.dir.path().join("root").join(BUCKET).join(prefix)
+    }
+
+    /// As [`Self::objects`], in bucket `bucket`.
+    pub fn objects_in(&self, bucket: &str, prefix: &str) -> PathBuf {
+        self.dir.path().join("root").join(bucket).join(prefix)
     }
 
     /// Everything the server logged so far.
