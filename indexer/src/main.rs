@@ -17,9 +17,14 @@ fn main() {
                     eprintln!("corral-indexer verify: {problem}");
                 }
                 if report.problems.is_empty() {
+                    let audit = if report.audit_checked {
+                        format!("audit log: {} entries, chain unbroken", report.audit_entries)
+                    } else {
+                        "audit log: not checked (give --data-dir and --indexer-id)".to_owned()
+                    };
                     println!(
-                        "verified {} sealed splits ({} files, {} records): every file matches its manifest and the manifest chain is unbroken; audit log: {} entries, chain unbroken",
-                        report.splits, report.files, report.docs, report.audit_entries
+                        "verified {} sealed splits ({} files, {} records): every file matches its manifest and the manifest chain is unbroken; {audit}",
+                        report.splits, report.files, report.docs
                     );
                     Ok(())
                 } else {

@@ -21,6 +21,8 @@ pub struct Report {
     pub files: usize,
     pub docs: u64,
     pub audit_entries: u64,
+    /// False when no audit log was checked (`verify --storage` without `--data-dir`).
+    pub audit_checked: bool,
     /// One line per problem, naming the split or audit file.
     pub problems: Vec<String>,
 }
@@ -183,6 +185,7 @@ pub fn verify_storage(
             report.files += part.files;
             report.docs += part.docs;
             report.audit_entries += part.audit_entries;
+            report.audit_checked |= part.audit_checked;
             report.problems.extend(
                 part.problems
                     .into_iter()
@@ -350,6 +353,7 @@ fn verify_store(root: &Path, audit_dir: Option<&Path>) -> anyhow::Result<Report>
 
     let anchor = chain_head.as_ref().and_then(|h| h.audit.as_ref());
     if let Some(audit_dir) = audit_dir {
+        report.audit_checked = true;
         match verify_chain_to(audit_dir, anchor) {
             Ok(entries) => report.audit_entries = entries,
             Err(error) => report.problems.push(format!(

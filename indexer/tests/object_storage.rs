@@ -271,7 +271,9 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
     let verified = verify();
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert!(
-        verified.status.success() && stdout.contains("records): every file matches"),
+        verified.status.success()
+            && stdout.contains("records): every file matches")
+            && stdout.contains("audit log: not checked"),
         "{stdout}{}",
         String::from_utf8_lossy(&verified.stderr)
     );
