@@ -12,16 +12,16 @@ use std::sync::Arc;
 use corral_schema::api::{ApiQuery, Cursor, DEFAULT_LIMIT, GroupBy, Order, Selector, resolve_time_bound};
 use corral_schema::fields as f;
 use corral_schema::{Level, Timestamp};
-use tantivy::collector::{Collector, Count, DocSetCollector, SegmentCollector, TopDocs};
-use tantivy::columnar::StrColumn;
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery,
 };
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenizerManager;
-use tantivy::{DateTime, DocAddress, DocId, Score, SegmentReader, TantivyDocument, TantivyError, Term};
+use tantivy::{DateTime, DocAddress, TantivyDocument, TantivyError, Term};
 
 use crate::cache::RemoteSplit;
+use crate::group_count::GroupCounter;
 use crate::limits::QueryLimits;
 use crate::storage::SplitKey;
 use crate::store::{Catalog, SplitView};
@@ -1002,88 +1002,6 @@ fn widen_without_positions(query: Box<dyn Query>) -> Box<dyn Query> {
         return Box::new(BooleanQuery::new(clauses));
     }
     Box::new(AllQuery)
-}
-
-/// Counts documents per (group value, level) from fast fields.
-struct GroupCounter {
-    group_field: &'static str,
-}
-
-struct SegmentGroupCounter {
-    group: Option<StrColumn>,
-    level: Option<StrColumn>,
-    counts: HashMap<(Option<u64>, Option<u64>), u64>,
-}
-
-const NO_LEVEL: &str = "none";
-
-impl Collector for GroupCounter {
-    type Fruit = HashMap<(String, String), u64>;
-    type Child = SegmentGroupCounter;
-
-    fn for_segment(
-        &self,
-        _segment_ord: u32,
-        segment: &SegmentReader,
-    ) -> tantivy::Result<SegmentGroupCounter> {
-        let fast = segment.fast_fields();
-        Ok(SegmentGroupCounter {
-            group: fast.str(self.group_field)?,
-            level: fast.str(f::LEVEL)?,
-            counts: HashMap::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
-        let mut merged = HashMap::new();
-        for fruit in fruits {
-            for (key, n) in fruit {
-                *merged.entry(key).or_default() += n;
-            }
-        }
-        Ok(merged)
-    }
-}
-
-impl SegmentCollector for SegmentGroupCounter {
-    type Fruit = HashMap<(String, String), u64>;
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        let ord = |column: &Option<StrColumn>| column.as_ref().and_then(|c| c.ords().first(doc));
-        *self
-            .counts
-            .entry((ord(&self.group), ord(&self.level)))
-            .or_default() += 1;
-    }
-
-    fn harvest(self) -> Self::Fruit {
-        let name = |column: &Option<StrColumn>, ord: Option<u64>, missing: &str| {
-            let mut text = String::new();
-            match (column, ord) {
-                (Some(column), Some(ord)) if column.ord_to_str(ord, &mut text).unwrap_or(false) => text,
-                _ => missing.to_owned(),
-            }
-        };
-        self.counts
-            .into_iter()
-            .map(|((group, level), n)| {
-                (
-                    (
-                        name(&self.group, group, NO_LEVEL),
-                        name(&self.level, level, NO_LEVEL),
-                    ),
-                    n,
-                )
-            })
-            .fold(HashMap::new(), |mut merged, (key, n)| {
-                *merged.entry(key).or_default() += n;
-                merged
-            })
-    }
 }
 
 #[cfg(test)]
