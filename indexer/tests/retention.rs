@@ -788,13 +788,13 @@ fn with_an_object_store_retention_fetches_evicted_splits_back_and_publishes_each
     };
     let storage =
         Arc::new(SplitStorage::remote(url, Arc::new(client), "retention", &data.join("cache")).unwrap());
-    let options = StoreOptions {
+    let options = || StoreOptions {
         split_max_docs: 1_000_000,
         split_max_age: Duration::from_secs(3600),
         writer_memory_bytes: 16 * 1024 * 1024,
         indexer_name: "indexer-0".into(),
     };
-    let mut store = SplitStore::open_in(&data, Arc::clone(&storage), options).unwrap();
+    let mut store = SplitStore::open_in(&data, Arc::clone(&storage), options()).unwrap();
     let catalog = store.catalog();
     catalog.cache().unwrap().set_max_bytes(1);
     let mut offset = 0;
@@ -861,13 +861,7 @@ fn with_an_object_store_retention_fetches_evicted_splits_back_and_publishes_each
     // A new start reads it all from the store again: the catalog lists the published splits.
     drop(store);
     std::fs::remove_dir_all(&data).unwrap();
-    let options = StoreOptions {
-        split_max_docs: 1_000_000,
-        split_max_age: Duration::from_secs(3600),
-        writer_memory_bytes: 16 * 1024 * 1024,
-        indexer_name: "indexer-0".into(),
-    };
-    let store = SplitStore::open_in(&data, storage, options).unwrap();
+    let store = SplitStore::open_in(&data, storage, options()).unwrap();
     let engine = QueryEngine::new(store.catalog());
     assert_eq!(
         engine

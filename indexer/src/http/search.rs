@@ -16,6 +16,7 @@ use super::cluster::{
 use super::{ApiError, ApiState, Identity, READER_NOTICE, query_params};
 use crate::auth::{Caller, Role};
 use crate::metrics::EndpointLabel;
+use crate::peers::PeerAnswer;
 use crate::query::{Endpoint, Filters, QueryEngine, QueryError, StatsOutcome};
 use crate::storage::SplitKey;
 use crate::store::HOT_TIER;
@@ -119,6 +120,88 @@ async fn on_engine<T: Send + 'static>(
     .map_err(|e| ApiError::Internal(format!("the query failed: {e}")))
 }
 
+/// One API call as the cluster fan-out needs it.
+struct Call<'a> {
+    caller: &'a Caller,
+    endpoint: Endpoint,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+}
+
+/// A query run across the cluster ([`fan_out`]).
+struct Fanned<T> {
+    /// This indexer's answer: its own share as a root, else all it was asked.
+    own: T,
+    answers: Vec<PeerAnswer>,
+    missing: Vec<Missing>,
+    /// The shares of peers that failed, answered here.
+    left: Option<T>,
+    /// This indexer was the query's root.
+    root: bool,
+}
+
+/// Runs `run` (a search or stats) on this indexer's share while its peers are asked for theirs
+/// (when it is the query's root), then on the shares of peers that failed. `Err` is the
+/// response to send: the engine refused the query, or failed.
+async fn fan_out<T: Send + 'static>(
+    state: &ApiState,
+    call: &Call<'_>,
+    filters: &Filters,
+    share: Vec<SplitKey>,
+    run: fn(&QueryEngine, &Filters) -> Result<T, QueryError>,
+) -> Result<Fanned<T>, Response> {
+    let failed = |e| query_failed(state, call.endpoint, call.caller, call.query, e);
+    let path = match call.endpoint {
+        Endpoint::Stats => STATS_PATH,
+        Endpoint::Search | Endpoint::Tail => SEARCH_PATH,
+    };
+    let spread = spread(state, filters, call.headers).await;
+    let mut own = filters.clone();
+    if let Some(spread) = &spread {
+        own.scope = Some(spread.own.clone());
+    }
+    let (local, asked) = tokio::join!(on_engine(state, share, move |engine| run(engine, &own)), async {
+        match &spread {
+            Some(spread) => Some(ask_shares(state, spread, path, call.query, call.headers).await),
+            None => None,
+        }
+    });
+    let (own, mut missing) = match local {
+        Ok((Ok(own), missing)) => (own, missing),
+        Ok((Err(e), _)) => return Err(failed(e)),
+        Err(e) => return Err(e.into_response()),
+    };
+    let root = asked.is_some();
+    let Asked {
+        answers,
+        missing: peers_missing,
+        left,
+    } = asked.unwrap_or_default();
+    missing.extend(peers_missing);
+    let left = if left.splits.is_empty() {
+        None
+    } else {
+        let mut theirs = filters.clone();
+        theirs.scope = Some(left);
+        match on_engine(state, Vec::new(), move |engine| run(engine, &theirs)).await {
+            Ok((Ok(theirs), _)) => Some(theirs),
+            Ok((Err(e), _)) => return Err(failed(e)),
+            Err(e) => return Err(e.into_response()),
+        }
+    };
+    // Published splits whose manifests could not be read, for an answer of the whole cluster.
+    if filters.scope.is_none() || root {
+        missing.extend(unfetched(state));
+    }
+    Ok(Fanned {
+        own,
+        answers,
+        missing,
+        left,
+        root,
+    })
+}
+
 pub(super) async fn search(
     State(state): State<ApiState>,
     identity: Identity,
@@ -141,48 +224,20 @@ pub(super) async fn search(
         Ok(prepared) => prepared,
         Err(response) => return *response,
     };
-    let spread = spread(&state, &filters, &headers).await;
-    let mut own = filters.clone();
-    if let Some(spread) = &spread {
-        own.scope = Some(spread.own.clone());
-    }
-    // The peers are asked while this indexer searches its own share.
-    let (local, asked) = tokio::join!(
-        on_engine(&state, share, move |engine| engine.search(&own)),
-        async {
-            match &spread {
-                Some(spread) => {
-                    Some(ask_shares(&state, spread, SEARCH_PATH, query.as_deref(), &headers).await)
-                }
-                None => None,
-            }
-        }
-    );
-    let (outcome, mut missing) = match local {
-        Ok((Ok(outcome), missing)) => (outcome, missing),
-        Ok((Err(e), _)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
-        Err(e) => return e.into_response(),
+    let call = Call {
+        caller: &caller,
+        endpoint: Endpoint::Search,
+        query: query.as_deref(),
+        headers: &headers,
     };
-    let root = asked.is_some();
-    let Asked {
-        answers,
-        missing: peers_missing,
-        left,
-    } = asked.unwrap_or_default();
-    missing.extend(peers_missing);
-    let mut merged = merge_search(outcome, answers, missing, &filters);
-    // The shares of peers that failed, searched here.
-    if !left.splits.is_empty() {
-        let mut theirs = filters.clone();
-        theirs.scope = Some(left);
-        match on_engine(&state, Vec::new(), move |engine| engine.search(&theirs)).await {
-            Ok((Ok(outcome), _)) => merged.absorb(outcome, &filters),
-            Ok((Err(e), _)) => return query_failed(&state, Endpoint::Search, &caller, query.as_deref(), e),
-            Err(e) => return e.into_response(),
-        }
-    }
-    if filters.scope.is_none() || root {
-        merged.missing.extend(unfetched(&state));
+    let fanned = match fan_out(&state, &call, &filters, share, QueryEngine::search).await {
+        Ok(fanned) => fanned,
+        Err(response) => return response,
+    };
+    let root = fanned.root;
+    let mut merged = merge_search(fanned.own, fanned.answers, fanned.missing, &filters);
+    if let Some(theirs) = fanned.left {
+        merged.absorb(theirs, &filters);
     }
     let took = started.elapsed();
     state
@@ -269,51 +324,22 @@ pub(super) async fn stats(
         Err(response) => return *response,
     };
     let tiers = filters.tiers.clone().unwrap_or_default();
-    let spread = spread(&state, &filters, &headers).await;
-    let mut own = filters.clone();
-    if let Some(spread) = &spread {
-        own.scope = Some(spread.own.clone());
-    }
-    let (local, asked) = tokio::join!(
-        on_engine(&state, share, move |engine| engine.stats(&own)),
-        async {
-            match &spread {
-                Some(spread) => {
-                    Some(ask_shares(&state, spread, STATS_PATH, query.as_deref(), &headers).await)
-                }
-                None => None,
-            }
-        }
-    );
-    let (outcome, mut missing) = match local {
-        Ok((Ok(outcome), missing)) => (outcome, missing),
-        Ok((Err(e), _)) => return query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
-        Err(e) => return e.into_response(),
+    let call = Call {
+        caller: &caller,
+        endpoint: Endpoint::Stats,
+        query: query.as_deref(),
+        headers: &headers,
     };
-    let root = asked.is_some();
-    let Asked {
-        answers,
-        missing: peers_missing,
-        left,
-    } = asked.unwrap_or_default();
-    missing.extend(peers_missing);
-    let mut response = stats_response(outcome, &mut missing);
-    merge_stats(&mut response, answers, &mut missing);
-    // The shares of peers that failed, counted here.
-    if !left.splits.is_empty() {
-        let mut theirs = filters.clone();
-        theirs.scope = Some(left);
-        match on_engine(&state, Vec::new(), move |engine| engine.stats(&theirs)).await {
-            Ok((Ok(outcome), _)) => {
-                let theirs = stats_response(outcome, &mut missing);
-                add_stats(&mut response, theirs, &mut missing);
-            }
-            Ok((Err(e), _)) => return query_failed(&state, Endpoint::Stats, &caller, query.as_deref(), e),
-            Err(e) => return e.into_response(),
-        }
-    }
-    if filters.scope.is_none() || root {
-        missing.extend(unfetched(&state));
+    let fanned = match fan_out(&state, &call, &filters, share, QueryEngine::stats).await {
+        Ok(fanned) => fanned,
+        Err(response) => return response,
+    };
+    let mut missing = fanned.missing;
+    let mut response = stats_response(fanned.own, &mut missing);
+    merge_stats(&mut response, fanned.answers, &mut missing);
+    if let Some(theirs) = fanned.left {
+        let theirs = stats_response(theirs, &mut missing);
+        add_stats(&mut response, theirs, &mut missing);
     }
     let took = started.elapsed();
     state
