@@ -21,6 +21,7 @@ use crate::audit::AuditLog;
 use crate::auth::Tokens;
 use crate::cli::{RetentionArgs, ServeArgs, StandaloneArgs};
 use crate::config::IndexerConfig;
+use crate::control::{ControlTopic, Janitor};
 use crate::holds::Holds;
 use crate::http::{Access, ApiState, Cluster, TailPolicy};
 use crate::ingest::Ingest;
@@ -145,7 +146,17 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
         Some(audit)
     };
     let catalog = Arc::new(Catalog::open_sealed(&root)?);
-    let holds = Holds::open(&args.data_dir)?;
+    let holds = match &args.brokers {
+        Some(brokers) => Holds::cluster(
+            Arc::new(ControlTopic::connect(
+                brokers,
+                &args.control_topic,
+                &config.kafka,
+            )?),
+            &args.data_dir,
+        )?,
+        None => Holds::open_local(&args.data_dir)?,
+    };
     let retention = Retention::new(
         &root,
         retention_config,
@@ -154,7 +165,7 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
     );
     let now = Timestamp::now();
     let steps = match &audit {
-        None => retention.plan(&holds.list(), now)?,
+        None => retention.plan(&holds.list()?, now)?,
         Some(audit) => retention.run_with(&holds, audit, now)?,
     };
     for step in &steps {
@@ -167,7 +178,7 @@ pub fn retention_pass(args: &RetentionArgs) -> anyhow::Result<()> {
         count(Step::Move),
         count(Step::Rewrite),
         count(Step::Delete),
-        holds.list().len(),
+        holds.list()?.len(),
         if args.dry_run { "; nothing was changed" } else { "" }
     );
     Ok(())
@@ -236,9 +247,29 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         "indexer started"
     );
-    let retention = retention(&store, &config, &name);
-    let refresher = Refresher::new(&store, &name, config.catalog_refresh, &metrics);
+    let control = Arc::new(ControlTopic::connect(
+        &args.brokers,
+        &args.control_topic,
+        &config.kafka,
+    )?);
+    // With a store shared by the cluster, one elected janitor runs retention for all of it;
+    // with a store of its own, each indexer's retention keeps its own splits.
+    let janitor = match (&config.retention, store.storage().is_shared()) {
+        (Some(_), true) => Some(Arc::new(Janitor::new(
+            Arc::clone(store.storage()),
+            &name,
+            config.janitor_lease,
+            metrics.storage.janitor.clone(),
+        ))),
+        _ => None,
+    };
+    let retention = retention(&store, &config, &name).map(|retention| match &janitor {
+        Some(janitor) => retention.as_janitor(Arc::clone(janitor)),
+        None => retention,
+    });
+    let refresher = Refresher::new(&store, config.catalog_refresh, &metrics);
     let storage_at_exit = Arc::clone(store.storage());
+    let control_at_exit = Arc::clone(&control);
     let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?
         .with_max_future_skew(config.max_future_skew)
         .with_min_free_bytes(config.min_free_bytes);
@@ -257,7 +288,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             metrics,
             access,
             audit,
-            holds: Arc::new(Holds::open(&args.data_dir)?),
+            holds: Arc::new(Holds::cluster(Arc::clone(&control), &args.data_dir)?),
             ready: Arc::new(AtomicBool::new(true)),
             tails: TailPolicy::new(config.max_tails, config.tail_buffer_bytes),
             cluster: Cluster {
@@ -265,11 +296,28 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 peers,
             },
         },
-        Background { retention, refresher },
+        Background {
+            retention,
+            refresher,
+            janitor,
+            heads: Some(HeadPublisher {
+                control,
+                audit: Arc::clone(&audit_at_exit),
+                indexer: name.clone(),
+            }),
+        },
         ingest,
         stop.clone(),
         move || stop.cancel(),
-        move || crate::store::anchor_audit_head(&storage_at_exit, &name, &audit_at_exit),
+        move || {
+            crate::store::anchor_audit_head(&storage_at_exit, &name, &audit_at_exit)?;
+            HeadPublisher {
+                control: control_at_exit,
+                audit: audit_at_exit,
+                indexer: name,
+            }
+            .publish()
+        },
     )
 }
 
@@ -318,7 +366,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     store.anchor_audit(Arc::clone(&audit));
     let catalog = store.catalog();
     let retention = retention(&store, &config, &name);
-    let refresher = Refresher::new(&store, &name, config.catalog_refresh, &metrics);
+    let refresher = Refresher::new(&store, config.catalog_refresh, &metrics);
     let storage_at_exit = Arc::clone(store.storage());
     let (channel_sink, receiver) = sink::channel(STANDALONE_CHANNEL);
     let builder = RecordBuilder::new(host_name(), &collector_config, metadata);
@@ -391,7 +439,12 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
                 peers: None,
             },
         },
-        Background { retention, refresher },
+        Background {
+            retention,
+            refresher,
+            janitor: None,
+            heads: None,
+        },
         ingest,
         ingest_stop.clone(),
         // The collector drains into the channel and ends; the ingest loop then ends with it.
@@ -459,7 +512,20 @@ fn run_with_api<S: Source + 'static>(
     let after_ingest = CancellationToken::new();
     let _context = runtime.enter();
     let mut ingest_task = tasks.spawn_blocking(move || ingest.run(&ingest_stop));
-    let Background { retention, refresher } = background;
+    let Background {
+        retention,
+        refresher,
+        janitor,
+        heads,
+    } = background;
+    if let Some(janitor) = janitor {
+        let stop = after_ingest.clone();
+        tasks.spawn_blocking(move || janitor.run(&stop));
+    }
+    if let Some(heads) = heads {
+        let stop = after_ingest.clone();
+        tasks.spawn_blocking(move || heads.run(&stop));
+    }
     if let Some(retention) = retention {
         let (holds, audit, stop) = (
             Arc::clone(&state.holds),
@@ -538,10 +604,50 @@ fn cluster_hooks(store: &SplitStore, topic: &str) -> Option<Arc<ClusterHooks>> {
     }))
 }
 
-/// The threads beside ingest and the API: retention passes, catalog refreshes.
+/// The threads beside ingest and the API: retention passes, catalog refreshes, the janitor
+/// election, audit heads published.
 struct Background {
     retention: Option<Retention>,
     refresher: Option<Refresher>,
+    janitor: Option<Arc<Janitor>>,
+    heads: Option<HeadPublisher>,
+}
+
+/// How often an indexer publishes its audit head to the control topic (and at shutdown).
+const AUDIT_HEAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Publishes the audit log's head to the control topic, outside this indexer: a log cut short
+/// or rewritten later no longer matches what the cluster saw.
+struct HeadPublisher {
+    control: Arc<ControlTopic>,
+    audit: Arc<AuditLog>,
+    indexer: String,
+}
+
+impl HeadPublisher {
+    fn publish(&self) -> anyhow::Result<()> {
+        let Some(head) = self.audit.head() else {
+            return Ok(());
+        };
+        let published = self.control.read_to_end()?.heads.remove(&self.indexer);
+        if published.is_some_and(|p| p.seq == head.seq && p.sha256 == head.sha256) {
+            return Ok(());
+        }
+        self.control.publish_audit_head(&self.indexer, &head)
+    }
+
+    /// Publishes every [`AUDIT_HEAD_INTERVAL`] until `stop`; a failure is logged and retried.
+    fn run(self, stop: &CancellationToken) {
+        while !stop.is_cancelled() {
+            if let Err(error) = self.publish() {
+                tracing::warn!("cannot publish the audit head: {error:#}");
+            }
+            let started = std::time::Instant::now();
+            while started.elapsed() < AUDIT_HEAD_INTERVAL && !stop.is_cancelled() {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 /// Keeps the catalog up to date with an object store's published splits (see
@@ -549,23 +655,16 @@ struct Background {
 struct Refresher {
     storage: Arc<SplitStorage>,
     catalog: Arc<Catalog>,
-    indexer: String,
     every: std::time::Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Refresher {
     /// A refresher for `store`'s storage; `None` for a store of its own (a local directory).
-    fn new(
-        store: &SplitStore,
-        indexer: &str,
-        every: std::time::Duration,
-        metrics: &Arc<Metrics>,
-    ) -> Option<Refresher> {
+    fn new(store: &SplitStore, every: std::time::Duration, metrics: &Arc<Metrics>) -> Option<Refresher> {
         store.storage().is_shared().then(|| Refresher {
             storage: Arc::clone(store.storage()),
             catalog: store.catalog(),
-            indexer: indexer.to_owned(),
             every,
             metrics: Arc::clone(metrics),
         })
@@ -574,7 +673,7 @@ impl Refresher {
     /// Refreshes every `every` until `stop`; a failed listing is logged and tried again.
     fn run(self, stop: &CancellationToken) {
         while !stop.is_cancelled() {
-            match crate::published::refresh_catalog(&self.storage, &self.catalog, &self.indexer) {
+            match crate::published::refresh_catalog(&self.storage, &self.catalog) {
                 Ok(refreshed) => {
                     if refreshed.added + refreshed.removed > 0 {
                         tracing::info!(

@@ -507,14 +507,14 @@ mod tests {
                 PutPayload::from(serde_json::to_vec(&manifest).unwrap()),
             ))
             .unwrap();
-        crate::published::refresh_catalog(&storage, &catalog, "reader").unwrap();
+        crate::published::refresh_catalog(&storage, &catalog).unwrap();
         let now = catalog.remote();
         assert_eq!((now.len(), now[0].docs), (1, 0), "the new manifest is held");
         assert!(!cache.holds(splits[0].id()), "the stale copy left the cache");
         // Unchanged since: nothing is read or dropped again.
         cache.get(&now[0]).ok();
         let version = now[0].version.clone();
-        crate::published::refresh_catalog(&storage, &catalog, "reader").unwrap();
+        crate::published::refresh_catalog(&storage, &catalog).unwrap();
         assert_eq!(catalog.remote()[0].version, version);
     }
 

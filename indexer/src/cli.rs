@@ -72,6 +72,13 @@ pub struct RetentionArgs {
     /// Print what would move, be rewritten and be deleted, and why; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Kafka bootstrap servers of the cluster whose control topic holds the legal holds: needed
+    /// for the data dir of a `serve` indexer (its holds are not in the data dir).
+    #[arg(long, env = "CORRAL_BROKERS", value_name = "HOST:PORT,…")]
+    pub brokers: Option<String>,
+    /// With --brokers: the control topic.
+    #[arg(long, default_value = crate::control::CONTROL_TOPIC, value_name = "TOPIC")]
+    pub control_topic: String,
 }
 
 /// Options of `verify`.
@@ -109,6 +116,10 @@ pub struct ServeArgs {
     /// Consumer group shared by every indexer.
     #[arg(long, default_value = corral_schema::fields::CONSUMER_GROUP)]
     pub group: String,
+    /// The cluster's control topic (compacted, one partition; created if missing): legal holds
+    /// and audit heads, and through its consumer group `corral-janitor` the retention janitor.
+    #[arg(long, default_value = crate::control::CONTROL_TOPIC, value_name = "TOPIC")]
+    pub control_topic: String,
     /// Static group membership (`group.instance.id`) and the name in split manifests;
     /// in Kubernetes, the pod name from the downward API.
     #[arg(long = "instance-id", env = "POD_NAME", value_name = "NAME")]

@@ -16,6 +16,7 @@
 //! tail_buffer_bytes = 4194304  # a tail whose client stops reading is closed past this
 //! max_future_skew = "15m"      # a ts this far after observed_ts is indexed at observed_ts
 //! catalog_refresh = "5s"       # with an object store: how often its published splits are listed
+//! janitor_lease = "30s"        # with an object store: a dead retention janitor is replaced after this
 //! peer_timeout = "5s"          # a peer that does not answer a query by then is named in `missing`
 //! cache_max_bytes = 8589934592 # with an object store: other indexers' splits kept on local disk
 //! min_free_bytes = 268435456   # below this much free space on the data dir, ingest pauses
@@ -124,6 +125,7 @@ struct RawIndexer {
     tail_buffer_bytes: Option<usize>,
     max_future_skew: Option<String>,
     catalog_refresh: Option<String>,
+    janitor_lease: Option<String>,
     peer_timeout: Option<String>,
     cache_max_bytes: Option<u64>,
     min_free_bytes: Option<u64>,
@@ -149,6 +151,8 @@ pub struct IndexerConfig {
     pub max_future_skew: Duration,
     /// How often the published catalog of an object store is listed.
     pub catalog_refresh: Duration,
+    /// How long the retention janitor's lease lasts unrenewed (it renews every quarter of it).
+    pub janitor_lease: Duration,
     /// How long a root waits for a peer's share of a query.
     pub peer_timeout: Duration,
     /// Bytes of other indexers' published splits kept on local disk (the least recently
@@ -175,6 +179,7 @@ impl Default for IndexerConfig {
             tail_buffer_bytes: DEFAULT_TAIL_BUFFER_BYTES,
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
             catalog_refresh: Duration::from_secs(5),
+            janitor_lease: Duration::from_secs(30),
             peer_timeout: crate::peers::DEFAULT_PEER_TIMEOUT,
             cache_max_bytes: crate::cache::DEFAULT_CACHE_MAX_BYTES,
             min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
@@ -251,6 +256,12 @@ impl IndexerConfig {
             config.catalog_refresh = parse_duration(&every).context("indexer.catalog_refresh")?;
             if config.catalog_refresh.is_zero() {
                 bail!("indexer.catalog_refresh must be more than 0");
+            }
+        }
+        if let Some(lease) = indexer.janitor_lease {
+            config.janitor_lease = parse_duration(&lease).context("indexer.janitor_lease")?;
+            if config.janitor_lease < Duration::from_secs(2) {
+                bail!("indexer.janitor_lease must be at least 2s (it is renewed every quarter of it)");
             }
         }
         if let Some(timeout) = indexer.peer_timeout {

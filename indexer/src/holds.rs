@@ -1,26 +1,33 @@
 //! Legal holds (DESIGN §4.2): a selector, a reason and who placed it. Records a hold matches
-//! are never deleted by retention until the hold is released. Holds persist in
-//! `<data-dir>/holds.json`, rewritten atomically on every change.
+//! are never deleted by retention until the hold is released. Standalone keeps them in
+//! `<data-dir>/holds.json`, rewritten atomically on every change; `serve` keeps them in the
+//! cluster's control topic ([`crate::control`]), so a hold placed through any indexer protects
+//! the records of every indexer.
 //!
 //! Order of a change, all under the one lock of [`Holds`]: the caller's audit entry (fsync'd) →
-//! `holds.json` rewritten → the in-memory list that retention reads. An audit entry that cannot
-//! be written leaves the holds as they were; a crash after the entry leaves the change recorded
-//! but not made (for a release: the records stay held). Retention takes the same lock
-//! ([`Holds::lock`]) from its last look at the holds until a step that removes records is done,
-//! so a hold placed meanwhile waits for the step and the next step sees it.
+//! `holds.json` rewritten, or the control topic's acknowledgement → the in-memory list. An
+//! audit entry that cannot be written leaves the holds as they were; a crash after the entry
+//! leaves the change recorded but not made (for a release: the records stay held). Retention
+//! takes the same lock ([`Holds::lock`]) from its last look at the holds until a step that
+//! removes records is done, so a hold placed meanwhile through this indexer waits for the step
+//! and the next step sees it; with the control topic, [`Holds::lock`] first reads the topic to
+//! its end, so a hold any indexer acknowledged before the step is seen.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use corral_schema::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::control::ControlTopic;
 use crate::manifest::sync_dir;
 
 /// File of the holds, under the data dir.
 pub const HOLDS_FILE: &str = "holds.json";
+/// Under a `serve` indexer's data dir: names the control topic its holds are in.
+pub const HOLDS_MARKER: &str = "holds.control";
 
 /// Which records a hold keeps: the API's selector. At least one key; all given keys must
 /// match; `since` and `until` are RFC 3339 instants (a hold must not move with the clock).
@@ -88,17 +95,19 @@ impl ChangeError<std::convert::Infallible> {
     /// The save error of a change made without an audit entry.
     fn unaudited(self) -> anyhow::Error {
         match self {
-            ChangeError::Save(error) => error,
+            ChangeError::Save(error) | ChangeError::Read(error) => error,
             ChangeError::Audit(never) => match never {},
         }
     }
 }
 
-/// The holds of one indexer.
+/// The holds in force: of one indexer (a file), or of the cluster (the control topic).
 #[derive(Debug)]
 pub struct Holds {
-    /// `None` for a fixed set that is never saved ([`Holds::fixed`]).
+    /// `None` for a fixed set that is never saved ([`Holds::fixed`]), and with `control`.
     path: Option<PathBuf>,
+    /// The cluster's holds: read to the end before every look, written before every change.
+    control: Option<Arc<ControlTopic>>,
     holds: Mutex<Vec<Hold>>,
 }
 
@@ -111,6 +120,9 @@ pub enum ChangeError<E> {
     /// The entry was written but the holds could not be saved: nothing changed.
     #[error("cannot save the holds: {0:#}")]
     Save(anyhow::Error),
+    /// The holds in force could not be read (the control topic): nothing changed.
+    #[error("cannot read the holds in force: {0:#}")]
+    Read(anyhow::Error),
 }
 
 impl Holds {
@@ -126,6 +138,60 @@ impl Holds {
         };
         Ok(Holds {
             path: Some(path),
+            control: None,
+            holds: Mutex::new(holds),
+        })
+    }
+
+    /// The holds of `data_dir` for a tool that reads them itself (`corral-indexer retention`):
+    /// refused for the data dir of a `serve` indexer, whose holds are in the control topic.
+    pub fn open_local(data_dir: &Path) -> anyhow::Result<Holds> {
+        let marker = data_dir.join(HOLDS_MARKER);
+        if crate::disk::exists(&marker)? {
+            let topic = fs::read_to_string(&marker).unwrap_or_default();
+            anyhow::bail!(
+                "the legal holds of {} are in the control topic {:?} ({} says so): pass --brokers so they are honoured",
+                data_dir.display(),
+                topic.trim(),
+                marker.display()
+            );
+        }
+        Holds::open(data_dir)
+    }
+
+    /// The cluster's holds in `control`. Holds an earlier version kept in `data_dir`'s
+    /// `holds.json` are written to the topic first (once they all are, the file is renamed
+    /// `holds.json.migrated`): upgrading loses no hold.
+    pub fn cluster(control: Arc<ControlTopic>, data_dir: &Path) -> anyhow::Result<Holds> {
+        let local = Holds::open(data_dir)?;
+        let old = local.list()?;
+        if !old.is_empty() {
+            let known = control.holds()?;
+            for hold in old.iter().filter(|h| !known.iter().any(|k| k.id == h.id)) {
+                control.put_hold(hold)?;
+            }
+            tracing::info!(
+                holds = old.len(),
+                topic = control.topic(),
+                "moved this indexer's holds to the control topic"
+            );
+        }
+        // The marker first: a tool that reads this data dir's holds from now on is told where
+        // they are, even if the rename below does not happen.
+        let marker = data_dir.join(HOLDS_MARKER);
+        fs::write(&marker, format!("{}\n", control.topic()))
+            .with_context(|| format!("cannot write {}", marker.display()))?;
+        sync_dir(data_dir)?;
+        if let Some(path) = &local.path
+            && crate::disk::exists(path)?
+        {
+            fs::rename(path, path.with_extension("json.migrated"))
+                .with_context(|| format!("cannot rename {}", path.display()))?;
+        }
+        let holds = control.holds()?;
+        Ok(Holds {
+            path: None,
+            control: Some(control),
             holds: Mutex::new(holds),
         })
     }
@@ -134,17 +200,25 @@ impl Holds {
     pub fn fixed(holds: Vec<Hold>) -> Holds {
         Holds {
             path: None,
+            control: None,
             holds: Mutex::new(holds),
         }
     }
 
-    pub fn list(&self) -> Vec<Hold> {
-        self.lock().clone()
+    /// The holds in force now (with the control topic: as of its end).
+    pub fn list(&self) -> anyhow::Result<Vec<Hold>> {
+        Ok(self.lock()?.clone())
     }
 
-    /// Takes the lock every change takes: while the guard lives, no hold is placed or released.
-    pub fn lock(&self) -> MutexGuard<'_, Vec<Hold>> {
-        self.holds.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the lock every change takes: while the guard lives, no hold is placed or released
+    /// through this indexer. With the control topic the list is first read to the topic's end;
+    /// an error when it cannot be (the holds are then unknown).
+    pub fn lock(&self) -> anyhow::Result<MutexGuard<'_, Vec<Hold>>> {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(control) = &self.control {
+            *holds = control.holds()?;
+        }
+        Ok(holds)
     }
 
     /// Places a hold without an audit entry (tools and tests); it is durable when this returns.
@@ -161,7 +235,7 @@ impl Holds {
         who: &str,
         audit: impl FnOnce(&Hold) -> Result<(), E>,
     ) -> Result<Hold, ChangeError<E>> {
-        let mut holds = self.lock();
+        let mut holds = self.lock().map_err(ChangeError::Read)?;
         let created_at = Timestamp::now();
         let id = format!(
             "hold-{:016x}",
@@ -177,7 +251,10 @@ impl Holds {
         let mut next = holds.clone();
         next.push(hold.clone());
         audit(&hold).map_err(ChangeError::Audit)?;
-        self.save(&next).map_err(ChangeError::Save)?;
+        match &self.control {
+            Some(control) => control.put_hold(&hold).map_err(ChangeError::Save)?,
+            None => self.save(&next).map_err(ChangeError::Save)?,
+        }
         *holds = next;
         Ok(hold)
     }
@@ -197,14 +274,17 @@ impl Holds {
         id: &str,
         audit: impl FnOnce(&Hold) -> Result<(), E>,
     ) -> Result<Option<Hold>, ChangeError<E>> {
-        let mut holds = self.lock();
+        let mut holds = self.lock().map_err(ChangeError::Read)?;
         let Some(pos) = holds.iter().position(|h| h.id == id) else {
             return Ok(None);
         };
         let mut next = holds.clone();
         let released = next.remove(pos);
         audit(&released).map_err(ChangeError::Audit)?;
-        self.save(&next).map_err(ChangeError::Save)?;
+        match &self.control {
+            Some(control) => control.remove_hold(&released.id).map_err(ChangeError::Save)?,
+            None => self.save(&next).map_err(ChangeError::Save)?,
+        }
         *holds = next;
         Ok(Some(released))
     }
@@ -252,10 +332,10 @@ mod tests {
             .unwrap();
         drop(holds);
         let holds = Holds::open(dir.path()).unwrap();
-        assert_eq!(holds.list(), vec![hold.clone(), other.clone()]);
+        assert_eq!(holds.list().unwrap(), vec![hold.clone(), other.clone()]);
         assert_eq!(holds.release(&hold.id).unwrap(), Some(hold.clone()));
         assert_eq!(holds.release(&hold.id).unwrap(), None);
-        assert_eq!(Holds::open(dir.path()).unwrap().list(), vec![other]);
+        assert_eq!(Holds::open(dir.path()).unwrap().list().unwrap(), vec![other]);
 
         let cases: [(&[u8], &str); 5] = [
             (br#"{"selector":{},"reason":"x"}"#, "the selector is empty"),

@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod decode;
 pub mod disk;
 mod group_count;

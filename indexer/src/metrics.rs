@@ -54,6 +54,8 @@ pub struct StorageMetrics {
     pub peer_errors: Family<PeerLabel, Counter>,
     /// Splits dropped unpublished because another indexer published their partitions' records.
     pub splits_fenced: Counter,
+    /// 1 while this indexer is the cluster's elected retention janitor.
+    pub janitor: Gauge,
 }
 
 impl Default for StorageMetrics {
@@ -71,6 +73,7 @@ impl Default for StorageMetrics {
             catalog_splits: Gauge::default(),
             peer_errors: Family::default(),
             splits_fenced: Counter::default(),
+            janitor: Gauge::default(),
         }
     }
 }
@@ -131,6 +134,11 @@ impl StorageMetrics {
             "splits_fenced",
             "Splits dropped unpublished because another indexer had published records of their partitions (a paused or cut-off indexer); their records were read again",
             self.splits_fenced.clone(),
+        );
+        registry.register(
+            "retention_janitor",
+            "1 while this indexer holds the cluster's retention janitor lease (in the object store)",
+            self.janitor.clone(),
         );
         registry.register(
             "peer_errors",

@@ -112,11 +112,7 @@ pub struct Refreshed {
 /// published, moved or removed since — other indexers', and this indexer's own that its data
 /// dir lost — by their manifests only ([`crate::cache`] fetches their files when a query
 /// needs them).
-pub fn refresh_catalog(
-    storage: &SplitStorage,
-    catalog: &Catalog,
-    indexer: &str,
-) -> anyhow::Result<Refreshed> {
+pub fn refresh_catalog(storage: &SplitStorage, catalog: &Catalog) -> anyhow::Result<Refreshed> {
     let mut refreshed = Refreshed::default();
     if !storage.is_shared() {
         return Ok(refreshed);
@@ -140,18 +136,22 @@ pub fn refresh_catalog(
         if opened.contains(&key.id) {
             continue;
         }
-        if let Some(held) = known.get(key) {
-            // Another indexer's split rewritten in place (its retention removed records): the
-            // cached copy is stale. This indexer's own rewrites put their new copy in place.
-            if held.indexer == indexer || held.version == versions[key] {
-                continue;
-            }
-            if let Some(cache) = catalog.cache() {
-                cache.forget(&key.id);
-            }
+        let held = known.get(key);
+        if held.is_some_and(|held| held.version == versions[key]) {
+            continue;
         }
         match storage.read_manifest(key) {
             Ok(manifest) => {
+                if let Some(held) = held {
+                    // Listed at another version than held: rewritten in place (retention
+                    // removed records, which is the only in-place change), so the cached copy is
+                    // stale — unless it is a split this indexer put in place itself and holds
+                    // without a version yet (sealed or rewritten here), with the same records.
+                    let same = held.version.is_empty() && held.docs == manifest.docs;
+                    if !same && let Some(cache) = catalog.cache() {
+                        cache.forget(&key.id);
+                    }
+                }
                 // A split listed in two tiers (a move between its publish and its removal of
                 // the old copy) is held once: the copy re-encoded more often is the newer one.
                 let encodings = manifest

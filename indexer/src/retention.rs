@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, Entry};
 use crate::cache::RemoteSplit;
+use crate::control::Janitor;
 use crate::holds::{Hold, Holds};
 use crate::manifest::{MANIFEST_FILE, Manifest, hash_split_files, sha256_hex, sync_dir};
 use crate::query::{Filters, QueryEngine};
@@ -212,6 +213,9 @@ pub struct Retention {
     config: RetentionConfig,
     engine: QueryEngine,
     writer_memory_bytes: usize,
+    /// With an object store shared by a cluster: the election that makes this indexer the one
+    /// janitor of every published split. `None`: this retention manages its own splits.
+    janitor: Option<Arc<Janitor>>,
 }
 
 impl std::fmt::Debug for Retention {
@@ -238,7 +242,21 @@ impl Retention {
             config,
             engine: QueryEngine::new(catalog),
             writer_memory_bytes,
+            janitor: None,
         }
+    }
+
+    /// Retention for the whole cluster: while `janitor` says this indexer is elected, it
+    /// manages every published split, whoever published it; otherwise it does nothing.
+    pub fn as_janitor(mut self, janitor: Arc<Janitor>) -> Retention {
+        self.janitor = Some(janitor);
+        self
+    }
+
+    /// Whether this retention may take a step now: always for its own splits; for the
+    /// cluster's, only while it is the elected janitor.
+    pub fn on_duty(&self) -> bool {
+        self.janitor.as_ref().is_none_or(|janitor| janitor.elected())
     }
 
     /// Retention over the splits `indexer` published to `storage` (all of them in a store of
@@ -269,8 +287,8 @@ impl Retention {
     }
 
     /// The sealed splits this retention manages, oldest first: those opened here, and (with an
-    /// object store) those this indexer published. Another indexer's splits are its own
-    /// retention's.
+    /// object store) those this indexer published — or, for the cluster's janitor, every
+    /// published split. Without a janitor another indexer's splits are its own retention's.
     fn own_splits(&self) -> Vec<OwnSplit> {
         let shared = self.storage.is_shared();
         let (local, remote) = self.engine.catalog().snapshot();
@@ -283,7 +301,7 @@ impl Retention {
             own.extend(
                 remote
                     .into_iter()
-                    .filter(|s| s.indexer == self.indexer)
+                    .filter(|s| self.janitor.is_some() || s.indexer == self.indexer)
                     .map(OwnSplit::Published),
             );
         }
@@ -404,10 +422,17 @@ impl Retention {
         now: Timestamp,
         stop: &CancellationToken,
     ) -> anyhow::Result<Vec<Planned>> {
-        let planned = self.plan(&holds.list(), now)?;
+        if !self.on_duty() {
+            return Ok(Vec::new());
+        }
+        let planned = self.plan(&holds.list()?, now)?;
         let mut taken = Vec::with_capacity(planned.len());
         for step in &planned {
             if stop.is_cancelled() {
+                break;
+            }
+            if !self.on_duty() {
+                tracing::info!("no longer the janitor: the pass stops before its next step");
                 break;
             }
             let started = Instant::now();
@@ -451,10 +476,10 @@ impl Retention {
         // Optimistic first: prepare without the lock (a rewrite can take minutes), then check
         // under it that no hold was placed meanwhile. After that many retries, prepare under it.
         for attempt in 0..=HOLD_RETRIES {
-            let exclusive = (attempt == HOLD_RETRIES).then(|| holds.lock());
+            let exclusive = (attempt == HOLD_RETRIES).then(|| holds.lock()).transpose()?;
             let seen = match &exclusive {
                 Some(guard) => guard.to_vec(),
-                None => holds.list(),
+                None => holds.list()?,
             };
             let Some(step) = self.plan_split(&split, &seen, now)? else {
                 return Ok(None);
@@ -463,7 +488,9 @@ impl Retention {
             let held = match exclusive {
                 Some(guard) => guard,
                 None => {
-                    let guard = holds.lock();
+                    // With the control topic, this reads the holds to its end: a hold any
+                    // indexer acknowledged before now is seen.
+                    let guard = holds.lock()?;
                     if step.step != Step::Move && guard.iter().any(|h| !seen.contains(h)) {
                         drop(guard);
                         tracing::info!(split = %step.split, "a hold was placed while the step was prepared; preparing it again");
@@ -475,6 +502,13 @@ impl Retention {
                     guard
                 }
             };
+            if !self.on_duty() {
+                // Another indexer was elected meanwhile: the step is its to take.
+                if let Some((staging, _)) = &prepared.staged {
+                    fs::remove_dir_all(staging)?;
+                }
+                return Ok(None);
+            }
             self.commit(&step, &view, prepared, audit)?;
             drop(held);
             stage_point("placed");
@@ -727,9 +761,20 @@ fn pause_point(name: &str) {
 }
 
 /// Aborts the process at a named point when `CORRAL_RETENTION_CRASH_AT` names it: how the tests
-/// kill a retention step between its stages.
+/// kill a retention step between its stages. With `CORRAL_RETENTION_CRASH_ONCE_FILE`, only the
+/// first process to get there aborts (it creates the file): how the tests kill one janitor of
+/// several.
 fn crash_point(name: &str) {
     if std::env::var("CORRAL_RETENTION_CRASH_AT").is_ok_and(|at| at == name) {
+        if let Ok(once) = std::env::var("CORRAL_RETENTION_CRASH_ONCE_FILE")
+            && fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&once)
+                .is_err()
+        {
+            return;
+        }
         eprintln!("corral-indexer: crashing at retention stage {name:?} (CORRAL_RETENTION_CRASH_AT)");
         std::process::abort();
     }
@@ -904,7 +949,8 @@ pub fn run_periodically(
 ) {
     let mut next = Instant::now();
     while !stop.is_cancelled() {
-        if Instant::now() >= next {
+        // A janitor's first pass starts as soon as it is elected.
+        if Instant::now() >= next && retention.on_duty() {
             if let Err(error) = retention.run_until(holds, audit, Timestamp::now(), stop) {
                 tracing::error!(error = %format!("{error:#}"), "retention pass failed");
             }

@@ -3,7 +3,8 @@
 //!
 //! Every split lives at `splits/<tier>/<split-id>/` under the storage root, its manifest
 //! `corral-split.json` beside its files; each indexer's chain head is `splits/chain-head.json`
-//! locally and `indexers/<indexer-id>/chain-head.json` in an object store.
+//! locally and `indexers/<indexer-id>/chain-head.json` in an object store, and the retention
+//! janitor's lease `control/janitor/epoch-<n>.json` (see [`crate::control::Janitor`]).
 //!
 //! - `file:///abs/path` (the default, `<data-dir>/store`): the directory *is* the store. A
 //!   split is published by renaming its finished directory into place, which shows the files
@@ -43,6 +44,8 @@ pub const CACHE_DIR: &str = "cache";
 pub const DEFAULT_STORE_DIR: &str = "store";
 /// Each indexer's published chain head, under an object store's prefix.
 const INDEXERS_DIR: &str = "indexers";
+/// The cluster's control objects (the retention janitor's lease), under an object store's prefix.
+const CONTROL_DIR: &str = "control";
 /// Where downloads are assembled before they are renamed into place, under the cache.
 const DOWNLOADS_DIR: &str = "downloads";
 
@@ -533,6 +536,69 @@ impl SplitStorage {
             .block_on(remote.store.put(&location, PutPayload::from(bytes.to_vec())))
             .with_context(|| format!("cannot upload {location} to {}", self.url))?;
         Ok(())
+    }
+
+    /// The names of the cluster's control objects under `<prefix>/control/<dir>/` (the
+    /// janitor's lease), sorted; empty without an object store.
+    pub fn control_names(&self, dir: &str) -> anyhow::Result<Vec<String>> {
+        let Some(remote) = &self.remote else {
+            return Ok(Vec::new());
+        };
+        let prefix = remote.prefix.clone().join(CONTROL_DIR).join(dir);
+        let mut names: Vec<String> = remote
+            .list(&prefix, &self.url)?
+            .into_iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A control object's bytes, if it exists.
+    pub fn control_get(&self, dir: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        let location = remote.prefix.clone().join(CONTROL_DIR).join(dir).join(name);
+        Ok(remote.get_if_exists(&location, &self.url)?.map(|b| b.to_vec()))
+    }
+
+    /// Writes a control object. With `create`, only if no object has that name yet (a
+    /// conditional write the store decides): `Ok(false)` when one had.
+    pub fn control_put(&self, dir: &str, name: &str, bytes: &[u8], create: bool) -> anyhow::Result<bool> {
+        let Some(remote) = &self.remote else {
+            bail!("{} is not an object store: it has no control objects", self.url);
+        };
+        let location = remote.prefix.clone().join(CONTROL_DIR).join(dir).join(name);
+        let mode = if create {
+            object_store::PutMode::Create
+        } else {
+            object_store::PutMode::Overwrite
+        };
+        let put = remote.runtime.block_on(remote.store.put_opts(
+            &location,
+            PutPayload::from(bytes.to_vec()),
+            object_store::PutOptions::from(mode),
+        ));
+        match put {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(false)
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot write {location} to {}", self.url)),
+        }
+    }
+
+    /// Removes a control object (nothing when it is gone already).
+    pub fn control_delete(&self, dir: &str, name: &str) -> anyhow::Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let location = remote.prefix.clone().join(CONTROL_DIR).join(dir).join(name);
+        match remote.runtime.block_on(remote.store.delete(&location)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("cannot remove {location} from {}", self.url)),
+        }
     }
 
     /// This indexer's chain head as last published in an object store, if any.

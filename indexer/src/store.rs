@@ -278,7 +278,7 @@ impl SplitStore {
             for view in store.catalog.splits().into_iter().filter(|v| !v.active) {
                 hand_to_cache(&store.catalog, &view.dir)?;
             }
-            refresh_catalog(&store.storage, &store.catalog, &name)?;
+            refresh_catalog(&store.storage, &store.catalog)?;
         }
         // Older active splits (a crash while a new one was being started) are sealed as they are.
         unsealed.sort();

@@ -503,7 +503,7 @@ fn phrases_on_the_archive_are_reported_and_phrase_holds_still_protect() {
         )
         .unwrap();
     let later = now.saturating_add_nanos(400 * DAY_NS);
-    let steps = retention.run(&holds.list(), &audit, later).unwrap();
+    let steps = retention.run(&holds.list().unwrap(), &audit, later).unwrap();
     let month_after: Vec<u64> = tiers(&dir)
         .into_values()
         .filter(|(tier, _)| tier == "archive")

@@ -33,6 +33,9 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7280";
   logq search 'card declined' --level warn --follow      matches so far, then new ones as they arrive
   logq tail --service payments --level error             errors as they are indexed
   logq stats --by version --service payments --since 30m error rate of a canary vs the stable version
+  logq holds add --corr 4bf92f35… --reason \"case 4711\"    keep one request's records past retention
+  logq holds list                                         every legal hold in force (auditor)
+  logq audit --since 7d --who alice -o jsonl              who queried what, through any indexer
   logq --endpoint http://indexer-0:7280 --endpoint http://indexer-1:7280 --corr …
 
 Endpoints: --endpoint (repeatable), else LOGQ_ENDPOINT (comma-separated), else `endpoints` in
@@ -43,7 +46,8 @@ file) or cannot be connected to within --connect-timeout (3s) is named on stderr
 results are still shown; a tail that sends nothing for --timeout is ended the same way.
 Searches past the indexers' page size (max_limit, 10000 by default) are paged automatically:
 `--limit 1000000 -o jsonl` exports a million records.
-Exit status: 0 when something matched, 1 when nothing did, 2 on error (or when no endpoint answered)."
+Exit status: 0 when something matched, 1 when nothing did, 2 on error (or when no endpoint answered),
+3 when something matched but the answer is incomplete (what was not searched is printed on stderr)."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -112,6 +116,39 @@ pub enum Command {
         /// What to group by.
         #[arg(long, value_parser = parse_group_by)]
         by: GroupBy,
+    },
+    /// Legal holds: records they match are never deleted by retention (auditor: list; admin: add, release).
+    Holds {
+        #[command(subcommand)]
+        action: HoldsAction,
+    },
+    /// The audit log of every query, hold change and retention step (auditor), merged across the cluster.
+    Audit {
+        /// Only entries of this caller (a token's name, or `retention`).
+        #[arg(long)]
+        who: Option<String>,
+    },
+}
+
+/// What `logq holds` does.
+#[derive(Debug, Subcommand)]
+pub enum HoldsAction {
+    /// Every hold in force.
+    List,
+    /// Places a hold on the records the selector flags match (--corr, --service, --version,
+    /// --instance, --level, --since, --until; instants, not durations); prints its id.
+    Add {
+        /// Why the records are held (case, ticket): required.
+        #[arg(long)]
+        reason: String,
+        /// Only records matching this query over msg and fields, too.
+        #[arg(long, value_name = "QUERY")]
+        query: Option<String>,
+    },
+    /// Releases a hold: its records follow retention again.
+    Release {
+        /// The hold's id (from `logq holds list`).
+        id: String,
     },
 }
 

@@ -110,6 +110,12 @@ impl Client {
         &self.endpoints
     }
 
+    /// The same client for one of its endpoints.
+    pub fn only(mut self, endpoint: &str) -> Client {
+        self.endpoints = vec![endpoint.to_owned()];
+        self
+    }
+
     fn request(&self, endpoint: &str, path: &str, params: &Params) -> reqwest::RequestBuilder {
         let mut request = self
             .http
@@ -143,6 +149,59 @@ impl Client {
             return Err(fail(server_error(status, &body)));
         }
         Ok(body.to_vec())
+    }
+
+    /// Sends `method path?query` with a JSON `body` to the endpoints in turn until one
+    /// answers (cluster state such as holds needs one indexer, not all); the body on 2xx.
+    /// Transport failures move on to the next endpoint; an HTTP error answer is final.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<String>,
+    ) -> Result<Vec<u8>, EndpointError> {
+        let timeout = self.timeouts.response;
+        let mut last = None;
+        for endpoint in &self.endpoints {
+            let fail = |message: String| EndpointError {
+                endpoint: endpoint.clone(),
+                message,
+            };
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{endpoint}{path}"))
+                .query(query)
+                .timeout(timeout);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    last = Some(fail(describe_after(&e, timeout)));
+                    continue;
+                }
+            };
+            let status = response.status();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| fail(describe_after(&e, timeout)))?;
+            if !status.is_success() {
+                return Err(fail(server_error(status, &bytes)));
+            }
+            return Ok(bytes.to_vec());
+        }
+        Err(last.unwrap_or_else(|| EndpointError {
+            endpoint: "logq".into(),
+            message: "no endpoint configured".into(),
+        }))
     }
 
     async fn fan_out<T>(

@@ -139,7 +139,7 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
 }
 
 /// Quotes a value when it is empty or holds spaces, quotes, `=` or control characters.
-fn logfmt_value(value: &str) -> String {
+pub fn logfmt_value(value: &str) -> String {
     let needs_quotes = value.is_empty()
         || value
             .chars()

@@ -59,7 +59,19 @@ fn run(args: &Args) -> anyhow::Result<i32> {
         .build()?;
     let output = args.output();
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Holds and the audit log are lines for people and pipes: the TUI shows records.
+    let listing = if output == Output::Tui {
+        Output::Text
+    } else {
+        output
+    };
     match &args.command {
+        Some(Command::Holds { action }) => {
+            runtime.block_on(crate::admin::holds(&client, args, action, listing))
+        }
+        Some(Command::Audit { who }) => {
+            runtime.block_on(crate::admin::audit(&client, args, who.as_deref(), listing))
+        }
         Some(Command::Stats { by }) => {
             let by_name = by.field().to_owned();
             let params = ApiQuery {

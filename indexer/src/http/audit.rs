@@ -1,20 +1,25 @@
-//! The audit log, read by auditors.
+//! The audit log, read by auditors: through any indexer of a cluster, every indexer's log
+//! merged in time order, each entry naming its `indexer`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_schema::Timestamp;
+use corral_schema::api::Missing;
 
-use super::{ApiError, ApiState, Identity, error, json, query_params};
+use super::{AUDIT_PATH, ApiError, ApiState, Identity, error, json, query_params};
 use crate::auth::Role;
+use crate::peers::PEER_HEADER;
 
 /// The audit log between `since` and `until`, of `who`, for auditors.
 pub(super) async fn audit(
     State(state): State<ApiState>,
     identity: Identity,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
@@ -74,16 +79,87 @@ pub(super) async fn audit(
             );
         }
     };
+    let me = &state.cluster.indexer;
+    let mut merged: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|stored| with_indexer(serde_json::to_value(stored).expect("serializes"), me))
+        .collect();
+    let mut truncated = truncated;
+    let mut missing = Vec::new();
+    // A root asks every peer for its own log (a peer asked does not ask on): the cluster's log.
+    if let Some(peers) = &state.cluster.peers
+        && !headers.contains_key(PEER_HEADER)
+        && !peers.is_empty()
+    {
+        let (answers, failed) = peers
+            .ask_all(
+                AUDIT_PATH,
+                query.as_deref().unwrap_or(""),
+                headers.get(AUTHORIZATION),
+                "",
+            )
+            .await;
+        missing = failed;
+        for answer in answers {
+            let peer_log = answer.body.and_then(|body| {
+                serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| e.to_string())
+            });
+            match peer_log {
+                Ok(log) => {
+                    truncated |= log["truncated"] == true;
+                    let indexer = log["indexer"].as_str().unwrap_or(&answer.peer).to_owned();
+                    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+                    merged.extend(entries.into_iter().map(|e| with_indexer(e, &indexer)));
+                }
+                Err(reason) => missing.push(Missing::peer(answer.peer, reason)),
+            }
+        }
+        // One log in time order; at the same instant, by indexer and place in its chain.
+        merged.sort_by(|a, b| {
+            let key = |e: &serde_json::Value| {
+                (
+                    e["at"].as_str().unwrap_or("").to_owned(),
+                    e["indexer"].as_str().unwrap_or("").to_owned(),
+                    e["seq"].as_u64().unwrap_or(0),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        if merged.len() > limit {
+            merged.truncate(limit);
+            truncated = true;
+        }
+    }
     // Reading the audit log is itself recorded.
     if let Err(e) = state.record(
         &caller,
         "audit",
         query.as_deref(),
-        entries.len() as u64,
+        merged.len() as u64,
         Vec::new(),
         started.elapsed(),
     ) {
         return e.into_response();
     }
-    json(serde_json::json!({"entries": entries, "truncated": truncated}).to_string())
+    json(
+        serde_json::json!({
+            "entries": merged,
+            "truncated": truncated,
+            "indexer": me,
+            "complete": missing.is_empty(),
+            "missing": missing,
+        })
+        .to_string(),
+    )
+}
+
+/// An entry of `indexer`'s log, saying whose it is.
+fn with_indexer(mut entry: serde_json::Value, indexer: &str) -> serde_json::Value {
+    if let Some(fields) = entry.as_object_mut() {
+        fields.insert(
+            "indexer".to_owned(),
+            serde_json::Value::String(indexer.to_owned()),
+        );
+    }
+    entry
 }

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A fault of the server itself.
     #[error("{0}")]
     Internal(String),
+    /// A service the answer needs cannot be reached now (the control topic's broker): try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -50,7 +54,8 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::TooManyRequests(m)
-            | ApiError::Internal(m) => m,
+            | ApiError::Internal(m)
+            | ApiError::Unavailable(m) => m,
         }
     }
 }

@@ -109,7 +109,14 @@ pub(super) fn hold_change_failed(
             tracing::error!(error = %format!("{audit:#}"), "cannot record that a hold change failed");
         }
     }
-    ApiError::Internal(format!("{e:#}")).into_response()
+    match e {
+        // The holds' store (the control topic's broker, the data dir's disk) failed: nothing
+        // changed, and the same request may succeed later.
+        crate::holds::ChangeError::Read(_) | crate::holds::ChangeError::Save(_) => {
+            ApiError::Unavailable(format!("{e:#}")).into_response()
+        }
+        _ => ApiError::Internal(format!("{e:#}")).into_response(),
+    }
 }
 
 /// Lists the legal holds (auditor and admin).
@@ -125,7 +132,10 @@ pub(super) async fn list_holds(State(state): State<ApiState>, identity: Identity
         Ok(caller) => caller,
         Err(response) => return *response,
     };
-    let holds = state.holds.list();
+    let holds = match tokio::task::block_in_place(|| state.holds.list()) {
+        Ok(holds) => holds,
+        Err(e) => return ApiError::Unavailable(format!("{e:#}")).into_response(),
+    };
     if let Err(e) = state.record(
         &caller,
         "hold.list",

@@ -1,0 +1,418 @@
+//! Cluster control with real `serve` processes, a real broker (tansu) and a real S3-compatible
+//! server (s3s-fs): legal holds are cluster state in the control topic `corral.control.v1`, so
+//! a hold placed through one indexer protects the records every indexer published; one elected
+//! janitor (a lease in the object store) runs retention for the whole published catalog and reads
+//! the holds to the topic's end before each step, so a hold placed between two steps of a
+//! running pass is honoured; a killed janitor is replaced and its pass finished.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use corral_schema::Record;
+use corral_tests::broker::{Broker, free_port};
+use corral_tests::http;
+use corral_tests::object_store::{BUCKET, ObjectStoreServer};
+use corral_tests::process::{ChildGuard, wait_for, wait_until};
+use corral_tests::record::record;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral-indexer");
+const TOPIC: &str = "corral.logs.v1";
+const CONTROL: &str = "corral.control.v1";
+const READER: &str = "reader-token-aaaaaaaaaaaaaaaaa";
+const AUDITOR: &str = "auditor-token-bbbbbbbbbbbbbbbb";
+const ADMIN: &str = "admin-token-cccccccccccccccccc";
+/// Services of the records: held from the start, held during the pass, never held.
+const SERVICES: [&str; 3] = ["orders", "billing", "search"];
+
+struct Cluster {
+    broker: Broker,
+    s3: ObjectStoreServer,
+    dir: tempfile::TempDir,
+    ports: Vec<u16>,
+}
+
+impl Cluster {
+    /// Three indexers' worth of ports, a broker with the logs topic (3 partitions) and the
+    /// control topic, and the object store; nothing started yet.
+    fn new() -> Cluster {
+        let broker = Broker::start();
+        broker.create_topic(TOPIC, 3);
+        broker.create_topic(CONTROL, 1);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tokens.toml"),
+            format!(
+                "[[token]]\nname = \"rita\"\ntoken = \"{READER}\"\nrole = \"reader\"\n\
+                 [[token]]\nname = \"audrey\"\ntoken = \"{AUDITOR}\"\nrole = \"auditor\"\n\
+                 [[token]]\nname = \"ada\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"
+            ),
+        )
+        .unwrap();
+        Cluster {
+            broker,
+            s3: ObjectStoreServer::start(),
+            dir,
+            ports: (0..3).map(|_| free_port().unwrap()).collect(),
+        }
+    }
+
+    fn data_dir(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("indexer-{n}"))
+    }
+
+    /// Starts indexer `n` with every other as its peer: records sealed every 2 s are expired at
+    /// once (their `ts` is days old, the one tier keeps 1 h) and a pass runs every second.
+    fn start(&self, n: usize, env: &[(&str, String)]) -> ChildGuard {
+        let config = self.dir.path().join(format!("indexer-{n}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\nsplit_max_docs = 200\n\
+                 split_max_age = \"2s\"\ncatalog_refresh = \"500ms\"\njanitor_lease = \"4s\"\n\
+                 [auth]\ntokens_file = \"{}\"\n\
+                 [retention]\ncheck_interval = \"1s\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"1h\"\n\
+                 [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+                self.dir.path().join("tokens.toml").display()
+            ),
+        )
+        .unwrap();
+        let peers: Vec<String> = (0..3)
+            .filter(|&m| m != n)
+            .map(|m| format!("http://127.0.0.1:{}", self.ports[m]))
+            .collect();
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--brokers", &self.broker.bootstrap_servers()])
+            .args(["--topic", TOPIC, "--control-topic", CONTROL])
+            .args(["--indexer-id", &format!("indexer-{n}")])
+            .args(["--storage", &format!("s3://{BUCKET}/cluster")])
+            .arg("--data-dir")
+            .arg(self.data_dir(n))
+            .args(["--listen", &format!("127.0.0.1:{}", self.ports[n])])
+            .arg("--config")
+            .arg(&config)
+            .args(["--peers", &peers.join(",")])
+            .envs(self.s3.env())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("POD_NAME")
+            .env(
+                "CORRAL_LOG",
+                std::env::var("CORRAL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null());
+        let child = ChildGuard(command.spawn().expect("start corral-indexer"));
+        let port = self.ports[n];
+        wait_until(&format!("indexer-{n} answers"), Duration::from_secs(60), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        child
+    }
+
+    /// Produces `count` records; record `n` is of service `SERVICES[n % 3]`.
+    fn produce(&self, count: u64) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for n in 0..count {
+            let record = Record {
+                service: SERVICES[(n % 3) as usize].into(),
+                ..record(n)
+            };
+            let payload = serde_json::to_vec(&record).unwrap();
+            producer
+                .send(BaseRecord::to(TOPIC).key(record.kafka_key()).payload(&payload))
+                .map_err(|(error, _)| error)
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    fn send(&self, n: usize, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        let (status, text) = http::request(self.ports[n], method, path, &[("Authorization", &auth)], body);
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Records per service through indexer `n`, when its answer is complete.
+    fn by_service(&self, n: usize) -> Option<Vec<(String, u64)>> {
+        let (status, stats) = self.send(n, "GET", "/api/v1/stats?by=service", AUDITOR, "");
+        if status != 200 || stats["complete"] != true {
+            return None;
+        }
+        let mut groups: Vec<(String, u64)> = stats["groups"]
+            .as_array()?
+            .iter()
+            .map(|g| {
+                (
+                    g["key"].as_str().unwrap_or("").to_owned(),
+                    g["count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        groups.sort();
+        Some(groups)
+    }
+
+    fn metric(&self, n: usize, name: &str) -> Option<f64> {
+        let (status, text) = http::get(self.ports[n], "/metrics");
+        (status == 200).then_some(())?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The indexer among `of` that is the janitor now, once exactly one says so.
+    fn janitor(&self, of: &[usize]) -> usize {
+        wait_for("exactly one elected janitor", Duration::from_secs(60), || {
+            let elected: Vec<usize> = of
+                .iter()
+                .copied()
+                .filter(|&n| self.metric(n, "corral_indexer_retention_janitor") == Some(1.0))
+                .collect();
+            (elected.len() == 1).then(|| elected[0])
+        })
+    }
+}
+
+/// The audit entries of retention steps in a data dir's audit log.
+fn retention_entries(data_dir: &Path) -> Vec<Value> {
+    let mut entries = Vec::new();
+    for file in std::fs::read_dir(data_dir.join("audit"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(entry) = serde_json::from_str::<Value>(line)
+                && entry["action"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("retention."))
+            {
+                entries.push(entry);
+            }
+        }
+    }
+    entries
+}
+
+fn count_of(groups: &[(String, u64)], service: &str) -> u64 {
+    groups
+        .iter()
+        .find(|(key, _)| key == service)
+        .map_or(0, |(_, count)| *count)
+}
+
+#[test]
+fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mid_pass() {
+    const RECORDS: u64 = 900;
+    let cluster = Cluster::new();
+    let gate = cluster.dir.path().join("gate");
+    // The janitor (whichever is elected) pauses once, after the first step of its first pass.
+    let pause = [
+        ("CORRAL_RETENTION_PAUSE_AT", "placed".to_owned()),
+        ("CORRAL_RETENTION_PAUSE_FILE", gate.display().to_string()),
+    ];
+    let _indexers: Vec<ChildGuard> = (0..3).map(|n| cluster.start(n, &pause)).collect();
+
+    // Placed through indexer 0, before any record exists; listed through the others.
+    let (status, placed) = cluster.send(
+        0,
+        "POST",
+        "/api/v1/holds",
+        ADMIN,
+        r#"{"selector":{"service":"orders"},"reason":"case 7"}"#,
+    );
+    assert_eq!(status, 201, "{placed}");
+    for n in 1..3 {
+        let (status, listed) = cluster.send(n, "GET", "/api/v1/holds", AUDITOR, "");
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(
+            listed["holds"][0]["id"], placed["id"],
+            "indexer-{n} lists the hold placed through indexer-0"
+        );
+        let (status, refused) = cluster.send(n, "GET", "/api/v1/holds", READER, "");
+        assert_eq!(status, 403, "a reader may not list holds: {refused}");
+    }
+
+    cluster.produce(RECORDS);
+    let paused = PathBuf::from(format!("{}.paused", gate.display()));
+    wait_until(
+        "the janitor paused after its first step",
+        Duration::from_secs(120),
+        || matches!(paused.try_exists(), Ok(true)),
+    );
+    let janitor = cluster.janitor(&[0, 1, 2]);
+    // Every record is searchable but those the first step removed (its audit entry says how
+    // many); ingest goes on while the pass is paused.
+    let first_step = retention_entries(&cluster.data_dir(janitor));
+    assert_eq!(first_step.len(), 1, "one step before the pause: {first_step:?}");
+    let removed: u64 = first_step[0]["params"]["removed"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut before = Vec::new();
+    wait_until("every record indexed", Duration::from_secs(120), || {
+        before = cluster.by_service(janitor).unwrap_or_default();
+        before.iter().map(|(_, n)| n).sum::<u64>() == RECORDS - removed
+    });
+    let billing = count_of(&before, "billing");
+    assert!(
+        billing > 0,
+        "billing records are searchable at the pause: {before:?}"
+    );
+    assert_eq!(
+        count_of(&before, "orders"),
+        RECORDS / 3,
+        "the first step kept every held record: {before:?}"
+    );
+    let other = (janitor + 1) % 3;
+    let (status, second) = cluster.send(
+        other,
+        "POST",
+        "/api/v1/holds",
+        ADMIN,
+        r#"{"selector":{"service":"billing"},"reason":"case 8"}"#,
+    );
+    assert_eq!(status, 201, "{second}");
+    std::fs::write(&gate, "go").unwrap();
+
+    // The pass goes on: every record of search goes, every held one stays, through any indexer.
+    let mut last = None;
+    wait_until("only held records left", Duration::from_secs(120), || {
+        last = cluster.by_service(other);
+        last.as_ref()
+            .is_some_and(|groups| count_of(groups, "search") == 0)
+    });
+    for n in 0..3 {
+        let groups = wait_for("a complete answer", Duration::from_secs(60), || {
+            cluster.by_service(n)
+        });
+        assert_eq!(
+            groups,
+            vec![
+                ("billing".to_owned(), billing),
+                ("orders".to_owned(), RECORDS / 3)
+            ],
+            "indexer-{n}: the held records, each once"
+        );
+    }
+    // Steps are audited once, by the janitor.
+    for n in 0..3 {
+        let entries = retention_entries(&cluster.data_dir(n));
+        if n == janitor {
+            assert!(!entries.is_empty(), "the janitor audited its steps");
+        } else {
+            assert!(
+                entries.is_empty(),
+                "indexer-{n} is not the janitor but audited {entries:?}"
+            );
+        }
+    }
+
+    // logq for auditors: the cluster's holds through one indexer, the merged audit log through
+    // one that is not the janitor (its retention entries come from the janitor's log).
+    let logq = |n: usize, token: &str, args: &[&str]| {
+        let output = Command::new(corral_tests::process::workspace_binary("logq"))
+            .args(args)
+            .args(["--endpoint", &format!("http://127.0.0.1:{}", cluster.ports[n])])
+            .args(["--token", token, "-o", "jsonl"])
+            .output()
+            .expect("run logq");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, listed, _) = logq(other, AUDITOR, &["holds", "list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let (code, _, refused) = logq(other, READER, &["holds", "list"]);
+    assert_eq!(code, Some(2), "a reader is refused: {refused}");
+    assert!(refused.contains("HTTP 403"), "{refused}");
+    let (code, log, stderr) = logq(other, AUDITOR, &["audit", "--who", "retention"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let janitor_name = format!("indexer-{janitor}");
+    let steps: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), retention_entries(&cluster.data_dir(janitor)).len());
+    assert!(
+        steps.iter().all(|e| e["indexer"] == janitor_name.as_str()),
+        "{log}"
+    );
+
+    // Released through a third indexer: the next passes remove the records it kept.
+    let id = placed["id"].as_str().unwrap();
+    let (status, released) = cluster.send(janitor, "DELETE", &format!("/api/v1/holds/{id}"), ADMIN, "");
+    assert_eq!(status, 200, "{released}");
+    wait_until("orders removed once released", Duration::from_secs(120), || {
+        cluster
+            .by_service(other)
+            .is_some_and(|groups| count_of(&groups, "orders") == 0 && count_of(&groups, "billing") == billing)
+    });
+}
+
+#[test]
+fn a_janitor_killed_mid_pass_is_replaced_and_the_pass_finished() {
+    const RECORDS: u64 = 600;
+    let cluster = Cluster::new();
+    // The first janitor to reach a step's audit entry dies there (once, for the whole cluster).
+    let once = cluster.dir.path().join("crashed-once");
+    let crash = [
+        ("CORRAL_RETENTION_CRASH_AT", "audited".to_owned()),
+        ("CORRAL_RETENTION_CRASH_ONCE_FILE", once.display().to_string()),
+    ];
+    let mut indexers: Vec<Option<ChildGuard>> = (0..3).map(|n| Some(cluster.start(n, &crash))).collect();
+    let (status, placed) = cluster.send(
+        1,
+        "POST",
+        "/api/v1/holds",
+        ADMIN,
+        r#"{"selector":{"service":"orders"},"reason":"case 9"}"#,
+    );
+    assert_eq!(status, 201, "{placed}");
+    cluster.janitor(&[0, 1, 2]);
+    cluster.produce(RECORDS);
+    wait_until("the janitor crashed mid-step", Duration::from_secs(120), || {
+        matches!(once.try_exists(), Ok(true))
+    });
+    // Whoever was the janitor then (members joining move the role at first).
+    let first = wait_for("the janitor process ended", Duration::from_secs(30), || {
+        indexers.iter_mut().position(|i| {
+            i.as_mut()
+                .is_some_and(|i| i.0.try_wait().ok().flatten().is_some())
+        })
+    });
+    indexers[first] = None;
+    let alive: Vec<usize> = (0..3).filter(|&n| n != first).collect();
+    let next = cluster.janitor(&alive);
+    assert_ne!(next, first);
+    // Restarted, the dead indexer publishes what it had not; the new janitor finishes the pass.
+    indexers[first] = Some(cluster.start(first, &[]));
+    wait_until("only held records left", Duration::from_secs(180), || {
+        cluster
+            .by_service(next)
+            .is_some_and(|groups| groups == vec![("orders".to_owned(), RECORDS / 3)])
+    });
+    for n in 0..3 {
+        let groups = wait_for("a complete answer", Duration::from_secs(60), || {
+            cluster.by_service(n)
+        });
+        assert_eq!(groups, vec![("orders".to_owned(), RECORDS / 3)], "indexer-{n}");
+    }
+    assert!(
+        !retention_entries(&cluster.data_dir(next)).is_empty(),
+        "the new janitor took the steps"
+    );
+}
