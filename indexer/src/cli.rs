@@ -118,7 +118,7 @@ pub struct ServeArgs {
     pub group: String,
     /// The cluster's control topic (compacted, one partition; created if missing): legal holds
     /// and audit heads, and through its consumer group `corral-janitor` the retention janitor.
-    #[arg(long, default_value = crate::control::CONTROL_TOPIC, value_name = "TOPIC")]
+    #[arg(long, env = "CORRAL_CONTROL_TOPIC", default_value = crate::control::CONTROL_TOPIC, value_name = "TOPIC")]
     pub control_topic: String,
     /// Static group membership (`group.instance.id`) and the name in split manifests;
     /// in Kubernetes, the pod name from the downward API.

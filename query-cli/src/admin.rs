@@ -40,7 +40,7 @@ pub async fn holds(
                         hold["id"].as_str().unwrap_or("?"),
                         hold["created_at"].as_str().unwrap_or("?"),
                         hold["created_by"].as_str().unwrap_or("?"),
-                        selector_text(&hold["selector"]),
+                        key_values(&hold["selector"]),
                         hold["reason"].as_str().unwrap_or("")
                     )?,
                 }
@@ -159,21 +159,7 @@ pub async fn audit(client: &Client, args: &Args, who: Option<&str>, output: Outp
 
 /// One audit entry as a line: when, where, who, what, and its parameters.
 fn audit_line(entry: &Value) -> String {
-    let params = entry["params"]
-        .as_object()
-        .map(|params| {
-            params
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}={}",
-                        crate::output::logfmt_value(v.as_str().unwrap_or(&v.to_string()))
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let params = key_values(&entry["params"]);
     let refused = entry["refused"]
         .as_str()
         .map(|r| format!(" refused={}", crate::output::logfmt_value(r)))
@@ -189,11 +175,13 @@ fn audit_line(entry: &Value) -> String {
     )
 }
 
-fn selector_text(selector: &Value) -> String {
-    selector
+/// A JSON object's members as `key=value` pairs (values quoted as logfmt quotes them).
+fn key_values(object: &Value) -> String {
+    object
         .as_object()
-        .map(|keys| {
-            keys.iter()
+        .map(|members| {
+            members
+                .iter()
                 .map(|(k, v)| {
                     format!(
                         "{k}={}",
@@ -236,10 +224,7 @@ mod tests {
             "2026-12-01T10:00:00Z indexer-1 alice(reader) search count=3 corr=\"req 1\""
         );
         let selector = serde_json::json!({"service": "orders", "since": "2026-01-01T00:00:00Z"});
-        assert_eq!(
-            selector_text(&selector),
-            "service=orders since=2026-01-01T00:00:00Z"
-        );
+        assert_eq!(key_values(&selector), "service=orders since=2026-01-01T00:00:00Z");
         assert_eq!(encode_segment("hold-1/../x"), "hold-1%2F..%2Fx");
     }
 }

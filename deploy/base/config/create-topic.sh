@@ -1,6 +1,7 @@
 #!/bin/sh
 # Creates corral's Kafka topic, or brings an existing one up to the partition count and topic
-# configs of ConfigMap corral-kafka. Idempotent: every `kubectl apply` may run it again.
+# configs of ConfigMap corral-kafka, and the control topic (legal holds, audit heads: one
+# partition, compacted, never deleted by time). Idempotent: every `kubectl apply` may run it again.
 # Runs in the apache/kafka image (kafka-topics.sh, kafka-configs.sh under /opt/kafka/bin).
 #
 # With security_protocol SSL / SASL_SSL / SASL_PLAINTEXT it reads Secret corral-kafka-client,
@@ -10,6 +11,7 @@ set -eu
 
 : "${CORRAL_BROKERS:?from ConfigMap corral-kafka, key brokers}"
 : "${CORRAL_TOPIC:?from ConfigMap corral-kafka, key topic}"
+: "${CORRAL_CONTROL_TOPIC:?from ConfigMap corral-kafka, key control_topic}"
 : "${TOPIC_PARTITIONS:?}" "${TOPIC_REPLICATION_FACTOR:?}" "${TOPIC_RETENTION_MS:?}" "${TOPIC_MIN_INSYNC_REPLICAS:?}"
 protocol=${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}
 mechanism=${KAFKA_SASL_MECHANISM:-SCRAM-SHA-512}
@@ -74,3 +76,14 @@ fi
   --entity-type topics --entity-name "$CORRAL_TOPIC" \
   --add-config "retention.ms=$TOPIC_RETENTION_MS,min.insync.replicas=$TOPIC_MIN_INSYNC_REPLICAS"
 topics --describe --topic "$CORRAL_TOPIC"
+
+# The control topic: one partition (its order is the cluster's order of hold changes), compacted
+# (the newest hold or audit head per key is kept, forever: retention.ms=-1).
+echo "create-topic: $CORRAL_CONTROL_TOPIC: 1 partition, compacted, replication factor $TOPIC_REPLICATION_FACTOR"
+topics --create --if-not-exists --topic "$CORRAL_CONTROL_TOPIC" \
+  --partitions 1 --replication-factor "$TOPIC_REPLICATION_FACTOR" \
+  --config cleanup.policy=compact --config retention.ms=-1 --config "min.insync.replicas=$TOPIC_MIN_INSYNC_REPLICAS"
+"$bin/kafka-configs.sh" --bootstrap-server "$CORRAL_BROKERS" --command-config "$props" --alter \
+  --entity-type topics --entity-name "$CORRAL_CONTROL_TOPIC" \
+  --add-config "cleanup.policy=compact,retention.ms=-1,min.insync.replicas=$TOPIC_MIN_INSYNC_REPLICAS"
+topics --describe --topic "$CORRAL_CONTROL_TOPIC"
