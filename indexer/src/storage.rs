@@ -601,6 +601,26 @@ impl SplitStorage {
         }
     }
 
+    /// The indexers that published a chain head to the object store (none for a local one).
+    pub fn published_indexers(&self) -> anyhow::Result<Vec<String>> {
+        let Some(remote) = &self.remote else {
+            return Ok(Vec::new());
+        };
+        let prefix = remote.prefix.clone().join(INDEXERS_DIR);
+        let mut indexers: Vec<String> = remote
+            .list(&prefix, &self.url)?
+            .into_iter()
+            .filter(|meta| meta.location.filename() == Some(crate::store::CHAIN_HEAD_FILE))
+            .filter_map(|meta| {
+                let parts: Vec<_> = meta.location.parts().collect();
+                parts.len().checked_sub(2).map(|i| parts[i].as_ref().to_owned())
+            })
+            .collect();
+        indexers.sort();
+        indexers.dedup();
+        Ok(indexers)
+    }
+
     /// This indexer's chain head as last published in an object store, if any.
     pub fn fetch_chain_head(&self, indexer: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(remote) = &self.remote else {

@@ -128,7 +128,8 @@ pub fn run(args: &crate::cli::VerifyArgs) -> anyhow::Result<Report> {
 /// Verifies the splits and the audit log under `data_dir`.
 pub fn verify(data_dir: &Path) -> anyhow::Result<Report> {
     let root = store_root(data_dir)?;
-    verify_store(&root, Some(&data_dir.join(AUDIT_DIR)))
+    let audit_dir = data_dir.join(AUDIT_DIR);
+    verify_store(&root, Some(&audit_dir), Some(&audit_dir))
 }
 
 /// `verify --storage`: every split published to an object store (and to the stores of `tiers`
@@ -167,11 +168,21 @@ pub fn verify_storage(
                     .push(format!("split {} (tier {}): {error:#}", key.id, key.tier));
             }
         }
-        if let Some((indexer, _)) = audit {
+        // Every indexer that published a chain head, even one none of whose splits is left (a
+        // chain whose every split was removed must still be accounted for).
+        let published = storage.published_indexers()?;
+        for indexer in published
+            .iter()
+            .map(String::as_str)
+            .chain(audit.map(|(id, _)| id))
+        {
             indexers
                 .entry(indexer.to_owned())
                 .or_insert_with(|| scratch.join("by-indexer").join(indexer));
         }
+        // The audit log given records the retention steps of the indexer that ran them: with a
+        // cluster's janitor, steps on every indexer's splits.
+        let evidence = audit.map(|(_, dir)| dir.join(AUDIT_DIR));
         for (indexer, root) in &indexers {
             std::fs::create_dir_all(root.join(SPLITS_DIR))?;
             if let Some(head) = storage.fetch_chain_head(indexer)? {
@@ -180,7 +191,7 @@ pub fn verify_storage(
             let audit_dir = audit
                 .filter(|(id, _)| id == indexer)
                 .map(|(_, dir)| dir.join(AUDIT_DIR));
-            let part = verify_store(root, audit_dir.as_deref())?;
+            let part = verify_store(root, audit_dir.as_deref(), evidence.as_deref())?;
             report.splits += part.splits;
             report.files += part.files;
             report.docs += part.docs;
@@ -203,9 +214,10 @@ pub fn verify_storage(
 }
 
 /// Verifies the sealed splits under `root` (a split root: `splits/<tier>/<id>/` and the chain
-/// head) and, when `audit_dir` is given, the audit log the chain head anchors; without it,
-/// deletions cannot be checked against the log and count as problems.
-fn verify_store(root: &Path, audit_dir: Option<&Path>) -> anyhow::Result<Report> {
+/// head) and, when `audit_dir` is given, the audit log the chain head anchors. A split that is
+/// gone must be one whose deletion the audit log `evidence` records (the log of whoever ran
+/// retention); without one, deletions cannot be checked and count as problems.
+fn verify_store(root: &Path, audit_dir: Option<&Path>, evidence: Option<&Path>) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut manifests: Vec<Split> = Vec::new();
     for dir in sealed_split_dirs(root)? {
@@ -269,7 +281,7 @@ fn verify_store(root: &Path, audit_dir: Option<&Path>) -> anyhow::Result<Report>
         });
     }
     let chain_head = read_chain_head(&crate::storage::local_root(root))?;
-    let steps = audit_dir
+    let steps = evidence
         .map(|dir| retention_steps(dir).unwrap_or_default())
         .unwrap_or_default();
     // Where each split's history starts: the hash the split sealed after it (or the chain

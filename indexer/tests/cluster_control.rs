@@ -361,6 +361,48 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
             .by_service(other)
             .is_some_and(|groups| count_of(&groups, "orders") == 0 && count_of(&groups, "billing") == billing)
     });
+
+    let id = second["id"].as_str().unwrap();
+    let (status, released) = cluster.send(other, "DELETE", &format!("/api/v1/holds/{id}"), ADMIN, "");
+    assert_eq!(status, 200, "{released}");
+    wait_until(
+        "every record removed once nothing is held",
+        Duration::from_secs(120),
+        || cluster.by_service(other).is_some_and(|groups| groups.is_empty()),
+    );
+
+    // The store still verifies with the janitor's audit log: every indexer's chain, whose
+    // splits the janitor rewrote and deleted, each deletion audited in the janitor's log.
+    let verify = |audit: Option<usize>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["verify", "--storage", &format!("s3://{BUCKET}/cluster")])
+            .envs(cluster.s3.env());
+        if let Some(n) = audit {
+            command
+                .arg("--data-dir")
+                .arg(cluster.data_dir(n))
+                .args(["--indexer-id", &format!("indexer-{n}")]);
+        }
+        let output = command.output().expect("run verify");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (code, report) = verify(Some(janitor));
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("audit log: "), "{report}");
+    // Without an audit log to account for them, every indexer's removed splits are named, even
+    // those of an indexer none of whose splits is left.
+    let (code, report) = verify(None);
+    assert_eq!(code, Some(1), "{report}");
+    for n in 0..3 {
+        assert!(
+            report.contains(&format!("indexer indexer-{n}: split")),
+            "{report}"
+        );
+    }
 }
 
 #[test]
