@@ -480,10 +480,9 @@ impl Janitor {
                     self.storage.control_delete(LEASE_DIR, old)?;
                 }
             }
-            Some((epoch, term)) if now_ms().saturating_sub(term.renewed_ms) < self.ttl.as_millis() as u64 => {
+            Some((_, term)) if now_ms().saturating_sub(term.renewed_ms) < self.ttl.as_millis() as u64 => {
                 // Someone else's live term (or one this indexer held before a restart, which it
                 // leaves to lapse: it cannot know what it did since).
-                let _ = epoch;
                 self.set(None);
             }
             lapsed => {
