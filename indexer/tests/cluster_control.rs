@@ -162,6 +162,23 @@ impl Cluster {
         Some(groups)
     }
 
+    /// Waits until indexer `n` answers exactly `want` per service (it learns of the janitor's
+    /// last steps at its next catalog refresh); panics with what it answered after `timeout`.
+    fn settles(&self, n: usize, want: &[(String, u64)], timeout: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let seen = self.by_service(n);
+            if seen.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "indexer-{n}: exactly the held records within {timeout:?}: {seen:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn metric(&self, n: usize, name: &str) -> Option<f64> {
         let (status, text) = http::get(self.ports[n], "/metrics");
         (status == 200).then_some(())?;
@@ -301,19 +318,7 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
         ("orders".to_owned(), RECORDS / 3),
     ];
     for n in 0..3 {
-        let mut seen = None;
-        let settled = (0..100).any(|_| {
-            seen = cluster.by_service(n);
-            let settled = seen.as_ref() == Some(&held);
-            if !settled {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            settled
-        });
-        assert!(
-            settled,
-            "indexer-{n}: the held records, each once, within 10 s: {seen:?}, want {held:?}"
-        );
+        cluster.settles(n, &held, Duration::from_secs(10));
     }
     // Steps are audited once, by the janitor.
     for n in 0..3 {
@@ -458,19 +463,7 @@ fn a_janitor_killed_mid_pass_is_replaced_and_the_pass_finished() {
     // restarted one also has its own splits to publish and its cache to catch up.
     let held = vec![("orders".to_owned(), RECORDS / 3)];
     for n in 0..3 {
-        let mut seen = None;
-        let settled = (0..300).any(|_| {
-            seen = cluster.by_service(n);
-            let settled = seen.as_ref() == Some(&held);
-            if !settled {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            settled
-        });
-        assert!(
-            settled,
-            "indexer-{n}: exactly the held records within 30 s: {seen:?}, want {held:?}"
-        );
+        cluster.settles(n, &held, Duration::from_secs(30));
     }
     assert!(
         !retention_entries(&cluster.data_dir(next)).is_empty(),
