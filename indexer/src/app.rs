@@ -226,6 +226,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         &metrics,
     )?;
     store.anchor_audit(Arc::clone(&audit));
+    store.storage().upload_audit_log(&name, Arc::clone(&audit));
     store.set_source(&args.topic);
     let catalog = store.catalog();
     let source = KafkaSource::connect(
@@ -270,6 +271,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let refresher = Refresher::new(&store, config.catalog_refresh, &metrics);
     let storage_at_exit = Arc::clone(store.storage());
     let control_at_exit = Arc::clone(&control);
+    let pass_ended = Arc::new(AtomicBool::new(false));
     let ingest = Ingest::new(store, source, Arc::clone(&metrics), config.commit_interval)?
         .with_max_future_skew(config.max_future_skew)
         .with_min_free_bytes(config.min_free_bytes);
@@ -304,7 +306,10 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 control,
                 audit: Arc::clone(&audit_at_exit),
                 indexer: name.clone(),
+                storage: Arc::clone(&storage_at_exit),
+                soon: Arc::clone(&pass_ended),
             }),
+            pass_ended,
         },
         ingest,
         stop.clone(),
@@ -312,9 +317,11 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         move || {
             crate::store::anchor_audit_head(&storage_at_exit, &name, &audit_at_exit)?;
             HeadPublisher {
+                storage: Arc::clone(&storage_at_exit),
                 control: control_at_exit,
                 audit: audit_at_exit,
                 indexer: name,
+                soon: Arc::default(),
             }
             .publish()
         },
@@ -444,6 +451,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
             refresher,
             janitor: None,
             heads: None,
+            pass_ended: Arc::default(),
         },
         ingest,
         ingest_stop.clone(),
@@ -517,6 +525,7 @@ fn run_with_api<S: Source + 'static>(
         refresher,
         janitor,
         heads,
+        pass_ended,
     } = background;
     if let Some(janitor) = janitor {
         let stop = after_ingest.clone();
@@ -532,7 +541,11 @@ fn run_with_api<S: Source + 'static>(
             Arc::clone(&state.audit),
             after_ingest.clone(),
         );
-        tasks.spawn_blocking(move || crate::retention::run_periodically(&retention, &holds, &audit, &stop));
+        tasks.spawn_blocking(move || {
+            crate::retention::run_periodically(&retention, &holds, &audit, &stop, &|| {
+                pass_ended.store(true, Ordering::Relaxed)
+            })
+        });
     }
     if let Some(refresher) = refresher {
         let stop = after_ingest.clone();
@@ -611,17 +624,24 @@ struct Background {
     refresher: Option<Refresher>,
     janitor: Option<Arc<Janitor>>,
     heads: Option<HeadPublisher>,
+    /// Set after each retention pass: the audit head is published then.
+    pass_ended: Arc<AtomicBool>,
 }
 
 /// How often an indexer publishes its audit head to the control topic (and at shutdown).
 const AUDIT_HEAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Publishes the audit log's head to the control topic, outside this indexer: a log cut short
-/// or rewritten later no longer matches what the cluster saw.
+/// or rewritten later no longer matches what the cluster saw. With a shared object store the
+/// log is uploaded there first (see [`crate::audit_store`]), so every published head is in it.
 struct HeadPublisher {
     control: Arc<ControlTopic>,
     audit: Arc<AuditLog>,
     indexer: String,
+    /// The store the log is uploaded to first (see [`SplitStorage::upload_audit_log`]).
+    storage: Arc<SplitStorage>,
+    /// Set (by a retention pass that ended) to publish now rather than at the next interval.
+    soon: Arc<AtomicBool>,
 }
 
 impl HeadPublisher {
@@ -629,6 +649,19 @@ impl HeadPublisher {
         let Some(head) = self.audit.head() else {
             return Ok(());
         };
+        if self.storage.uploads_audit() {
+            // Publish no further than the store holds: the upload may stop short of the head.
+            match self.storage.upload_audit()? {
+                Some(uploaded) if uploaded < head.seq => {
+                    anyhow::bail!(
+                        "the audit log was uploaded up to entry {uploaded} only, not to its head {}",
+                        head.seq
+                    )
+                }
+                Some(_) => {}
+                None => anyhow::bail!("the audit log could not be uploaded"),
+            }
+        }
         let published = self.control.read_to_end()?.heads.remove(&self.indexer);
         if published.is_some_and(|p| p.seq == head.seq && p.sha256 == head.sha256) {
             return Ok(());
@@ -636,14 +669,18 @@ impl HeadPublisher {
         self.control.publish_audit_head(&self.indexer, &head)
     }
 
-    /// Publishes every [`AUDIT_HEAD_INTERVAL`] until `stop`; a failure is logged and retried.
+    /// Publishes every [`AUDIT_HEAD_INTERVAL`], and soon after a retention pass, until `stop`;
+    /// a failure is logged and retried.
     fn run(self, stop: &CancellationToken) {
         while !stop.is_cancelled() {
             if let Err(error) = self.publish() {
                 tracing::warn!("cannot publish the audit head: {error:#}");
             }
             let started = std::time::Instant::now();
-            while started.elapsed() < AUDIT_HEAD_INTERVAL && !stop.is_cancelled() {
+            while started.elapsed() < AUDIT_HEAD_INTERVAL
+                && !stop.is_cancelled()
+                && !self.soon.swap(false, Ordering::Relaxed)
+            {
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
         }

@@ -122,6 +122,21 @@ pub fn segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The `seq` of the first entry of an audit file (`None` when it holds none).
+fn first_seq(path: &Path) -> anyhow::Result<Option<u64>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        return Ok(serde_json::from_str::<Stored>(&line)
+            .ok()
+            .map(|stored| stored.seq));
+    }
+    Ok(None)
+}
+
 /// A final line without its `\n`, where a crash stopped a write.
 struct TornLine {
     file: PathBuf,
@@ -394,6 +409,53 @@ impl AuditLog {
         Ok(stored.seq)
     }
 
+    /// The lines of the entries after `after` (from the first with `None`) up to the head,
+    /// oldest first, as stored (without their `\n`), until about `max_bytes` are read. Only
+    /// entries the head already counts are read: a line being written is never seen half.
+    pub fn lines_after(&self, after: Option<u64>, max_bytes: usize) -> anyhow::Result<Vec<(u64, String)>> {
+        let Some(head) = self.head() else {
+            return Ok(Vec::new());
+        };
+        let want = after.map_or(0, |after| after + 1);
+        if want > head.seq {
+            return Ok(Vec::new());
+        }
+        let files = segments(&self.dir)?;
+        // From the newest file that starts at or before the first entry wanted.
+        let mut start = 0;
+        for (n, path) in files.iter().enumerate().rev() {
+            if first_seq(path)?.is_some_and(|first| first <= want) {
+                start = n;
+                break;
+            }
+        }
+        let mut lines = Vec::new();
+        let mut bytes = 0;
+        for path in &files[start..] {
+            let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            for line in BufReader::new(file).lines() {
+                let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let stored: Stored = serde_json::from_str(&line)
+                    .with_context(|| format!("{} holds a line that is not an audit entry", path.display()))?;
+                if stored.seq < want {
+                    continue;
+                }
+                if stored.seq > head.seq {
+                    return Ok(lines);
+                }
+                bytes += line.len() + 1;
+                lines.push((stored.seq, line));
+                if bytes >= max_bytes || stored.seq == head.seq {
+                    return Ok(lines);
+                }
+            }
+        }
+        Ok(lines)
+    }
+
     /// Entries between `since` and `until` (inclusive), of `who` if given, oldest first, at
     /// most `limit`; returns them and whether more matched.
     pub fn read(
@@ -491,12 +553,13 @@ pub fn retention_steps(dir: &Path) -> anyhow::Result<Vec<RecordedStep>> {
 
 /// Walks the chain of every audit file; `Err` names the file and entry where it breaks.
 pub fn verify_chain(dir: &Path) -> anyhow::Result<u64> {
-    verify_chain_to(dir, None)
+    verify_chain_to(dir, None, "")
 }
 
-/// [`verify_chain`], and the chain must hold `anchor` (the head recorded outside the log) as
-/// it was: an entry missing there, or a different one, fails naming it.
-pub fn verify_chain_to(dir: &Path, anchor: Option<&AuditHead>) -> anyhow::Result<u64> {
+/// [`verify_chain`], and the chain must hold `anchor` (the head recorded outside the log, in
+/// `anchored_by`: "the chain head", "the control topic") as it was: an entry missing there,
+/// or a different one, fails naming it.
+pub fn verify_chain_to(dir: &Path, anchor: Option<&AuditHead>, anchored_by: &str) -> anyhow::Result<u64> {
     let mut expected_seq = 0;
     let mut prev = GENESIS.to_owned();
     let mut last_file = None;
@@ -523,7 +586,7 @@ pub fn verify_chain_to(dir: &Path, anchor: Option<&AuditHead>) -> anyhow::Result
                 && anchor.sha256 != prev
             {
                 anyhow::bail!(
-                    "{} line {}: entry {} is not the one the chain head anchored (SHA-256 {}, anchored {}): it was edited, or the log rewritten from there",
+                    "{} line {}: entry {} is not the one {anchored_by} anchored (SHA-256 {}, anchored {}): it was edited, or the log rewritten from there",
                     path.display(),
                     n + 1,
                     stored.seq,
@@ -543,7 +606,7 @@ pub fn verify_chain_to(dir: &Path, anchor: Option<&AuditHead>) -> anyhow::Result
             (n, Some(file)) => format!("the log ends at entry {} in {}", n - 1, file.display()),
         };
         anyhow::bail!(
-            "{ends}, but the chain head anchored entry {} (SHA-256 {}): entries {expected_seq} to {} are gone (a removed tail, a removed or truncated day file)",
+            "{ends}, but {anchored_by} anchored entry {} (SHA-256 {}): entries {expected_seq} to {} are gone (a removed tail, a removed or truncated file)",
             anchor.seq,
             anchor.sha256,
             anchor.seq

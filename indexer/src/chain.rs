@@ -94,6 +94,10 @@ pub(crate) fn write_chain_head(
     file.sync_all()?;
     fs::rename(&tmp, dir.join(CHAIN_HEAD_FILE))?;
     sync_dir(&dir)?;
+    // The published head never anchors audit entries the store does not hold.
+    if head.audit.is_some() {
+        storage.upload_audit()?;
+    }
     storage.publish_chain_head(indexer, &bytes)?;
     Ok(())
 }

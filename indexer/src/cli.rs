@@ -102,6 +102,15 @@ pub struct VerifyArgs {
     /// else the host name).
     #[arg(long, env = "POD_NAME", value_name = "ID", value_parser = parse_indexer_id)]
     pub indexer_id: Option<String>,
+    /// With --storage: Kafka bootstrap servers of the cluster. Every indexer's audit log in the
+    /// store is then checked against the head it last published to the control topic, outside
+    /// the store: a removed or cut tail, or a log rewritten with a forged entry, shows; entries
+    /// after that head do not count as evidence of a deletion.
+    #[arg(long, value_name = "HOST:PORT,…", requires = "storage")]
+    pub brokers: Option<String>,
+    /// With --brokers: the control topic.
+    #[arg(long, default_value = crate::control::CONTROL_TOPIC, value_name = "TOPIC")]
+    pub control_topic: String,
 }
 
 /// Options of `serve`.

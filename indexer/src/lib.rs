@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_store;
 pub mod auth;
 pub mod cache;
 pub mod catalog;

@@ -17,10 +17,30 @@ fn main() {
                     eprintln!("corral-indexer verify: {problem}");
                 }
                 if report.problems.is_empty() {
-                    let audit = if report.audit_checked {
-                        format!("audit log: {} entries, chain unbroken", report.audit_entries)
-                    } else {
-                        "audit log: not checked (give --data-dir and --indexer-id)".to_owned()
+                    let audit = match (report.audit_checked, &verify.storage) {
+                        (false, _) => {
+                            "audit log: not checked (none in the store; give --data-dir and --indexer-id)"
+                                .to_owned()
+                        }
+                        (true, None) => {
+                            format!("audit log: {} entries, chain unbroken", report.audit_entries)
+                        }
+                        (true, Some(_)) => format!(
+                            "{} audit log(s): {} entries, chains unbroken, {}{}",
+                            report.audit_logs,
+                            report.audit_entries,
+                            if report.control_checked {
+                                "each reaching the head its indexer published to the control topic"
+                            } else {
+                                "not checked against the control topic (give --brokers)"
+                            },
+                            match report.unanchored {
+                                0 => String::new(),
+                                n => format!(
+                                    "; {n} retention entries after the last published heads not counted as evidence"
+                                ),
+                            }
+                        ),
                     };
                     println!(
                         "verified {} sealed splits ({} files, {} records): every file matches its manifest and the manifest chain is unbroken; {audit}",

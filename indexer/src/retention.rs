@@ -946,6 +946,7 @@ pub fn run_periodically(
     holds: &crate::holds::Holds,
     audit: &AuditLog,
     stop: &CancellationToken,
+    after_pass: &dyn Fn(),
 ) {
     let mut next = Instant::now();
     while !stop.is_cancelled() {
@@ -954,6 +955,7 @@ pub fn run_periodically(
             if let Err(error) = retention.run_until(holds, audit, Timestamp::now(), stop) {
                 tracing::error!(error = %format!("{error:#}"), "retention pass failed");
             }
+            after_pass();
             next = Instant::now() + retention.config.check_interval;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -43,9 +43,11 @@ pub const CACHE_DIR: &str = "cache";
 /// The default storage, under the data dir.
 pub const DEFAULT_STORE_DIR: &str = "store";
 /// Each indexer's published chain head, under an object store's prefix.
-const INDEXERS_DIR: &str = "indexers";
+pub const INDEXERS_DIR: &str = "indexers";
 /// The cluster's control objects (the retention janitor's lease), under an object store's prefix.
-const CONTROL_DIR: &str = "control";
+pub const CONTROL_DIR: &str = "control";
+/// Directory of an indexer's uploaded audit chunks, under `indexers/<id>/`.
+pub const AUDIT_CHUNKS_DIR: &str = "audit";
 /// Where downloads are assembled before they are renamed into place, under the cache.
 const DOWNLOADS_DIR: &str = "downloads";
 
@@ -130,6 +132,8 @@ pub struct SplitStorage {
     remote: Option<Remote>,
     /// Tiers published to an object store of their own (`[[retention.tiers]] storage`).
     tiers: std::collections::BTreeMap<String, (StorageUrl, Remote)>,
+    /// Uploads the audit log before a chain head that anchors it is published (shared stores).
+    audit_uploader: std::sync::OnceLock<crate::audit_store::AuditUploader>,
     metrics: StorageMetrics,
 }
 
@@ -213,6 +217,7 @@ impl SplitStorage {
             root: root.to_owned(),
             remote: None,
             tiers: Default::default(),
+            audit_uploader: Default::default(),
             metrics: StorageMetrics::default(),
         })
     }
@@ -235,6 +240,7 @@ impl SplitStorage {
             root: root.to_owned(),
             remote: None,
             tiers: Default::default(),
+            audit_uploader: Default::default(),
             metrics: StorageMetrics::default(),
         }
     }
@@ -262,6 +268,7 @@ impl SplitStorage {
                 runtime,
             }),
             tiers: Default::default(),
+            audit_uploader: Default::default(),
             metrics: StorageMetrics::default(),
         })
     }
@@ -370,7 +377,7 @@ impl SplitStorage {
         }
         names.sort();
         names.push(MANIFEST_FILE.to_owned());
-        for name in names {
+        for name in &names {
             #[cfg(feature = "test-hooks")]
             if name == MANIFEST_FILE
                 && std::env::var("CORRAL_PUBLISH_CRASH_AT").as_deref() == Ok("before-manifest")
@@ -378,17 +385,28 @@ impl SplitStorage {
                 eprintln!("CORRAL_PUBLISH_CRASH_AT=before-manifest: aborting");
                 std::process::abort();
             }
-            let bytes = fs::read(dir.join(&name))
-                .with_context(|| format!("cannot read {}", dir.join(&name).display()))?;
+            let bytes = fs::read(dir.join(name))
+                .with_context(|| format!("cannot read {}", dir.join(name).display()))?;
             published.bytes += bytes.len() as u64;
             published.files += 1;
             self.metrics.uploads.inc();
             self.metrics.upload_bytes.inc_by(bytes.len() as u64);
-            let location = remote.object(&key, &name);
+            let location = remote.object(&key, name);
             remote
                 .runtime
                 .block_on(remote.store.put(&location, PutPayload::from(bytes)))
                 .with_context(|| format!("cannot upload {location} to {}", url))?;
+        }
+        // A split published again (retention rewrote it in place) leaves no file of its
+        // earlier version behind: the new manifest is in place, nothing reads them any more.
+        for object in remote.list(&remote.split_prefix(&key), url)? {
+            if object
+                .location
+                .filename()
+                .is_some_and(|name| !names.iter().any(|n| n == name))
+            {
+                remote.block_on_delete(&object.location, url)?;
+            }
         }
         published.took = started.elapsed();
         self.metrics.publish_seconds.observe(published.took.as_secs_f64());
@@ -525,6 +543,30 @@ impl SplitStorage {
         Ok(target)
     }
 
+    /// From now on, uploads `audit`, `indexer`'s audit log, to the object store before every
+    /// chain head that anchors it (nothing for a local store, whose log is in the data dir).
+    pub fn upload_audit_log(&self, indexer: &str, audit: std::sync::Arc<crate::audit::AuditLog>) {
+        if self.remote.is_some() {
+            let _ = self
+                .audit_uploader
+                .set(crate::audit_store::AuditUploader::new(indexer, audit));
+        }
+    }
+
+    /// Uploads the audit log's entries not in the object store yet; returns the last entry it
+    /// holds (`None` when none, or when the log is not uploaded here).
+    pub fn upload_audit(&self) -> anyhow::Result<Option<u64>> {
+        match self.audit_uploader.get() {
+            Some(uploader) => uploader.upload(self),
+            None => Ok(None),
+        }
+    }
+
+    /// True when the audit log is uploaded to this store.
+    pub fn uploads_audit(&self) -> bool {
+        self.audit_uploader.get().is_some()
+    }
+
     /// Stores this indexer's chain head (its bytes as written locally) in an object store.
     pub fn publish_chain_head(&self, indexer: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let Some(remote) = &self.remote else {
@@ -621,6 +663,102 @@ impl SplitStorage {
         Ok(indexers)
     }
 
+    /// The names of the audit chunks `indexer` uploaded (`indexers/<id>/audit/`), sorted: in
+    /// chain order, as their names start with their first entry's zero-padded `seq`.
+    pub fn audit_chunk_names(&self, indexer: &str) -> anyhow::Result<Vec<String>> {
+        let Some(remote) = &self.remote else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = remote
+            .list(&remote.audit_prefix(indexer), &self.url)?
+            .into_iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Uploads an audit chunk, never over one of the same name: `Ok(false)` when it exists
+    /// already (an upload repeated after a crash; its bytes are the same entries).
+    pub fn put_audit_chunk(&self, indexer: &str, name: &str, bytes: Vec<u8>) -> anyhow::Result<bool> {
+        let Some(remote) = &self.remote else {
+            bail!(
+                "{} is not an object store: audit logs stay in the data dir",
+                self.url
+            );
+        };
+        let location = remote.audit_prefix(indexer).join(name);
+        let put = remote.runtime.block_on(remote.store.put_opts(
+            &location,
+            PutPayload::from(bytes),
+            object_store::PutOptions::from(object_store::PutMode::Create),
+        ));
+        match put {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(false)
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot upload {location} to {}", self.url)),
+        }
+    }
+
+    /// An uploaded audit chunk's bytes.
+    pub fn get_audit_chunk(&self, indexer: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+        let Some(remote) = &self.remote else {
+            bail!("{} is not an object store: it holds no audit log", self.url);
+        };
+        Ok(remote
+            .get(&remote.audit_prefix(indexer).join(name), &self.url)?
+            .to_vec())
+    }
+
+    /// The indexers that uploaded an audit chunk.
+    pub fn audited_indexers(&self) -> anyhow::Result<Vec<String>> {
+        let Some(remote) = &self.remote else {
+            return Ok(Vec::new());
+        };
+        let prefix = remote.prefix.clone().join(INDEXERS_DIR);
+        let mut indexers: Vec<String> = remote
+            .list(&prefix, &self.url)?
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .prefix_match(&prefix)?
+                    .map(|p| p.as_ref().to_owned())
+                    .collect();
+                match parts.as_slice() {
+                    [indexer, dir, _] if dir == AUDIT_CHUNKS_DIR => Some(indexer.clone()),
+                    _ => None,
+                }
+            })
+            .collect();
+        indexers.sort();
+        indexers.dedup();
+        Ok(indexers)
+    }
+
+    /// Every object of the store and of the tiers' own stores, as `(store URL, path below the
+    /// prefix)`: what `verify` accounts for, object by object.
+    pub fn all_objects(&self) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        let mut objects = Vec::new();
+        let Some(remote) = &self.remote else {
+            return Ok(objects);
+        };
+        let stores = std::iter::once((remote, &self.url))
+            .chain(self.tiers.values().map(|(url, remote)| (remote, url)));
+        for (remote, url) in stores {
+            for object in remote.list(&remote.prefix, url)? {
+                let parts = match object.location.prefix_match(&remote.prefix) {
+                    Some(parts) => parts.map(|p| p.as_ref().to_owned()).collect(),
+                    None => vec![object.location.to_string()],
+                };
+                objects.push((url.to_string(), parts));
+            }
+        }
+        Ok(objects)
+    }
+
     /// This indexer's chain head as last published in an object store, if any.
     pub fn fetch_chain_head(&self, indexer: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(remote) = &self.remote else {
@@ -678,6 +816,14 @@ impl Remote {
 
     fn object(&self, key: &SplitKey, name: &str) -> ObjectPath {
         self.split_prefix(key).join(name)
+    }
+
+    fn audit_prefix(&self, indexer: &str) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join(INDEXERS_DIR)
+            .join(indexer)
+            .join(AUDIT_CHUNKS_DIR)
     }
 
     fn chain_head(&self, indexer: &str) -> ObjectPath {
@@ -831,6 +977,31 @@ mod tests {
         .unwrap();
         let error = b.download(&key).unwrap_err().to_string();
         assert!(error.contains("a.store") && error.contains("SHA-256"), "{error}");
+        // Published again with other files (a rewrite in place): no file of the earlier
+        // version is left in the store.
+        fs::remove_file(dir.join("a.store")).unwrap();
+        fs::write(dir.join("b.store"), b"rewritten").unwrap();
+        let mut manifest = Manifest::read(&dir).unwrap();
+        manifest.files = crate::manifest::hash_split_files(&dir).unwrap();
+        manifest.write(&dir).unwrap();
+        a.publish(&dir).unwrap();
+        let names = |rt: &tokio::runtime::Runtime| -> Vec<String> {
+            let mut names: Vec<String> = rt
+                .block_on(async { store.list(None).collect::<Vec<_>>().await })
+                .into_iter()
+                .map(|meta| meta.unwrap().location.to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(&rt),
+            vec![
+                "p/splits/hot/0001/b.store",
+                "p/splits/hot/0001/corral-split.json",
+                "p/splits/hot/0001/meta.json"
+            ]
+        );
         a.unpublish(&key).unwrap();
         assert!(b.list().unwrap().is_empty());
         let left = rt.block_on(async { store.list(None).collect::<Vec<_>>().await });

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use corral_schema::Record;
+use corral_indexer::audit::{Entry, Stored};
+use corral_indexer::audit_store::chunk_name;
+use corral_indexer::manifest::{Manifest, manifest_hash, sha256_hex};
+use corral_schema::{Record, Timestamp};
 use corral_tests::broker::{Broker, free_port};
 use corral_tests::http;
 use corral_tests::object_store::{BUCKET, ObjectStoreServer};
@@ -114,6 +117,13 @@ impl Cluster {
 
     /// Produces `count` records; record `n` is of service `SERVICES[n % 3]`.
     fn produce(&self, count: u64) {
+        self.produce_records((0..count).map(|n| Record {
+            service: SERVICES[(n % 3) as usize].into(),
+            ..record(n)
+        }));
+    }
+
+    fn produce_records(&self, records: impl Iterator<Item = Record>) {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", self.broker.bootstrap_servers())
             .set("enable.idempotence", "true")
@@ -121,11 +131,7 @@ impl Cluster {
             .set("linger.ms", "5")
             .create()
             .expect("producer");
-        for n in 0..count {
-            let record = Record {
-                service: SERVICES[(n % 3) as usize].into(),
-                ..record(n)
-            };
+        for record in records {
             let payload = serde_json::to_vec(&record).unwrap();
             producer
                 .send(BaseRecord::to(TOPIC).key(record.kafka_key()).payload(&payload))
@@ -188,6 +194,28 @@ impl Cluster {
             .and_then(|v| v.parse().ok())
     }
 
+    /// `verify --storage` of the cluster's store, with `--brokers` when `brokers`: its exit
+    /// code and what it printed.
+    fn verify(&self, brokers: bool) -> (Option<i32>, String) {
+        let mut command = Command::new(BIN);
+        command
+            .args(["verify", "--storage", &format!("s3://{BUCKET}/cluster")])
+            .envs(self.s3.env());
+        if brokers {
+            command.args([
+                "--brokers",
+                &self.broker.bootstrap_servers(),
+                "--control-topic",
+                CONTROL,
+            ]);
+        }
+        let output = command.output().expect("run verify");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
+    }
+
     /// The indexer among `of` that is the janitor now, once exactly one says so.
     fn janitor(&self, of: &[usize]) -> usize {
         wait_for("exactly one elected janitor", Duration::from_secs(60), || {
@@ -240,7 +268,7 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
         ("CORRAL_RETENTION_PAUSE_AT", "placed".to_owned()),
         ("CORRAL_RETENTION_PAUSE_FILE", gate.display().to_string()),
     ];
-    let _indexers: Vec<ChildGuard> = (0..3).map(|n| cluster.start(n, &pause)).collect();
+    let indexers: Vec<ChildGuard> = (0..3).map(|n| cluster.start(n, &pause)).collect();
 
     // Placed through indexer 0, before any record exists; listed through the others.
     let (status, placed) = cluster.send(
@@ -383,38 +411,162 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
         || cluster.by_service(other).is_some_and(|groups| groups.is_empty()),
     );
 
-    // The store still verifies with the janitor's audit log: every indexer's chain, whose
-    // splits the janitor rewrote and deleted, each deletion audited in the janitor's log.
-    let verify = |audit: Option<usize>| {
-        let mut command = Command::new(BIN);
-        command
-            .args(["verify", "--storage", &format!("s3://{BUCKET}/cluster")])
-            .envs(cluster.s3.env());
-        if let Some(n) = audit {
-            command
-                .arg("--data-dir")
-                .arg(cluster.data_dir(n))
-                .args(["--indexer-id", &format!("indexer-{n}")]);
-        }
-        let output = command.output().expect("run verify");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
-        )
-    };
-    let (code, report) = verify(Some(janitor));
-    assert_eq!(code, Some(0), "{report}");
-    assert!(report.contains("audit log: "), "{report}");
-    // Without an audit log to account for them, every indexer's removed splits are named, even
-    // those of an indexer none of whose splits is left.
-    let (code, report) = verify(None);
-    assert_eq!(code, Some(1), "{report}");
-    for n in 0..3 {
-        assert!(
-            report.contains(&format!("indexer indexer-{n}: split")),
-            "{report}"
-        );
+    // Fresh records (the tier keeps an hour) leave splits to tamper with. Stopped, every
+    // indexer seals and publishes what it holds, uploads its audit log and publishes its head.
+    cluster.produce_records((0..30).map(|n| Record {
+        service: "search".into(),
+        ts: Timestamp::now(),
+        ..record(RECORDS + n)
+    }));
+    wait_until("the fresh records searchable", Duration::from_secs(60), || {
+        cluster
+            .by_service(other)
+            .is_some_and(|groups| count_of(&groups, "search") == 30)
+    });
+    for indexer in indexers {
+        indexer.terminate(Duration::from_secs(60));
     }
+
+    // verify --storage: every split, every chain, every indexer's audit log from the store,
+    // each deletion accounted for by the janitor's log, each log reaching the head its indexer
+    // published to the control topic.
+    let verify = |brokers: bool| cluster.verify(brokers);
+    let caught = |what: &str, wants: &[&str]| {
+        let (code, report) = verify(true);
+        assert_eq!(code, Some(1), "{what}: {report}");
+        for want in wants {
+            assert!(
+                report.contains(want),
+                "{what}: the report names {want:?}: {report}"
+            );
+        }
+    };
+    let (code, report) = verify(true);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("3 audit log(s)")
+            && report.contains("each reaching the head its indexer published to the control topic"),
+        "{report}"
+    );
+    let (code, report) = verify(false);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("not checked against the control topic"),
+        "{report}"
+    );
+
+    // Each tampering is named, then undone.
+    let store = cluster.s3.objects("cluster");
+    let mut splits: Vec<(PathBuf, Manifest)> = std::fs::read_dir(store.join("splits/hot"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| Some((e.path(), Manifest::read(&e.path()).ok()?)))
+        .collect();
+    splits.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    let (split, manifest) = splits.last().expect("a fresh split").clone();
+    // A modified object.
+    let file = split.join(manifest.files.keys().next().unwrap());
+    let original = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"altered").unwrap();
+    caught(
+        "a modified file",
+        &[&manifest.id, "does not match its manifest's SHA-256"],
+    );
+    std::fs::write(&file, &original).unwrap();
+    // An added object.
+    std::fs::write(split.join("extra.bin"), b"added").unwrap();
+    caught("an added file", &["extra.bin", "it was added"]);
+    std::fs::remove_file(split.join("extra.bin")).unwrap();
+    // The janitor's audit log: its last chunk removed, then cut short by one entry.
+    let janitor_log = store.join(format!("indexers/indexer-{janitor}/audit"));
+    let mut chunks: Vec<PathBuf> = std::fs::read_dir(&janitor_log)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    chunks.sort();
+    let last = chunks.last().unwrap().clone();
+    let last_bytes = std::fs::read(&last).unwrap();
+    let janitor_says = format!("indexer indexer-{janitor}: audit log in the store");
+    std::fs::remove_file(&last).unwrap();
+    caught("a removed audit tail", &[&janitor_says, "are gone"]);
+    let text = String::from_utf8(last_bytes.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        &last,
+        format!("{}\n", lines[..lines.len() - 1].join("\n")).trim_start(),
+    )
+    .unwrap();
+    caught("a truncated audit tail", &[&janitor_says, "are gone"]);
+    std::fs::write(&last, &last_bytes).unwrap();
+    // The janitor's whole log removed: nothing accounts for the deletions on any indexer.
+    let aside = cluster.dir.path().join("audit-aside");
+    std::fs::rename(&janitor_log, &aside).unwrap();
+    let (code, report) = verify(false);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("its audit log is not in the object store"),
+        "{report}"
+    );
+    assert!(
+        report.contains("was removed"),
+        "the splits the janitor deleted are named: {report}"
+    );
+    std::fs::rename(&aside, &janitor_log).unwrap();
+    assert_eq!(verify(true).0, Some(0), "all undone");
+
+    // A removed split, then a forged deletion entry for it: chained correctly onto the
+    // janitor's log, it passes for a real one without the control topic, and with it is named
+    // as after the last head the janitor published there.
+    let removed_aside = cluster.dir.path().join("split-aside");
+    std::fs::rename(&split, &removed_aside).unwrap();
+    caught(
+        "a removed split",
+        &[&format!("split {} was removed", manifest.id)],
+    );
+    let last_line = *lines.last().unwrap();
+    let last_entry: Stored = serde_json::from_str(last_line).unwrap();
+    let forged = Stored {
+        seq: last_entry.seq + 1,
+        prev: sha256_hex(last_line.as_bytes()),
+        entry: Entry {
+            at: Timestamp::now(),
+            who: "retention".into(),
+            role: "system".into(),
+            action: "retention.delete".into(),
+            params: [
+                ("split".to_owned(), manifest.id.clone()),
+                (
+                    "manifest_sha256".to_owned(),
+                    manifest_hash(&removed_aside).unwrap(),
+                ),
+            ]
+            .into(),
+            count: manifest.docs,
+            tiers: vec!["hot".into()],
+            took_ms: 0,
+            refused: None,
+        },
+    };
+    std::fs::write(
+        janitor_log.join(chunk_name(forged.seq, forged.seq)),
+        format!("{}\n", serde_json::to_string(&forged).unwrap()),
+    )
+    .unwrap();
+    let (code, report) = verify(false);
+    assert_eq!(
+        code,
+        Some(0),
+        "without the control topic a well-chained forgery passes: {report}"
+    );
+    caught(
+        "a forged deletion entry",
+        &[
+            &format!("split {} was removed", manifest.id),
+            "that the control topic anchors",
+            &format!("entry {} of indexer indexer-{janitor}'s audit log", forged.seq),
+        ],
+    );
 }
 
 #[test]
@@ -469,4 +621,12 @@ fn a_janitor_killed_mid_pass_is_replaced_and_the_pass_finished() {
         !retention_entries(&cluster.data_dir(next)).is_empty(),
         "the new janitor took the steps"
     );
+    // Both janitors' steps, the one cut short and redone included, account for every split
+    // gone; every log in the store reaches the head its indexer published.
+    for indexer in indexers.into_iter().flatten() {
+        indexer.terminate(Duration::from_secs(60));
+    }
+    let (code, report) = cluster.verify(true);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("3 audit log(s)"), "{report}");
 }

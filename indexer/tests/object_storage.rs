@@ -273,7 +273,8 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
     assert!(
         verified.status.success()
             && stdout.contains("records): every file matches")
-            && stdout.contains("audit log: not checked"),
+            && stdout.contains("2 audit log(s)")
+            && stdout.contains("chains unbroken, not checked against the control topic"),
         "{stdout}{}",
         String::from_utf8_lossy(&verified.stderr)
     );
