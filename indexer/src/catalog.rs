@@ -131,6 +131,11 @@ impl Catalog {
         }
     }
 
+    /// Forgets the published copy `key` of a split (another tier's copy stays).
+    pub(crate) fn remove_remote_copy(&self, key: &crate::storage::SplitKey) {
+        self.write().remote.retain(|s| s.key != *key);
+    }
+
     /// Published splits the last refresh could not fetch (id, why): not searched here.
     pub fn unfetched(&self) -> Vec<(String, String)> {
         self.unfetched.read().unwrap_or_else(|e| e.into_inner()).clone()

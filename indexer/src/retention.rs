@@ -425,6 +425,9 @@ impl Retention {
         if !self.on_duty() {
             return Ok(Vec::new());
         }
+        if self.janitor.is_some() {
+            self.remove_moved_copies()?;
+        }
         let planned = self.plan(&holds.list()?, now)?;
         let mut taken = Vec::with_capacity(planned.len());
         for step in &planned {
@@ -450,6 +453,42 @@ impl Retention {
             crate::store::anchor_audit_head(&self.storage, &self.indexer, audit)?;
         }
         Ok(taken)
+    }
+
+    /// A tier move whose janitor died after publishing the split's new copy but before
+    /// removing the old one leaves the split in two tiers (searched once: the catalog holds
+    /// the newer). The next janitor finishes the move: it removes a copy once another copy's
+    /// manifest names that copy's manifest as an earlier version, so the records are in the
+    /// copy that stays. The move was audited when it was taken.
+    fn remove_moved_copies(&self) -> anyhow::Result<()> {
+        let mut by_id: std::collections::BTreeMap<String, Vec<SplitKey>> = Default::default();
+        for key in self.storage.list()? {
+            by_id.entry(key.id.clone()).or_default().push(key);
+        }
+        for keys in by_id.into_values().filter(|keys| keys.len() > 1) {
+            let mut copies = Vec::new();
+            for key in keys {
+                let manifest = self.storage.read_manifest(&key)?;
+                let hash = self.storage.manifest_sha256(&key)?;
+                copies.push((key, manifest, hash));
+            }
+            for (key, _, hash) in &copies {
+                let earlier = format!("{PREV_MANIFEST_PREFIX}{hash}.json");
+                let Some((newer, _, _)) = copies
+                    .iter()
+                    .find(|(other, manifest, _)| other != key && manifest.files.contains_key(&earlier))
+                else {
+                    continue;
+                };
+                if !self.on_duty() {
+                    return Ok(());
+                }
+                tracing::warn!(split = %key.id, old_tier = %key.tier, new_tier = %newer.tier, "finishing a tier move a janitor did not: removing the old copy");
+                self.storage.unpublish(key)?;
+                self.engine.catalog().remove_remote_copy(key);
+            }
+        }
+        Ok(())
     }
 
     /// Plans and carries out the step for split `id` with the holds in force now; `None` when
@@ -761,20 +800,9 @@ fn pause_point(name: &str) {
 }
 
 /// Aborts the process at a named point when `CORRAL_RETENTION_CRASH_AT` names it: how the tests
-/// kill a retention step between its stages. With `CORRAL_RETENTION_CRASH_ONCE_FILE`, only the
-/// first process to get there aborts (it creates the file): how the tests kill one janitor of
-/// several.
+/// kill a retention step between its stages.
 fn crash_point(name: &str) {
     if std::env::var("CORRAL_RETENTION_CRASH_AT").is_ok_and(|at| at == name) {
-        if let Ok(once) = std::env::var("CORRAL_RETENTION_CRASH_ONCE_FILE")
-            && fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&once)
-                .is_err()
-        {
-            return;
-        }
         eprintln!("corral-indexer: crashing at retention stage {name:?} (CORRAL_RETENTION_CRASH_AT)");
         std::process::abort();
     }

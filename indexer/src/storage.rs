@@ -488,6 +488,14 @@ impl SplitStorage {
         serde_json::from_slice(&bytes).with_context(|| format!("invalid manifest {location} in {}", url))
     }
 
+    /// The SHA-256 of a published split's manifest, as stored.
+    pub fn manifest_sha256(&self, key: &SplitKey) -> anyhow::Result<String> {
+        let Some((remote, url)) = self.remote_for(&key.tier) else {
+            return crate::manifest::manifest_hash(&self.split_dir(key));
+        };
+        Ok(sha256_hex(&remote.get(&remote.object(key, MANIFEST_FILE), url)?))
+    }
+
     /// Downloads a published split into its local directory (assembled aside, each file checked
     /// against the manifest's SHA-256, then renamed into place) and returns that directory.
     pub fn download(&self, key: &SplitKey) -> anyhow::Result<PathBuf> {

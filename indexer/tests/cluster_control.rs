@@ -36,6 +36,8 @@ struct Cluster {
     s3: ObjectStoreServer,
     dir: tempfile::TempDir,
     ports: Vec<u16>,
+    /// The `[[retention.tiers]]` of every indexer's config.
+    tiers: String,
 }
 
 impl Cluster {
@@ -60,7 +62,26 @@ impl Cluster {
             s3: ObjectStoreServer::start(),
             dir,
             ports: (0..3).map(|_| free_port().unwrap()).collect(),
+            tiers: "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"1h\"\n".into(),
         }
+    }
+
+    /// The published splits in the store: (tier, id) of each with a manifest.
+    fn published(&self) -> Vec<(String, String)> {
+        let mut splits = Vec::new();
+        for tier in std::fs::read_dir(self.s3.objects("cluster/splits"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for split in std::fs::read_dir(tier.path()).into_iter().flatten().flatten() {
+                if let Ok(manifest) = Manifest::read(&split.path()) {
+                    splits.push((tier.file_name().to_string_lossy().into_owned(), manifest.id));
+                }
+            }
+        }
+        splits.sort();
+        splits
     }
 
     fn data_dir(&self, n: usize) -> PathBuf {
@@ -77,9 +98,10 @@ impl Cluster {
                 "[indexer]\ncommit_interval = \"200ms\"\nwriter_memory_mb = 32\nsplit_max_docs = 200\n\
                  split_max_age = \"2s\"\ncatalog_refresh = \"500ms\"\njanitor_lease = \"4s\"\n\
                  [auth]\ntokens_file = \"{}\"\n\
-                 [retention]\ncheck_interval = \"1s\"\n[[retention.tiers]]\nname = \"hot\"\nmax_age = \"1h\"\n\
+                 [retention]\ncheck_interval = \"1s\"\n{}\
                  [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
-                self.dir.path().join("tokens.toml").display()
+                self.dir.path().join("tokens.toml").display(),
+                self.tiers
             ),
         )
         .unwrap();
@@ -214,6 +236,24 @@ impl Cluster {
             output.status.code(),
             String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
         )
+    }
+
+    /// Waits until the janitor pauses at the stage `CORRAL_RETENTION_PAUSE_AT` names (the
+    /// gate's `.paused` marker), SIGKILLs it and opens the gate for the others; returns which
+    /// indexer it was.
+    fn kill_janitor_paused_at(&self, gate: &Path, indexers: &mut [Option<ChildGuard>]) -> usize {
+        let paused = PathBuf::from(format!("{}.paused", gate.display()));
+        wait_until("the janitor paused mid-pass", Duration::from_secs(120), || {
+            matches!(paused.try_exists(), Ok(true))
+        });
+        // Paused, it still renews its lease: the janitor is the paused one.
+        let alive: Vec<usize> = (0..indexers.len()).filter(|&n| indexers[n].is_some()).collect();
+        let janitor = self.janitor(&alive);
+        let mut child = indexers[janitor].take().expect("running");
+        child.0.kill().expect("SIGKILL the janitor");
+        child.0.wait().expect("reap it");
+        std::fs::write(gate, "go").unwrap();
+        janitor
     }
 
     /// The indexer among `of` that is the janitor now, once exactly one says so.
@@ -573,13 +613,14 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
 fn a_janitor_killed_mid_pass_is_replaced_and_the_pass_finished() {
     const RECORDS: u64 = 600;
     let cluster = Cluster::new();
-    // The first janitor to reach a step's audit entry dies there (once, for the whole cluster).
-    let once = cluster.dir.path().join("crashed-once");
-    let crash = [
-        ("CORRAL_RETENTION_CRASH_AT", "audited".to_owned()),
-        ("CORRAL_RETENTION_CRASH_ONCE_FILE", once.display().to_string()),
+    // Whichever indexer is the janitor stops after a step's audit entry, and is SIGKILLed
+    // there; the gate is opened then, so no other pauses.
+    let gate = cluster.dir.path().join("gate");
+    let pause = [
+        ("CORRAL_RETENTION_PAUSE_AT", "audited".to_owned()),
+        ("CORRAL_RETENTION_PAUSE_FILE", gate.display().to_string()),
     ];
-    let mut indexers: Vec<Option<ChildGuard>> = (0..3).map(|n| Some(cluster.start(n, &crash))).collect();
+    let mut indexers: Vec<Option<ChildGuard>> = (0..3).map(|n| Some(cluster.start(n, &pause))).collect();
     let (status, placed) = cluster.send(
         1,
         "POST",
@@ -590,17 +631,7 @@ fn a_janitor_killed_mid_pass_is_replaced_and_the_pass_finished() {
     assert_eq!(status, 201, "{placed}");
     cluster.janitor(&[0, 1, 2]);
     cluster.produce(RECORDS);
-    wait_until("the janitor crashed mid-step", Duration::from_secs(120), || {
-        matches!(once.try_exists(), Ok(true))
-    });
-    // Whoever was the janitor then (members joining move the role at first).
-    let first = wait_for("the janitor process ended", Duration::from_secs(30), || {
-        indexers.iter_mut().position(|i| {
-            i.as_mut()
-                .is_some_and(|i| i.0.try_wait().ok().flatten().is_some())
-        })
-    });
-    indexers[first] = None;
+    let first = cluster.kill_janitor_paused_at(&gate, &mut indexers);
     let alive: Vec<usize> = (0..3).filter(|&n| n != first).collect();
     let next = cluster.janitor(&alive);
     assert_ne!(next, first);
@@ -629,4 +660,65 @@ fn a_janitor_killed_mid_pass_is_replaced_and_the_pass_finished() {
     let (code, report) = cluster.verify(true);
     assert_eq!(code, Some(0), "{report}");
     assert!(report.contains("3 audit log(s)"), "{report}");
+}
+
+#[test]
+fn a_tier_move_a_killed_janitor_left_half_done_is_finished_by_the_next_without_it() {
+    const RECORDS: u64 = 300;
+    let mut cluster = Cluster::new();
+    // Records days old leave hot at once and stay in archive.
+    cluster.tiers = "[[retention.tiers]]\nname = \"hot\"\nmax_age = \"1h\"\n\
+                     [[retention.tiers]]\nname = \"archive\"\nmax_age = \"3650d\"\n"
+        .into();
+    // The janitor is SIGKILLed after a move published the split's archive copy, before it
+    // removed the hot one.
+    let gate = cluster.dir.path().join("gate");
+    let pause = [
+        ("CORRAL_RETENTION_PAUSE_AT", "placed-locally".to_owned()),
+        ("CORRAL_RETENTION_PAUSE_FILE", gate.display().to_string()),
+    ];
+    let mut indexers: Vec<Option<ChildGuard>> = (0..3).map(|n| Some(cluster.start(n, &pause))).collect();
+    cluster.janitor(&[0, 1, 2]);
+    cluster.produce(RECORDS);
+    let first = cluster.kill_janitor_paused_at(&gate, &mut indexers);
+    let twice = |published: &[(String, String)]| {
+        let mut ids: Vec<&String> = published.iter().map(|(_, id)| id).collect();
+        ids.sort();
+        ids.windows(2).any(|w| w[0] == w[1])
+    };
+    assert!(
+        twice(&cluster.published()),
+        "the killed janitor left a split in both tiers: {:?}",
+        cluster.published()
+    );
+    // Without the dead indexer: the next janitor removes the old copy, and moves the rest.
+    let alive: Vec<usize> = (0..3).filter(|&n| n != first).collect();
+    cluster.janitor(&alive);
+    let mut last = Vec::new();
+    wait_until(
+        "every published split once, in archive",
+        Duration::from_secs(120),
+        || {
+            last = cluster.published();
+            !last.is_empty() && !twice(&last) && last.iter().all(|(tier, _)| tier == "archive")
+        },
+    );
+    // Restarted, the dead indexer publishes what it had not; every record is there once.
+    indexers[first] = Some(cluster.start(first, &[]));
+    for n in 0..3 {
+        cluster.settles(
+            n,
+            &[
+                ("billing".to_owned(), RECORDS / 3),
+                ("orders".to_owned(), RECORDS / 3),
+                ("search".to_owned(), RECORDS / 3),
+            ],
+            Duration::from_secs(60),
+        );
+    }
+    for indexer in indexers.into_iter().flatten() {
+        indexer.terminate(Duration::from_secs(60));
+    }
+    let (code, report) = cluster.verify(true);
+    assert_eq!(code, Some(0), "{report}");
 }
