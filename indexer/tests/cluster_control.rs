@@ -363,14 +363,29 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
         "the first step kept every held record: {before:?}"
     );
     let other = (janitor + 1) % 3;
-    let (status, second) = cluster.send(
+    // Placed with logq (the same endpoint and token rules as its other subcommands), through
+    // an indexer that is not the janitor.
+    let logq = |n: usize, token: &str, args: &[&str]| {
+        let output = Command::new(corral_tests::process::workspace_binary("logq"))
+            .args(args)
+            .args(["--endpoint", &format!("http://127.0.0.1:{}", cluster.ports[n])])
+            .args(["--token", token, "-o", "jsonl"])
+            .output()
+            .expect("run logq");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, second, stderr) = logq(
         other,
-        "POST",
-        "/api/v1/holds",
         ADMIN,
-        r#"{"selector":{"service":"billing"},"reason":"case 8"}"#,
+        &["holds", "add", "--service", "billing", "--reason", "case 8"],
     );
-    assert_eq!(status, 201, "{second}");
+    assert_eq!(code, Some(0), "{stderr}");
+    let second = second.trim().to_owned();
+    assert!(!second.is_empty(), "logq holds add prints the hold's id");
     std::fs::write(&gate, "go").unwrap();
 
     // The pass goes on: every record of search goes, every held one stays, through any indexer.
@@ -403,26 +418,13 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
 
     // logq for auditors: the cluster's holds through one indexer, the merged audit log through
     // one that is not the janitor (its retention entries come from the janitor's log).
-    let logq = |n: usize, token: &str, args: &[&str]| {
-        let output = Command::new(corral_tests::process::workspace_binary("logq"))
-            .args(args)
-            .args(["--endpoint", &format!("http://127.0.0.1:{}", cluster.ports[n])])
-            .args(["--token", token, "-o", "jsonl"])
-            .output()
-            .expect("run logq");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
     let (code, listed, _) = logq(other, AUDITOR, &["holds", "list"]);
     assert_eq!(code, Some(0));
     assert_eq!(listed.lines().count(), 2, "{listed}");
     let (code, _, refused) = logq(other, READER, &["holds", "list"]);
     assert_eq!(code, Some(2), "a reader is refused: {refused}");
     assert!(refused.contains("HTTP 403"), "{refused}");
-    let (code, log, stderr) = logq(other, AUDITOR, &["audit", "--who", "retention"]);
+    let (code, log, stderr) = logq(other, AUDITOR, &["audit", "--since", "7d", "--who", "retention"]);
     assert_eq!(code, Some(0), "{stderr}");
     let janitor_name = format!("indexer-{janitor}");
     let steps: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -442,9 +444,12 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
             .is_some_and(|groups| count_of(&groups, "orders") == 0 && count_of(&groups, "billing") == billing)
     });
 
-    let id = second["id"].as_str().unwrap();
-    let (status, released) = cluster.send(other, "DELETE", &format!("/api/v1/holds/{id}"), ADMIN, "");
-    assert_eq!(status, 200, "{released}");
+    let (code, released, stderr) = logq(other, ADMIN, &["holds", "release", &second]);
+    assert_eq!(
+        (code, released.trim()),
+        (Some(0), format!("released {second}").as_str()),
+        "{stderr}"
+    );
     wait_until(
         "every record removed once nothing is held",
         Duration::from_secs(120),
