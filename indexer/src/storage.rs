@@ -46,6 +46,8 @@ pub const DEFAULT_STORE_DIR: &str = "store";
 pub const INDEXERS_DIR: &str = "indexers";
 /// The cluster's control objects (the retention janitor's lease), under an object store's prefix.
 pub const CONTROL_DIR: &str = "control";
+/// Claims of checkpoint ranges (see [`SplitStorage::claim_start`]), under an object store's prefix.
+pub const CLAIMS_DIR: &str = "claims";
 /// Directory of an indexer's uploaded audit chunks, under `indexers/<id>/`.
 pub const AUDIT_CHUNKS_DIR: &str = "audit";
 /// Where downloads are assembled before they are renamed into place, under the cache.
@@ -671,6 +673,81 @@ impl SplitStorage {
         Ok(indexers)
     }
 
+    /// Claims for `split` the records of `partition` of the topic `source` from offset `start`
+    /// on, before the split is published: a create-only object
+    /// `claims/<source>/<partition>/<start>.json`, so of two indexers sealing splits that start
+    /// at the same place (both resumed a moving partition from the same published checkpoint)
+    /// exactly one publishes, even when neither has published yet. `Ok(None)`: claimed (now,
+    /// or before by the same split); `Ok(Some(holder))`: another split holds the claim. A claim
+    /// older than `stale_after` whose split was never published (its indexer lost everything
+    /// before publishing) is taken over. Nothing to claim in a store of one's own.
+    pub fn claim_start(
+        &self,
+        source: &str,
+        partition: i32,
+        start: i64,
+        split: &str,
+        indexer: &str,
+        stale_after: Duration,
+    ) -> anyhow::Result<Option<String>> {
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        let location = remote.claim(source, partition, start);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let claim = serde_json::json!({"split": split, "indexer": indexer, "at_ms": now_ms}).to_string();
+        for _ in 0..3 {
+            let put = remote.runtime.block_on(remote.store.put_opts(
+                &location,
+                PutPayload::from(claim.clone().into_bytes()),
+                object_store::PutOptions::from(object_store::PutMode::Create),
+            ));
+            match put {
+                Ok(_) => return Ok(None),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("cannot write {location} to {}", self.url));
+                }
+            }
+            let Some(bytes) = remote.get_if_exists(&location, &self.url)? else {
+                continue;
+            };
+            let held: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let holder = held["split"].as_str().unwrap_or_default();
+            if holder == split {
+                return Ok(None);
+            }
+            let age = now_ms.saturating_sub(held["at_ms"].as_u64().unwrap_or_default());
+            let published = self.list()?.iter().any(|key| key.id == holder);
+            if published || u128::from(age) < stale_after.as_millis() {
+                return Ok(Some(format!(
+                    "split {holder} of indexer {}",
+                    held["indexer"].as_str().unwrap_or("?")
+                )));
+            }
+            tracing::warn!(claim = %location, holder, age_ms = age, "taking over a stale claim whose split was never published");
+            remote.block_on_delete(&location, &self.url)?;
+        }
+        bail!("cannot claim {location} in {}: it keeps changing", self.url)
+    }
+
+    /// Gives back a claim [`Self::claim_start`] made for `split` (nothing if another holds it).
+    pub fn release_claim(&self, source: &str, partition: i32, start: i64, split: &str) -> anyhow::Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let location = remote.claim(source, partition, start);
+        if let Some(bytes) = remote.get_if_exists(&location, &self.url)?
+            && serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()["split"] == split
+        {
+            remote.block_on_delete(&location, &self.url)?;
+        }
+        Ok(())
+    }
+
     /// The names of the audit chunks `indexer` uploaded (`indexers/<id>/audit/`), sorted: in
     /// chain order, as their names start with their first entry's zero-padded `seq`.
     pub fn audit_chunk_names(&self, indexer: &str) -> anyhow::Result<Vec<String>> {
@@ -824,6 +901,16 @@ impl Remote {
 
     fn object(&self, key: &SplitKey, name: &str) -> ObjectPath {
         self.split_prefix(key).join(name)
+    }
+
+    fn claim(&self, source: &str, partition: i32, start: i64) -> ObjectPath {
+        let source = if source.is_empty() { "_" } else { source };
+        self.prefix
+            .clone()
+            .join(CLAIMS_DIR)
+            .join(source)
+            .join(partition.to_string())
+            .join(format!("{start:020}.json"))
     }
 
     fn audit_prefix(&self, indexer: &str) -> ObjectPath {

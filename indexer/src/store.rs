@@ -723,6 +723,11 @@ impl SplitStore {
     }
 }
 
+/// How long a claim of a partition's records whose split was never published holds (see
+/// [`SplitStorage::claim_start`]): an indexer that claimed and then lost its data dir blocks
+/// that start no longer than this.
+const CLAIM_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What sealing needs from the store, owned so a seal can run on its own thread.
 struct SealContext {
     storage: Arc<SplitStorage>,
@@ -765,14 +770,44 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         committed.source.clone()
     };
     if context.storage.is_shared() {
-        let overlapping = overlapping(
-            &context.storage,
-            &context.catalog,
-            &context.indexer_name,
-            &source,
-            &committed,
-        )?;
+        // Each partition's start is claimed first (in partition order, so two contenders meet
+        // at the first partition they share): of two splits resumed from the same published
+        // checkpoint only one gets there, even while neither is published yet.
+        let mut claimed = Vec::new();
+        let mut contested = Vec::new();
+        for (&partition, &start) in &committed.start {
+            match context.storage.claim_start(
+                &source,
+                partition,
+                start,
+                &id,
+                &context.indexer_name,
+                CLAIM_STALE_AFTER,
+            )? {
+                None => claimed.push((partition, start)),
+                Some(holder) => {
+                    tracing::warn!(split = %id, partition, start, %holder, "another split claimed this partition's records from the same offset");
+                    contested.push(partition);
+                    break;
+                }
+            }
+        }
+        let mut overlapping = if contested.is_empty() {
+            overlapping(
+                &context.storage,
+                &context.catalog,
+                &context.indexer_name,
+                &source,
+                &committed,
+            )?
+        } else {
+            Vec::new()
+        };
+        overlapping.extend(contested);
         if !overlapping.is_empty() {
+            for (partition, start) in claimed {
+                context.storage.release_claim(&source, partition, start, &id)?;
+            }
             // Another indexer published records of these partitions past where this split
             // starts: this one is stale (its indexer was paused or cut off while the partitions
             // moved). It is dropped, and ingest starts again from what is published.

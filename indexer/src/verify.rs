@@ -395,7 +395,7 @@ fn account_objects(
     accounted: &HashMap<(String, String), HashSet<String>>,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    use crate::storage::{AUDIT_CHUNKS_DIR, CONTROL_DIR, INDEXERS_DIR};
+    use crate::storage::{AUDIT_CHUNKS_DIR, CLAIMS_DIR, CONTROL_DIR, INDEXERS_DIR};
     for (store, parts) in storage.all_objects()? {
         let path = parts.join("/");
         let mut in_split = None;
@@ -407,7 +407,7 @@ fn account_objects(
                 accounted.get(&key).is_none_or(|files| files.contains(*file))
             }
             [INDEXERS_DIR, _, CHAIN_HEAD_FILE] | [INDEXERS_DIR, _, AUDIT_CHUNKS_DIR, _] => true,
-            [CONTROL_DIR, ..] => true,
+            [CONTROL_DIR, ..] | [CLAIMS_DIR, ..] => true,
             _ => false,
         };
         match (known, in_split) {

@@ -514,4 +514,40 @@ fn a_split_overlapping_another_indexers_published_records_is_fenced() {
     fill(&mut z, 100..120, 2_000);
     z.seal().unwrap();
     assert_eq!(z.storage().list().unwrap().len(), 2);
+
+    // Two indexers resumed partition 0 from the same published checkpoint (120) and seal at
+    // once: w claimed the start first and has not published yet, so v's listing shows no
+    // overlap — v's claim of the same start is what fences it.
+    let w = z.storage();
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        w.claim_start("", 0, 120, "w-split", "indexer-w", hour).unwrap(),
+        None
+    );
+    assert_eq!(
+        w.claim_start("", 0, 120, "w-split", "indexer-w", hour).unwrap(),
+        None,
+        "claiming again for the same split (a retry) holds"
+    );
+    let mut v = open("indexer-v");
+    fill(&mut v, 120..140, 3_000);
+    let error = v.seal().unwrap_err();
+    let fenced = error
+        .downcast_ref::<Fenced>()
+        .unwrap_or_else(|| panic!("{error:#}"));
+    assert_eq!(fenced.partitions, vec![0]);
+    assert_eq!(v.storage().list().unwrap().len(), 2, "v's split is not published");
+    // A claim whose split was never published stops holding once stale (its indexer lost its
+    // data dir before publishing): the start can be claimed again.
+    assert_eq!(
+        w.claim_start("", 0, 120, "u-split", "indexer-u", hour)
+            .unwrap()
+            .as_deref(),
+        Some("split w-split of indexer indexer-w")
+    );
+    assert_eq!(
+        w.claim_start("", 0, 120, "u-split", "indexer-u", std::time::Duration::ZERO)
+            .unwrap(),
+        None
+    );
 }
