@@ -366,6 +366,33 @@ fn pod_meta(pod: &Pod) -> PodMeta {
     }
 }
 
+/// The pod metadata a `--metadata` value names: `path` (the file path only), `kube` (the
+/// Kubernetes API, pods of `node`; waits up to 10 s for the first listing) or `file:<json>`
+/// (static pod metadata). The error names a bad value and what is expected.
+pub fn provider_for(
+    spec: &str,
+    node: &str,
+) -> anyhow::Result<std::sync::Arc<dyn crate::metadata::MetadataProvider>> {
+    use crate::metadata::{PathProvider, StaticFileProvider};
+    Ok(match spec {
+        "path" => std::sync::Arc::new(PathProvider),
+        "kube" => {
+            let provider = KubeProvider::from_env(node, DEFAULT_TOMBSTONE)?;
+            if !provider.wait_synced(std::time::Duration::from_secs(10)) {
+                tracing::warn!(
+                    %node,
+                    "pods not listed from the Kubernetes API within 10s; starting anyway, enrichment uses the file path until they are"
+                );
+            }
+            std::sync::Arc::new(provider)
+        }
+        other => match other.strip_prefix("file:") {
+            Some(path) => std::sync::Arc::new(StaticFileProvider::load(path.as_ref())?),
+            None => anyhow::bail!("unknown --metadata {other:?}: expected path, kube or file:<json>"),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{BufRead, BufReader, Write};

@@ -1,15 +1,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use corral_collector::cli::{Args, SinkKind};
 use corral_collector::config::CollectorConfig;
 use corral_collector::http;
 use corral_collector::kafka_sink::KafkaSink;
-use corral_collector::kube_provider::{DEFAULT_TOMBSTONE, KubeProvider};
-use corral_collector::metadata::{MetadataProvider, PathProvider, StaticFileProvider};
 use corral_collector::metrics::Metrics;
 use corral_collector::pipeline::{Collector, RecordBuilder};
 use corral_collector::sink::{Sink, StdoutSink};
@@ -37,23 +34,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| corral_schema::fields::UNKNOWN.to_owned()),
     };
-    let metadata: Arc<dyn MetadataProvider> = match args.metadata.as_str() {
-        "path" => Arc::new(PathProvider),
-        "kube" => {
-            let provider = KubeProvider::from_env(&node, DEFAULT_TOMBSTONE)?;
-            if !provider.wait_synced(Duration::from_secs(10)) {
-                tracing::warn!(
-                    %node,
-                    "pods not listed from the Kubernetes API within 10s; starting anyway, enrichment uses the file path until they are"
-                );
-            }
-            Arc::new(provider)
-        }
-        other => match other.strip_prefix("file:") {
-            Some(path) => Arc::new(StaticFileProvider::load(path.as_ref())?),
-            None => bail!("unknown --metadata {other:?}: expected path, kube or file:<json>"),
-        },
-    };
+    let metadata = corral_collector::kube_provider::provider_for(&args.metadata, &node)?;
     let builder = RecordBuilder::new(node, &config, metadata);
     match args.sink {
         SinkKind::Stdout => drive(args, &config, builder, StdoutSink::new(std::io::stdout())),

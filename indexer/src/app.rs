@@ -344,7 +344,11 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<()> {
     let audit = Arc::new(open_audit(&data_dir, &data_dir.join("index"))?);
     let audit_at_exit = Arc::clone(&audit);
     let mut globs = args.logs.clone();
-    let mut metadata: Arc<dyn MetadataProvider> = Arc::new(PathProvider);
+    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| host_name());
+    let mut metadata: Arc<dyn MetadataProvider> = match &args.metadata {
+        Some(spec) => corral_collector::kube_provider::provider_for(spec, &node)?,
+        None => Arc::new(PathProvider),
+    };
     let fleet = if args.demo {
         let fleet = Fleet::start(FleetConfig {
             root: data_dir.join("demo-logs"),

@@ -189,7 +189,13 @@ pub struct StandaloneArgs {
     /// Collector configuration (TOML), as for `corral-collector --config`.
     #[arg(long, value_name = "TOML")]
     pub collector_config: Option<PathBuf>,
-    /// Also run a simulated microservice fleet writing kubelet-style logs under the data dir.
+    /// Where pod metadata (service, version, instance) comes from, as for `corral-collector
+    /// --metadata`: `path` (the file path only: version `unknown`), `kube` (the Kubernetes API,
+    /// pods of this node, NODE_NAME or the host name) or `file:<json>` (static pod metadata).
+    #[arg(long, value_name = "path|kube|file:<json>", conflicts_with = "demo")]
+    pub metadata: Option<String>,
+    /// Also run a simulated microservice fleet writing kubelet-style logs under the data dir
+    /// (with the fleet's own pod metadata).
     #[arg(long)]
     pub demo: bool,
     /// Requests per second of the simulated fleet.

@@ -286,3 +286,84 @@ fn the_demo_prints_a_request_that_crosses_every_service() {
     );
     indexer.terminate(Duration::from_secs(20));
 }
+
+/// `--metadata file:<json>` as for the collector: standalone records carry the version (and
+/// service) the pod metadata gives, where the path alone says `unknown`; bad values are named.
+#[test]
+fn standalone_takes_pod_metadata_as_the_collector_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("pods");
+    write_lines(
+        &logs,
+        "orders-6f7c9d5b4-wxzqt",
+        &[cri(1, r#"{"level":"info","msg":"order placed","corr":"req-7"}"#)],
+    );
+    let pods = dir.path().join("pods.json");
+    fs::write(
+        &pods,
+        r#"{"pods":[{"namespace":"shop","name":"orders-6f7c9d5b4-wxzqt",
+            "annotations":{"resource.opentelemetry.io/service.name":"checkout-orders",
+                           "resource.opentelemetry.io/service.version":"2.4.0"},
+            "containers":{"app":"registry.example/orders:2.4.0"}}]}"#,
+    )
+    .unwrap();
+    let glob = format!("{}/*/*/*.log", logs.display());
+    let metadata = format!("file:{}", pods.display());
+    let port = free_port().unwrap();
+    let indexer = start(
+        &["--logs", &glob, "--metadata", &metadata],
+        &dir.path().join("with"),
+        port,
+    );
+    wait_until("the record", Duration::from_secs(30), || {
+        api_up(port) && hits(port, "corr=req-7").len() == 1
+    });
+    let record = &hits(port, "corr=req-7")[0];
+    assert_eq!(
+        (record.service.as_str(), record.version.as_str()),
+        ("checkout-orders", "2.4.0")
+    );
+    drop(indexer);
+    // The path alone: the version is unknown.
+    let port = free_port().unwrap();
+    let indexer = start(&["--logs", &glob], &dir.path().join("without"), port);
+    wait_until("the record", Duration::from_secs(30), || {
+        api_up(port) && hits(port, "corr=req-7").len() == 1
+    });
+    assert_eq!(hits(port, "corr=req-7")[0].version, "unknown");
+    drop(indexer);
+
+    let refused = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .arg("standalone")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("refused"))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = refused(&["--logs", &glob, "--metadata", "ldap"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"unknown --metadata "ldap": expected path, kube or file:<json>"#),
+        "{stderr}"
+    );
+    let missing = dir.path().join("nope.json");
+    let (code, stderr) = refused(&[
+        "--logs",
+        &glob,
+        "--metadata",
+        &format!("file:{}", missing.display()),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot read metadata file {}", missing.display())),
+        "{stderr}"
+    );
+    let (code, stderr) = refused(&["--demo", "--metadata", "path"]);
+    assert_eq!(code, Some(2), "--demo brings its own pod metadata: {stderr}");
+}
