@@ -460,7 +460,9 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
     // indexer seals and publishes what it holds, uploads its audit log and publishes its head.
     cluster.produce_records((0..30).map(|n| Record {
         service: "search".into(),
+        // Observed now too: a ts far ahead of observed_ts is taken back to it at ingest.
         ts: Timestamp::now(),
+        observed_ts: Timestamp::now(),
         ..record(RECORDS + n)
     }));
     wait_until("the fresh records searchable", Duration::from_secs(60), || {
@@ -508,7 +510,10 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
         .filter_map(|e| Some((e.path(), Manifest::read(&e.path()).ok()?)))
         .collect();
     splits.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-    let (split, manifest) = splits.last().expect("a fresh split").clone();
+    let (split, manifest) = splits
+        .last()
+        .unwrap_or_else(|| panic!("a fresh split in the store: {:?}", cluster.published()))
+        .clone();
     // A modified object.
     let file = split.join(manifest.files.keys().next().unwrap());
     let original = std::fs::read(&file).unwrap();
