@@ -198,6 +198,25 @@ fn open_audit(data_dir: &Path, store_root: &Path) -> anyhow::Result<AuditLog> {
     Ok(audit)
 }
 
+/// An empty audit log where the object store holds this indexer's (its data dir was lost):
+/// the log is restored from the store before anything is appended, so its chain goes on.
+fn restore_lost_audit_log(
+    audit: AuditLog,
+    storage: &SplitStorage,
+    indexer: &str,
+    data_dir: &Path,
+) -> anyhow::Result<AuditLog> {
+    if audit.head().is_some() || !storage.is_shared() || storage.audit_chunk_names(indexer)?.is_empty() {
+        return Ok(audit);
+    }
+    let dir = audit.dir().to_owned();
+    // Restored under the log's lock, then opened again to read the restored head.
+    let entries = crate::audit_store::restore_log(storage, indexer, &dir)?;
+    drop(audit);
+    tracing::warn!(entries, dir = %dir.display(), "the data dir held no audit log: restored the one in the object store");
+    open_audit(data_dir, data_dir)
+}
+
 pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -215,8 +234,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(host_name);
     // The audit log's lock first: a second indexer on this data dir stops here, before the
     // store's recovery touches anything.
-    let audit = Arc::new(open_audit(&args.data_dir, &args.data_dir)?);
-    let audit_at_exit = Arc::clone(&audit);
+    let audit = open_audit(&args.data_dir, &args.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     let mut store = open_store(
         &args.data_dir,
@@ -225,8 +243,17 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         name.clone(),
         &metrics,
     )?;
+    let audit = Arc::new(restore_lost_audit_log(
+        audit,
+        store.storage(),
+        &name,
+        &args.data_dir,
+    )?);
+    let audit_at_exit = Arc::clone(&audit);
     store.anchor_audit(Arc::clone(&audit));
     store.storage().upload_audit_log(&name, Arc::clone(&audit));
+    // A log that does not continue the store's copy is refused here, before any seal needs it.
+    store.storage().upload_audit()?;
     store.set_source(&args.topic);
     let catalog = store.catalog();
     let source = KafkaSource::connect(

@@ -177,6 +177,51 @@ pub fn fetch_log(
     Ok(fetched)
 }
 
+/// Restores `indexer`'s audit log from the store into `dir`, the audit directory of a data dir
+/// that holds no entry (lost and started again): each entry, byte for byte, into the file of
+/// its UTC day. The chain must be whole; returns how many entries were restored.
+pub fn restore_log(storage: &SplitStorage, indexer: &str, dir: &Path) -> anyhow::Result<u64> {
+    let scratch = dir.join(".restore");
+    if crate::disk::exists(&scratch)? {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    let mut problems = Vec::new();
+    fetch_log(storage, indexer, &scratch, &mut problems)?;
+    if !problems.is_empty() {
+        bail!(
+            "cannot restore the audit log of indexer {indexer} from the store: {}",
+            problems.join("; ")
+        );
+    }
+    let entries = crate::audit::verify_chain(&scratch)
+        .with_context(|| format!("cannot restore the audit log of indexer {indexer} from the store"))?;
+    let mut days: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    for path in crate::audit::segments(&scratch)? {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let stored: Stored = serde_json::from_str(line)?;
+            let at = stored.entry.at.to_string();
+            let day = days.entry(at[..10.min(at.len())].to_owned()).or_default();
+            day.extend_from_slice(line.as_bytes());
+            day.push(b'\n');
+        }
+    }
+    for (day, bytes) in days {
+        let path = dir.join(format!("audit-{day}.jsonl"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()?;
+    }
+    crate::manifest::sync_dir(dir)?;
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -256,6 +301,19 @@ mod tests {
             3,
             "nothing more uploaded"
         );
+
+        // A data dir lost: its log comes back from the store, and goes on from there.
+        let lost = dir.path().join("lost");
+        std::fs::create_dir_all(lost.join(crate::audit::AUDIT_DIR)).unwrap();
+        assert_eq!(
+            restore_log(&storage, "indexer-0", &lost.join(crate::audit::AUDIT_DIR)).unwrap(),
+            6
+        );
+        let restored = Arc::new(AuditLog::open(&lost).unwrap());
+        assert_eq!(restored.head(), log.head(), "the same chain, to the same entry");
+        search(&restored, "grace");
+        let after = AuditUploader::new("indexer-0", restored);
+        assert_eq!(after.upload(&storage).unwrap(), Some(6));
     }
 
     #[test]

@@ -240,7 +240,13 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
         Some(splits.len() as f64)
     );
 
-    // Indexer a loses its data dir: it continues from what it published, exactly once.
+    // Indexer a loses its data dir: it continues from what it published, exactly once. Its
+    // audit log (the queries above) is in the store by then: uploaded with the head a
+    // publishes every 30 s.
+    let uploaded = s3.objects(&format!("{PREFIX}/indexers/indexer-a/audit"));
+    wait_until("a's audit log uploaded", Duration::from_secs(60), || {
+        std::fs::read_dir(&uploaded).is_ok_and(|mut dir| dir.next().is_some())
+    });
     drop(indexer_a); // SIGKILL
     std::fs::remove_dir_all(&a.data_dir).unwrap();
     let indexer_a = a.start(&[]);
@@ -259,6 +265,24 @@ fn published_splits_are_answered_by_a_new_indexer_and_survive_the_loss_of_the_da
     }
     indexer_a.terminate(Duration::from_secs(30));
     indexer_b.terminate(Duration::from_secs(30));
+    // a's audit log came back from the store and went on: its first entry is the one a wrote
+    // before the loss, and the store's copy holds what it wrote after.
+    let first_line = |dir: &Path| -> String {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        files.sort();
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        text.lines().next().unwrap().to_owned()
+    };
+    assert_eq!(
+        first_line(&a.data_dir.join("audit")),
+        first_line(&uploaded),
+        "the restarted indexer's log starts with the entry it wrote before the loss"
+    );
 
     // `verify --storage` checks the whole cluster in the store: every file, every chain.
     let verify = || {
