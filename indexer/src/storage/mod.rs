@@ -36,6 +36,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use crate::manifest::{MANIFEST_FILE, Manifest, sha256_file, sha256_hex, sync_dir};
 use crate::metrics::StorageMetrics;
 
+mod cluster;
+
 /// Directory of sealed splits (one subdirectory per tier), under the storage root.
 pub const SPLITS_DIR: &str = "splits";
 /// The local root of an object store's splits, under the data dir.
@@ -590,260 +592,6 @@ impl SplitStorage {
         Ok(())
     }
 
-    /// The names of the cluster's control objects under `<prefix>/control/<dir>/` (the
-    /// janitor's lease), sorted; empty without an object store.
-    pub fn control_names(&self, dir: &str) -> anyhow::Result<Vec<String>> {
-        let Some(remote) = &self.remote else {
-            return Ok(Vec::new());
-        };
-        let prefix = remote.prefix.clone().join(CONTROL_DIR).join(dir);
-        let mut names: Vec<String> = remote
-            .list(&prefix, &self.url)?
-            .into_iter()
-            .filter_map(|meta| meta.location.filename().map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    /// A control object's bytes, if it exists.
-    pub fn control_get(&self, dir: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let Some(remote) = &self.remote else {
-            return Ok(None);
-        };
-        let location = remote.prefix.clone().join(CONTROL_DIR).join(dir).join(name);
-        Ok(remote.get_if_exists(&location, &self.url)?.map(|b| b.to_vec()))
-    }
-
-    /// Writes a control object. With `create`, only if no object has that name yet (a
-    /// conditional write the store decides): `Ok(false)` when one had.
-    pub fn control_put(&self, dir: &str, name: &str, bytes: &[u8], create: bool) -> anyhow::Result<bool> {
-        let Some(remote) = &self.remote else {
-            bail!("{} is not an object store: it has no control objects", self.url);
-        };
-        let location = remote.prefix.clone().join(CONTROL_DIR).join(dir).join(name);
-        let mode = if create {
-            object_store::PutMode::Create
-        } else {
-            object_store::PutMode::Overwrite
-        };
-        let put = remote.runtime.block_on(remote.store.put_opts(
-            &location,
-            PutPayload::from(bytes.to_vec()),
-            object_store::PutOptions::from(mode),
-        ));
-        match put {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Ok(false)
-            }
-            Err(error) => Err(error).with_context(|| format!("cannot write {location} to {}", self.url)),
-        }
-    }
-
-    /// Removes a control object (nothing when it is gone already).
-    pub fn control_delete(&self, dir: &str, name: &str) -> anyhow::Result<()> {
-        let Some(remote) = &self.remote else {
-            return Ok(());
-        };
-        let location = remote.prefix.clone().join(CONTROL_DIR).join(dir).join(name);
-        match remote.runtime.block_on(remote.store.delete(&location)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error).with_context(|| format!("cannot remove {location} from {}", self.url)),
-        }
-    }
-
-    /// The indexers that published a chain head to the object store (none for a local one).
-    pub fn published_indexers(&self) -> anyhow::Result<Vec<String>> {
-        let Some(remote) = &self.remote else {
-            return Ok(Vec::new());
-        };
-        let prefix = remote.prefix.clone().join(INDEXERS_DIR);
-        let mut indexers: Vec<String> = remote
-            .list(&prefix, &self.url)?
-            .into_iter()
-            .filter(|meta| meta.location.filename() == Some(crate::store::CHAIN_HEAD_FILE))
-            .filter_map(|meta| {
-                let parts: Vec<_> = meta.location.parts().collect();
-                parts.len().checked_sub(2).map(|i| parts[i].as_ref().to_owned())
-            })
-            .collect();
-        indexers.sort();
-        indexers.dedup();
-        Ok(indexers)
-    }
-
-    /// Claims for `split` the records of `partition` of the topic `source` from offset `start`
-    /// on, before the split is published: a create-only object
-    /// `claims/<source>/<partition>/<start>.json`, so of two indexers sealing splits that start
-    /// at the same place (both resumed a moving partition from the same published checkpoint)
-    /// exactly one publishes, even when neither has published yet. `Ok(None)`: claimed (now,
-    /// or before by the same split); `Ok(Some(holder))`: another split holds the claim. A claim
-    /// older than `stale_after` whose split was never published (its indexer lost everything
-    /// before publishing) is taken over. Nothing to claim in a store of one's own.
-    pub fn claim_start(
-        &self,
-        source: &str,
-        partition: i32,
-        start: i64,
-        split: &str,
-        indexer: &str,
-        stale_after: Duration,
-    ) -> anyhow::Result<Option<String>> {
-        let Some(remote) = &self.remote else {
-            return Ok(None);
-        };
-        let location = remote.claim(source, partition, start);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let claim = serde_json::json!({"split": split, "indexer": indexer, "at_ms": now_ms}).to_string();
-        for _ in 0..3 {
-            let put = remote.runtime.block_on(remote.store.put_opts(
-                &location,
-                PutPayload::from(claim.clone().into_bytes()),
-                object_store::PutOptions::from(object_store::PutMode::Create),
-            ));
-            match put {
-                Ok(_) => return Ok(None),
-                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                }
-                Err(error) => {
-                    return Err(error).with_context(|| format!("cannot write {location} to {}", self.url));
-                }
-            }
-            let Some(bytes) = remote.get_if_exists(&location, &self.url)? else {
-                continue;
-            };
-            let held: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let holder = held["split"].as_str().unwrap_or_default();
-            if holder == split {
-                return Ok(None);
-            }
-            let age = now_ms.saturating_sub(held["at_ms"].as_u64().unwrap_or_default());
-            let published = self.list()?.iter().any(|key| key.id == holder);
-            if published || u128::from(age) < stale_after.as_millis() {
-                return Ok(Some(format!(
-                    "split {holder} of indexer {}",
-                    held["indexer"].as_str().unwrap_or("?")
-                )));
-            }
-            tracing::warn!(claim = %location, holder, age_ms = age, "taking over a stale claim whose split was never published");
-            remote.block_on_delete(&location, &self.url)?;
-        }
-        bail!("cannot claim {location} in {}: it keeps changing", self.url)
-    }
-
-    /// Gives back a claim [`Self::claim_start`] made for `split` (nothing if another holds it).
-    pub fn release_claim(&self, source: &str, partition: i32, start: i64, split: &str) -> anyhow::Result<()> {
-        let Some(remote) = &self.remote else {
-            return Ok(());
-        };
-        let location = remote.claim(source, partition, start);
-        if let Some(bytes) = remote.get_if_exists(&location, &self.url)?
-            && serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()["split"] == split
-        {
-            remote.block_on_delete(&location, &self.url)?;
-        }
-        Ok(())
-    }
-
-    /// The names of the audit chunks `indexer` uploaded (`indexers/<id>/audit/`), sorted: in
-    /// chain order, as their names start with their first entry's zero-padded `seq`.
-    pub fn audit_chunk_names(&self, indexer: &str) -> anyhow::Result<Vec<String>> {
-        let Some(remote) = &self.remote else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = remote
-            .list(&remote.audit_prefix(indexer), &self.url)?
-            .into_iter()
-            .filter_map(|meta| meta.location.filename().map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    /// Uploads an audit chunk, never over one of the same name: `Ok(false)` when it exists
-    /// already (an upload repeated after a crash; its bytes are the same entries).
-    pub fn put_audit_chunk(&self, indexer: &str, name: &str, bytes: Vec<u8>) -> anyhow::Result<bool> {
-        let Some(remote) = &self.remote else {
-            bail!(
-                "{} is not an object store: audit logs stay in the data dir",
-                self.url
-            );
-        };
-        let location = remote.audit_prefix(indexer).join(name);
-        let put = remote.runtime.block_on(remote.store.put_opts(
-            &location,
-            PutPayload::from(bytes),
-            object_store::PutOptions::from(object_store::PutMode::Create),
-        ));
-        match put {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Ok(false)
-            }
-            Err(error) => Err(error).with_context(|| format!("cannot upload {location} to {}", self.url)),
-        }
-    }
-
-    /// An uploaded audit chunk's bytes.
-    pub fn get_audit_chunk(&self, indexer: &str, name: &str) -> anyhow::Result<Vec<u8>> {
-        let Some(remote) = &self.remote else {
-            bail!("{} is not an object store: it holds no audit log", self.url);
-        };
-        Ok(remote
-            .get(&remote.audit_prefix(indexer).join(name), &self.url)?
-            .to_vec())
-    }
-
-    /// The indexers that uploaded an audit chunk.
-    pub fn audited_indexers(&self) -> anyhow::Result<Vec<String>> {
-        let Some(remote) = &self.remote else {
-            return Ok(Vec::new());
-        };
-        let prefix = remote.prefix.clone().join(INDEXERS_DIR);
-        let mut indexers: Vec<String> = remote
-            .list(&prefix, &self.url)?
-            .into_iter()
-            .filter_map(|meta| {
-                let parts: Vec<String> = meta
-                    .location
-                    .prefix_match(&prefix)?
-                    .map(|p| p.as_ref().to_owned())
-                    .collect();
-                match parts.as_slice() {
-                    [indexer, dir, _] if dir == AUDIT_CHUNKS_DIR => Some(indexer.clone()),
-                    _ => None,
-                }
-            })
-            .collect();
-        indexers.sort();
-        indexers.dedup();
-        Ok(indexers)
-    }
-
-    /// Every object of the store and of the tiers' own stores, as `(store URL, path below the
-    /// prefix)`: what `verify` accounts for, object by object.
-    pub fn all_objects(&self) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-        let mut objects = Vec::new();
-        let Some(remote) = &self.remote else {
-            return Ok(objects);
-        };
-        let stores = std::iter::once((remote, &self.url))
-            .chain(self.tiers.values().map(|(url, remote)| (remote, url)));
-        for (remote, url) in stores {
-            for object in remote.list(&remote.prefix, url)? {
-                let parts = match object.location.prefix_match(&remote.prefix) {
-                    Some(parts) => parts.map(|p| p.as_ref().to_owned()).collect(),
-                    None => vec![object.location.to_string()],
-                };
-                objects.push((url.to_string(), parts));
-            }
-        }
-        Ok(objects)
-    }
-
     /// This indexer's chain head as last published in an object store, if any.
     pub fn fetch_chain_head(&self, indexer: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(remote) = &self.remote else {
@@ -941,6 +689,29 @@ impl Remote {
                     .collect::<Result<Vec<_>, _>>()
             })
             .with_context(|| format!("cannot list {prefix} in {url}"))
+    }
+
+    /// Writes `bytes` at `location` in `mode`; with [`object_store::PutMode::Create`], only if
+    /// no object has that name yet (the store decides): `Ok(false)` when one had.
+    fn put_with(
+        &self,
+        location: &ObjectPath,
+        bytes: Vec<u8>,
+        mode: object_store::PutMode,
+        url: &StorageUrl,
+    ) -> anyhow::Result<bool> {
+        let put = self.runtime.block_on(self.store.put_opts(
+            location,
+            PutPayload::from(bytes),
+            object_store::PutOptions::from(mode),
+        ));
+        match put {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(false)
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot write {location} to {url}")),
+        }
     }
 
     /// The object at `location`, or `None` when there is none.
