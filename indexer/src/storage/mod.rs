@@ -216,14 +216,7 @@ impl SplitStorage {
     pub fn local(root: &Path) -> anyhow::Result<SplitStorage> {
         fs::create_dir_all(root.join(SPLITS_DIR))
             .with_context(|| format!("cannot create the storage directory {}", root.display()))?;
-        Ok(SplitStorage {
-            url: StorageUrl::File(root.to_owned()),
-            root: root.to_owned(),
-            remote: None,
-            tiers: Default::default(),
-            audit_uploader: Default::default(),
-            metrics: StorageMetrics::default(),
-        })
+        Ok(SplitStorage::local_unchecked(root))
     }
 
     /// Counts uploads, fetches and publishes in `metrics` (the served ones).
