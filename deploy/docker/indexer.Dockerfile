@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # corral-indexer: consumes Kafka into tantivy splits and serves the query API (StatefulSet).
 # Build from the repository root:
 #   docker build -f deploy/docker/indexer.Dockerfile --build-arg VERSION=0.1.0 -t corral-indexer:0.1.0 .
@@ -6,8 +5,12 @@
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+# The bases are build arguments: `make images` passes the ones scripts/make-base-images.sh makes
+# on a machine with no registry; anywhere else the public defaults are pulled.
+ARG BUILD_IMAGE=rust:${RUST_VERSION}-${DEBIAN_RELEASE}
+ARG RUNTIME_IMAGE=debian:${DEBIAN_RELEASE}-slim
 
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+FROM ${BUILD_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # What librdkafka's own configure/make build needs (the list of scripts/install-test-deps.sh).
 RUN apt-get update \
@@ -16,9 +19,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
-    --mount=type=cache,target=/src/target,id=corral-target-indexer,sharing=locked \
-    cargo build --release --locked -p corral-indexer --bin corral-indexer \
+RUN cargo build --release --locked -p corral-indexer --bin corral-indexer \
  && install -m 0755 target/release/corral-indexer /usr/local/bin/corral-indexer
 ARG VERSION
 RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>" >&2; exit 1; }; \
@@ -28,7 +29,7 @@ RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>
 
 # debian-slim rather than distroless: the prod overlay's render-config init container runs this
 # image's /bin/sh. ca-certificates brings libssl (librdkafka's TLS) with it.
-FROM debian:${DEBIAN_RELEASE}-slim
+FROM ${RUNTIME_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG VERSION
 LABEL org.opencontainers.image.title="corral-indexer" \
@@ -38,10 +39,11 @@ LABEL org.opencontainers.image.title="corral-indexer" \
       org.opencontainers.image.source="https://github.com/corral-logs/corral"
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
  && groupadd --system --gid 10001 corral \
  && useradd --system --uid 10001 --gid corral --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin corral \
- && install -d -o corral -g corral -m 0750 /var/lib/corral /var/lib/corral/indexer
+ && install -d -m 0755 /var/lib/corral \
+ && install -d -o corral -g corral -m 0750 /var/lib/corral/indexer
 COPY --from=build /usr/local/bin/corral-indexer /usr/local/bin/corral-indexer
 # Fails the build when a shared library (libssl, libz …) is missing from the runtime base.
 RUN libs="$(ldd /usr/local/bin/corral-indexer)" \

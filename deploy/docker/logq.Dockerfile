@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # logq, the query CLI and TUI, for running next to the indexers inside the cluster:
 #   kubectl -n corral run logq --rm -it --restart=Never --image=corral-logq:0.1.0 -- \
 #     --endpoint http://corral-indexer-0.corral-indexer-headless.corral.svc:7280 … --corr <id>
@@ -9,14 +8,16 @@
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+# The bases are build arguments: `make images` passes the ones scripts/make-base-images.sh makes
+# on a machine with no registry; anywhere else the public defaults are pulled.
+ARG BUILD_IMAGE=rust:${RUST_VERSION}-${DEBIAN_RELEASE}
+ARG RUNTIME_IMAGE=debian:${DEBIAN_RELEASE}-slim
 
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+FROM ${BUILD_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
-    --mount=type=cache,target=/src/target,id=corral-target-logq,sharing=locked \
-    cargo build --release --locked -p logq --bin logq \
+RUN cargo build --release --locked -p logq --bin logq \
  && install -m 0755 target/release/logq /usr/local/bin/logq
 ARG VERSION
 RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>" >&2; exit 1; }; \
@@ -24,7 +25,7 @@ RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>
     [ "${actual}" = "logq ${VERSION}" ] \
       || { echo "VERSION=${VERSION} but the binary says: ${actual}" >&2; exit 1; }
 
-FROM debian:${DEBIAN_RELEASE}-slim
+FROM ${RUNTIME_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG VERSION
 LABEL org.opencontainers.image.title="logq" \
