@@ -367,8 +367,8 @@ fn pod_meta(pod: &Pod) -> PodMeta {
 }
 
 /// The pod metadata a `--metadata` value names: `path` (the file path only), `kube` (the
-/// Kubernetes API, pods of `node`; waits up to 10 s for the first listing) or `file:<json>`
-/// (static pod metadata). The error names a bad value and what is expected.
+/// Kubernetes API, pods of `node`; waits up to 10 s for the first listing), `docker` (a Docker
+/// container's `config.v2.json` beside its json-file log) or `file:<json>` (static pod metadata). The error names a bad value and what is expected.
 pub fn provider_for(
     spec: &str,
     node: &str,
@@ -386,9 +386,10 @@ pub fn provider_for(
             }
             std::sync::Arc::new(provider)
         }
+        "docker" => std::sync::Arc::new(crate::docker_provider::DockerProvider),
         other => match other.strip_prefix("file:") {
             Some(path) => std::sync::Arc::new(StaticFileProvider::load(path.as_ref())?),
-            None => anyhow::bail!("unknown --metadata {other:?}: expected path, kube or file:<json>"),
+            None => anyhow::bail!("unknown --metadata {other:?}: expected path, kube, docker or file:<json>"),
         },
     })
 }

@@ -14,6 +14,7 @@ pub mod app_json;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod docker_provider;
 pub mod file_identity;
 pub mod http;
 pub mod kafka_sink;

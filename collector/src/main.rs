@@ -56,7 +56,7 @@ fn drive<S: Sink + 'static>(
     builder: RecordBuilder,
     sink: S,
 ) -> anyhow::Result<()> {
-    let mut collector = Collector::new(args.logs.clone(), &args.data_dir, config, builder, sink)
+    let mut collector = Collector::new(args.log_globs(), &args.data_dir, config, builder, sink)
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;
     if args.once {
         collector.run_once()?;

@@ -11,7 +11,9 @@
 //!
 //! Providers: [`crate::kube_provider::KubeProvider`] (the Kubernetes API: the pods of this node,
 //! watched), [`PathProvider`] (knows nothing, always works), [`StaticFileProvider`] (a JSON file
-//! of pod metadata, for tests and hosts without Kubernetes).
+//! of pod metadata, for tests and hosts without Kubernetes), and
+//! [`crate::docker_provider::DockerProvider`] (plain Docker hosts: a container's
+//! `config.v2.json`, found by its log's path).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -51,6 +53,21 @@ pub struct PodMeta {
 pub trait MetadataProvider: Send + Sync + std::fmt::Debug {
     /// Returns what is known of pod `name` in `namespace`, if anything.
     fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>>;
+
+    /// Who wrote the file at `path`, for providers that know a writer by its file rather than by
+    /// pod coordinates (a Docker container's json-file log); `None` leaves it to the kubelet
+    /// layout and [`MetadataProvider::pod`].
+    fn locate(&self, _path: &Path) -> Option<Located> {
+        None
+    }
+}
+
+/// A file's writer, as a provider that locates files by path knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The record's namespace, pod and container.
+    pub pod: PodPath,
+    pub identity: Identity,
 }
 
 /// Knows nothing: enrichment falls back to the file path. Always available.

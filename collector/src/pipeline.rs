@@ -129,16 +129,21 @@ impl RecordBuilder {
                 .is_some_and(|since| since.elapsed() >= UNRESOLVED_RETRY),
         };
         if stale {
-            let pod = PodPath::parse(source).unwrap_or_else(|| {
-                PodPath::fallback(
-                    source,
-                    self.default_namespace.as_deref(),
-                    self.default_pod.as_deref(),
-                )
-            });
-            let meta = self.metadata.pod(&pod.namespace, &pod.pod);
-            let identity = resolve(&pod, meta.as_deref());
-            let unresolved_since = meta.is_none().then(Instant::now);
+            let (pod, identity, unresolved_since) = match self.metadata.locate(source) {
+                Some(located) => (located.pod, located.identity, None),
+                None => {
+                    let pod = PodPath::parse(source).unwrap_or_else(|| {
+                        PodPath::fallback(
+                            source,
+                            self.default_namespace.as_deref(),
+                            self.default_pod.as_deref(),
+                        )
+                    });
+                    let meta = self.metadata.pod(&pod.namespace, &pod.pod);
+                    let identity = resolve(&pod, meta.as_deref());
+                    (pod, identity, meta.is_none().then(Instant::now))
+                }
+            };
             self.writers.insert(
                 source.clone(),
                 Writer {

@@ -568,3 +568,71 @@ fn running_collector_discovers_new_files_and_stops_cleanly_on_sigterm() {
         "position {saved} saved at shutdown: {checkpoint}"
     );
 }
+
+/// `--metadata docker` on Docker's own layout: `<root>/containers/<id>/<id>-json.log` and its
+/// rotation `.1`, who wrote it read from the `config.v2.json` beside it (recorded from Docker
+/// 20.10, trimmed). The rotated file was seen before its rotation, so both are read in order.
+#[test]
+fn docker_json_file_logs_are_stamped_from_the_containers_config() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let id = "9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d";
+    let dir = root.path().join("containers").join(id);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("config.v2.json"),
+        format!(
+            r#"{{"State":{{"Running":true}},"ID":"{id}","Path":"app-writer","Args":["orders"],
+            "Config":{{"Hostname":"9c1d2e3f4a5b","Image":"corral-system-tools:latest",
+            "Labels":{{"com.docker.compose.project":"shop","com.docker.compose.service":"node1-orders",
+            "resource.opentelemetry.io/service.name":"orders","org.opencontainers.image.version":"1.4.2"}}}},
+            "Name":"/shop_node1-orders_1","LogPath":"{}"}}"#,
+            dir.join(format!("{id}-json.log")).display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join(format!("{id}-json.log"));
+    let line = |seq: u32| {
+        let app = format!("{{\"level\":\"info\",\"msg\":\"line {seq}\",\"corr\":\"orders-{seq}\"}}\n");
+        serde_json::json!({"log": app, "stream": "stdout", "time": "2026-12-02T10:00:00.5Z"}).to_string() + "\n"
+    };
+    append(&log, line(1).as_bytes());
+    let glob = format!("{}/containers/*/*-json.log", root.path().display());
+    let once = |data: &Path| {
+        let output = Command::new(BIN)
+            .args(["--once", "--sink", "stdout", "--node", "node1", "--metadata", "docker"])
+            .args(["--logs", &glob])
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .expect("run corral-collector");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = once(&data);
+    // json-file's rotation: the file is renamed to .1 and a new one started.
+    append(&log, line(2).as_bytes());
+    fs::rename(&log, dir.join(format!("{id}-json.log.1"))).unwrap();
+    append(&log, line(3).as_bytes());
+    let records: Vec<Record> = first.into_iter().chain(once(&data)).collect();
+    let got: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.msg.as_str(),
+                r.service.as_str(),
+                r.version.as_str(),
+                r.instance.as_str(),
+                r.namespace.as_str(),
+                r.pod.as_str(),
+                r.container.as_str(),
+            )
+        })
+        .collect();
+    let want = |msg| (msg, "orders", "1.4.2", "shop_node1-orders_1", "shop", "shop_node1-orders_1", "node1-orders");
+    assert_eq!(got, [want("line 1"), want("line 2"), want("line 3")]);
+}

@@ -191,7 +191,8 @@ pub struct StandaloneArgs {
     pub collector_config: Option<PathBuf>,
     /// Where pod metadata (service, version, instance) comes from, as for `corral-collector
     /// --metadata`: `path` (the file path only: version `unknown`), `kube` (the Kubernetes API,
-    /// pods of this node, NODE_NAME or the host name) or `file:<json>` (static pod metadata).
+    /// pods of this node, NODE_NAME or the host name), `docker` (each container's `config.v2.json`
+    /// beside its json-file log) or `file:<json>` (static pod metadata).
     #[arg(long, value_name = "path|kube|file:<json>", conflicts_with = "demo")]
     pub metadata: Option<String>,
     /// Also run a simulated microservice fleet writing kubelet-style logs under the data dir
