@@ -12,10 +12,16 @@
 //! 3. gives an entry whose file is gone (or was truncated) the copy of it that a rotation made:
 //!    a rotated sibling with the same fingerprint that holds the bytes just before the read
 //!    position (logrotate's copy, a gzip'd rotated file);
-//! 4. makes every other active file a new entry read from 0 (a rotated file nobody read before
-//!    is left alone: it is old data), keyed by fingerprint and inode ([`FileKey::for_file`]), so
-//!    two files with the same first line (`0.log` and `1.log` of a restarted container) are
-//!    two entries with distinct record ids.
+//! 3. makes a rotated file nobody read a new entry read from 0 when a rotation made it while
+//!    the tailer looked away: one not there at the last scan, or (on the first scan after a
+//!    restart) one changed after a file its directory's checkpointed entries read. A runtime
+//!    rotating at a small `max-size` under a burst creates and rotates a file between two scans,
+//!    or while the collector is down. Any other rotated file nobody read is old data, left
+//!    alone, and so is a rotated file with the first line of a file being read (a copy that
+//!    copytruncate has made but not yet truncated: step 2 of the next scan finishes from it);
+//! 4. makes every other active file a new entry read from 0, keyed by fingerprint and inode
+//!    ([`FileKey::for_file`]), so two files with the same first line (`0.log` and `1.log` of a
+//!    restarted container) are two entries with distinct record ids.
 //!
 //! Every poll reads every entry from its position up to the read budget, oldest file of a
 //! directory first (so a line split across a rotation is merged in order), through the
@@ -225,6 +231,31 @@ struct Entry {
 }
 
 impl Entry {
+    /// A new entry reading `found` from 0.
+    fn fresh(key: FileKey, found: &Candidate, seq: u64, max_line_bytes: usize) -> Entry {
+        Entry {
+            key,
+            fingerprint: found.fingerprint,
+            inode: Some(found.inode()),
+            seq,
+            dir: found.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            source: Arc::from(found.path.as_path()),
+            path: found.path.clone(),
+            format: None,
+            splitter: LineSplitter::new(max_line_bytes + WRAPPER_ALLOWANCE, 0),
+            size: found.size,
+            gzip: false,
+            bound: true,
+            reader: None,
+            gz: None,
+            gz_failed: None,
+            window: Vec::new(),
+            saved_check: None,
+            truncated: false,
+            failed: false,
+        }
+    }
+
     /// Returns the check of what was last read, if anything was.
     fn check(&self) -> Option<ContentCheck> {
         if self.window.is_empty() {
@@ -247,6 +278,7 @@ struct Candidate {
     ino: u64,
     size: u64,
     born: Option<i128>,
+    modified: Option<i128>,
     fingerprint: Option<FileKey>,
 }
 
@@ -279,6 +311,8 @@ pub struct Tailer {
     gzip_fingerprints: HashMap<(u64, u64, u64), FileKey>,
     buf: Vec<u8>,
     last_scan: Option<Instant>,
+    /// (device, inode) of the rotated files the last scan left alone.
+    rotated_unread: HashSet<(u64, u64)>,
 }
 
 impl Tailer {
@@ -291,6 +325,7 @@ impl Tailer {
             gzip_fingerprints: HashMap::new(),
             buf: vec![0; 256 * 1024],
             last_scan: None,
+            rotated_unread: HashSet::new(),
             config,
         };
         for position in positions {
@@ -468,6 +503,7 @@ impl Tailer {
     }
 
     fn scan(&mut self, stats: &mut PollStats) {
+        let first_scan = self.last_scan.is_none();
         let candidates = self.discover();
         let by_inode: HashMap<(u64, u64), usize> = candidates
             .iter()
@@ -499,25 +535,13 @@ impl Tailer {
                 claimed[i] = true;
                 if !found.gzip && replaced(entry, found) {
                     let successor = Entry {
-                        key: entry.key.successor(entry.splitter.read_pos()),
-                        fingerprint: found.fingerprint,
-                        inode: Some(found.inode()),
-                        seq: self.next_seq,
                         dir: entry.dir.clone(),
-                        source: Arc::from(found.path.as_path()),
-                        path: found.path.clone(),
-                        format: None,
-                        splitter: LineSplitter::new(self.config.max_line_bytes + WRAPPER_ALLOWANCE, 0),
-                        size: found.size,
-                        gzip: false,
-                        bound: true,
-                        reader: None,
-                        gz: None,
-                        gz_failed: None,
-                        window: Vec::new(),
-                        saved_check: None,
-                        truncated: false,
-                        failed: false,
+                        ..Entry::fresh(
+                            entry.key.successor(entry.splitter.read_pos()),
+                            found,
+                            self.next_seq,
+                            self.config.max_line_bytes,
+                        )
                     };
                     self.next_seq += 1;
                     tracing::info!(
@@ -554,9 +578,13 @@ impl Tailer {
             }
         }
 
-        // 3. Every other active file is new: read from 0.
-        for (i, found) in candidates.iter().enumerate() {
-            if claimed[i] || !found.active || found.gzip {
+        // 3. A rotated file a rotation made while the tailer looked away is new, oldest first;
+        // 4. so is every other active file. Both are read from 0.
+        let fresh_rotated = self.rotated_since_last_look(&candidates, &claimed, first_scan);
+        let active: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].active).collect();
+        for i in fresh_rotated.into_iter().chain(active) {
+            let found = &candidates[i];
+            if claimed[i] || found.gzip {
                 continue;
             }
             let Some(fingerprint) = found.fingerprint else {
@@ -566,35 +594,22 @@ impl Tailer {
             if self.entries.contains_key(&key) {
                 continue;
             }
-            let seq = self.next_seq;
+            claimed[i] = true;
+            if !found.active {
+                tracing::info!(path = %found.path.display(), size = found.size, "reading a log file rotated before it was seen");
+            }
+            let entry = Entry::fresh(key, found, self.next_seq, self.config.max_line_bytes);
             self.next_seq += 1;
-            self.entries.insert(
-                key,
-                Entry {
-                    key,
-                    fingerprint: Some(fingerprint),
-                    inode: Some(found.inode()),
-                    seq,
-                    dir: found.path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                    source: Arc::from(found.path.as_path()),
-                    path: found.path.clone(),
-                    format: None,
-                    splitter: LineSplitter::new(self.config.max_line_bytes + WRAPPER_ALLOWANCE, 0),
-                    size: found.size,
-                    gzip: false,
-                    bound: true,
-                    reader: None,
-                    gz: None,
-                    gz_failed: None,
-                    window: Vec::new(),
-                    saved_check: None,
-                    truncated: false,
-                    failed: false,
-                },
-            );
+            self.entries.insert(key, entry);
         }
+        self.rotated_unread = candidates
+            .iter()
+            .zip(&claimed)
+            .filter(|(found, claimed)| !found.active && !**claimed)
+            .map(|(found, _)| found.inode())
+            .collect();
 
-        // 4. Truncated without a copy: what was not read is gone.
+        // 5. Truncated without a copy: what was not read is gone.
         let lost: Vec<FileKey> = self
             .entries
             .values()
@@ -611,6 +626,46 @@ impl Tailer {
                 }
             }
         }
+    }
+
+    /// The plain rotated files nobody reads that a rotation made while the tailer looked away,
+    /// oldest first: since the last scan, one not there then; on the first scan, one changed
+    /// after a file that a checkpointed entry of its directory reads. A file with the first
+    /// line of a file being read is a copy, not new.
+    fn rotated_since_last_look(
+        &self,
+        candidates: &[Candidate],
+        claimed: &[bool],
+        first_scan: bool,
+    ) -> Vec<usize> {
+        let being_read: HashSet<FileKey> = self.entries.values().filter_map(|e| e.fingerprint).collect();
+        let mut read_since: HashMap<&Path, i128> = HashMap::new();
+        for (found, _) in candidates.iter().zip(claimed).filter(|(_, claimed)| **claimed) {
+            if let (Some(dir), Some(modified)) = (found.path.parent(), found.modified) {
+                let since = read_since.entry(dir).or_insert(modified);
+                *since = (*since).min(modified);
+            }
+        }
+        let mut fresh: Vec<usize> = (0..candidates.len())
+            .filter(|&i| {
+                let found = &candidates[i];
+                // `>=`: file times are coarse (a clock tick), and a file written in the tick a
+                // read file was last written in was rotated after it started.
+                let unseen = if first_scan {
+                    let since = found.path.parent().and_then(|dir| read_since.get(dir));
+                    since.is_some_and(|since| found.modified.is_some_and(|m| m >= *since))
+                } else {
+                    !self.rotated_unread.contains(&found.inode())
+                };
+                !claimed[i]
+                    && !found.active
+                    && !found.gzip
+                    && unseen
+                    && found.fingerprint.is_some_and(|f| !being_read.contains(&f))
+            })
+            .collect();
+        fresh.sort_by_key(|&i| (candidates[i].modified, candidates[i].born));
+        fresh
     }
 
     fn fingerprint_of(&mut self, candidate: &Candidate) -> Option<FileKey> {
@@ -807,11 +862,13 @@ fn candidate(path: &Path, active: bool) -> Option<Candidate> {
         return None;
     }
     let gzip = path.extension().is_some_and(|e| e == "gz");
-    let born = meta
-        .created()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i128);
+    let nanos = |t: io::Result<std::time::SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+    };
+    let born = nanos(meta.created());
+    let modified = nanos(meta.modified());
     Some(Candidate {
         path: path.to_path_buf(),
         active,
@@ -820,6 +877,7 @@ fn candidate(path: &Path, active: bool) -> Option<Candidate> {
         ino: meta.ino(),
         size: meta.len(),
         born,
+        modified,
         fingerprint: None,
     })
 }

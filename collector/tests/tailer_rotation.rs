@@ -166,6 +166,68 @@ fn gzip_rotated_files_are_read_only_for_what_was_not_read() {
 }
 
 #[test]
+fn files_created_and_rotated_between_two_scans_are_read_in_order() {
+    let (root, dir) = setup();
+    let log = dir.join("0.log");
+    append(&log, &cri("F", "a1"));
+    let mut t = tailer(root.path(), vec![]);
+    assert_eq!(drain(&mut t), ["a1"]);
+    // Between two scans, as Docker's json-file driver rotating at a small max-size under a
+    // burst: the file is rotated, a new one written and rotated in turn, and a third written.
+    append(&log, &cri("F", "a2"));
+    fs::rename(&log, dir.join("0.log.2")).unwrap();
+    append(&log, &cri("F", "b1"));
+    fs::rename(&log, dir.join("0.log.1")).unwrap();
+    append(&log, &cri("F", "c1"));
+    assert_eq!(drain(&mut t), ["a2", "b1", "c1"]);
+    // A container first seen after the first scan: its rotated file is new data too.
+    let other = root.path().join("shop_other-x2k9p_uid/app");
+    fs::create_dir_all(&other).unwrap();
+    append(&other.join("0.log"), &cri("F", "d1"));
+    fs::rename(other.join("0.log"), other.join("0.log.1")).unwrap();
+    append(&other.join("0.log"), &cri("F", "e1"));
+    assert_eq!(drain(&mut t), ["d1", "e1"]);
+    let mut t = tailer(root.path(), t.positions());
+    assert_eq!(drain(&mut t), Vec::<String>::new());
+}
+
+#[test]
+fn files_rotated_while_the_collector_was_down_are_read_after_the_restart() {
+    let (root, dir) = setup();
+    // From before the collector's first start: old data, never read.
+    append(&dir.join("0.log.3"), &cri("F", "old"));
+    let log = dir.join("0.log");
+    append(&log, &cri("F", "a1"));
+    let mut t = tailer(root.path(), vec![]);
+    assert_eq!(drain(&mut t), ["a1"]);
+    let positions = t.positions();
+    drop(t);
+    append(&log, &cri("F", "a2"));
+    fs::rename(&log, dir.join("0.log.2")).unwrap();
+    append(&log, &cri("F", "b1"));
+    fs::rename(&log, dir.join("0.log.1")).unwrap();
+    append(&log, &cri("F", "c1"));
+    let mut t = tailer(root.path(), positions);
+    assert_eq!(drain(&mut t), ["a2", "b1", "c1"]);
+    assert_eq!(drain(&mut t), Vec::<String>::new());
+}
+
+#[test]
+fn a_copy_not_yet_truncated_is_not_read_as_a_new_file() {
+    let (root, dir) = setup();
+    let log = dir.join("0.log");
+    append(&log, &(cri("F", "a1") + &cri("F", "a2")));
+    let mut t = tailer(root.path(), vec![]);
+    assert_eq!(drain(&mut t), ["a1", "a2"]);
+    // copytruncate, seen between its copy and its truncation.
+    fs::copy(&log, dir.join("0.log.1")).unwrap();
+    assert_eq!(drain(&mut t), Vec::<String>::new());
+    OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    append(&log, &cri("F", "b1"));
+    assert_eq!(drain(&mut t), ["b1"]);
+}
+
+#[test]
 fn a_partial_line_merges_across_a_rotation_and_a_restart() {
     let (root, dir) = setup();
     let log = dir.join("0.log");
