@@ -381,8 +381,21 @@ impl Tailer {
             self.scan(&mut stats);
             self.last_scan = Some(Instant::now());
         }
+        // A directory's newer file waits while an older one has more than a budget left: the
+        // line a rotation split (a docker or CRI partial) is merged in order, never interleaved.
+        let mut behind: Vec<PathBuf> = Vec::new();
         for key in self.read_order() {
+            match self.entries.get(&key) {
+                Some(entry) if !behind.contains(&entry.dir) => {}
+                _ => continue,
+            }
+            let before = stats.bytes_read;
             self.read_entry(key, out, &mut stats);
+            if stats.bytes_read - before >= self.config.read_budget as u64
+                && let Some(entry) = self.entries.get(&key)
+            {
+                behind.push(entry.dir.clone());
+            }
         }
         self.drop_finished(out, &mut stats);
         stats

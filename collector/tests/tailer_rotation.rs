@@ -261,6 +261,36 @@ fn a_partial_line_merges_across_a_rotation_and_a_restart() {
 }
 
 #[test]
+fn a_newer_file_waits_until_the_older_one_is_read_to_its_end() {
+    let (root, dir) = setup();
+    let log = dir.join("0.log");
+    let mut t = Tailer::new(
+        TailerConfig {
+            globs: vec![format!("{}/*/*/*.log", root.path().display())],
+            max_line_bytes: 1024 * 1024,
+            read_budget: 4096,
+            scan_interval: Duration::ZERO,
+        },
+        vec![],
+    );
+    append(&log, &cri("F", "a0"));
+    assert_eq!(drain(&mut t), ["a0"]);
+    // A backlog of many read budgets, ending in a partial line that the next file finishes.
+    let mut want: Vec<String> = Vec::new();
+    let mut text = String::new();
+    for i in 0..400 {
+        let line = format!("a-line-{i:04}");
+        text += &cri("F", &line);
+        want.push(line);
+    }
+    append(&log, &(text + &cri("P", "first half, ")));
+    fs::rename(&log, dir.join("0.log.1")).unwrap();
+    append(&log, &(cri("F", "second half") + &cri("F", "next")));
+    want.extend(["first half, second half".to_owned(), "next".to_owned()]);
+    assert_eq!(drain(&mut t), want);
+}
+
+#[test]
 fn a_dangling_partial_is_flushed_not_lost() {
     let (root, dir) = setup();
     append(&dir.join("0.log"), &cri("P", "never finished"));
