@@ -21,8 +21,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::metadata::{
-    ANNOTATION_INSTANCE, ANNOTATION_SERVICE, ANNOTATION_VERSION, Identity, Located, MetadataProvider, PodMeta,
-    image_tag,
+    ANNOTATION_INSTANCE, ANNOTATION_SERVICE, ANNOTATION_VERSION, Identity, Located, MetadataProvider,
+    PodMeta, image_tag,
 };
 use crate::pod_path::PodPath;
 
@@ -69,12 +69,14 @@ impl DockerProvider {
     fn read_config(dir: &Path) -> anyhow::Result<ContainerConfig> {
         use std::io::Read;
         let path = dir.join("config.v2.json");
-        let file = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let file =
+            std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         let mut text = Vec::new();
         file.take(MAX_CONFIG_BYTES)
             .read_to_end(&mut text)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("{} is not a container config: {e}", path.display()))
+        serde_json::from_slice(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a container config: {e}", path.display()))
     }
 }
 
@@ -202,15 +204,35 @@ mod tests {
             "resource.opentelemetry.io/service.instance.id":"billing-a","com.docker.compose.service":"bill",
             "org.opencontainers.image.version":"1.0"}"#;
         let cases = [
-            ("OTel labels win", with(otel, "bill:0.9", "/x"), identity("billing", "7.1", "billing-a")),
-            ("no labels: name and image tag", with("null", "nginx:1.27.1", "/web"), identity("web", "1.27.1", "web")),
-            ("an image without a tag", with("{}", "nginx", "/web"), identity("web", "unknown", "web")),
+            (
+                "OTel labels win",
+                with(otel, "bill:0.9", "/x"),
+                identity("billing", "7.1", "billing-a"),
+            ),
+            (
+                "no labels: name and image tag",
+                with("null", "nginx:1.27.1", "/web"),
+                identity("web", "1.27.1", "web"),
+            ),
+            (
+                "an image without a tag",
+                with("{}", "nginx", "/web"),
+                identity("web", "unknown", "web"),
+            ),
             (
                 "kubernetes-style labels",
-                with(r#"{"app.kubernetes.io/name":"api","version":"3"}"#, "api:latest", "/api-1"),
+                with(
+                    r#"{"app.kubernetes.io/name":"api","version":"3"}"#,
+                    "api:latest",
+                    "/api-1",
+                ),
                 identity("api", "3", "api-1"),
             ),
-            ("no name: the short id", with("{}", "busybox:1", ""), identity("abcdef012345", "1", "abcdef012345")),
+            (
+                "no name: the short id",
+                with("{}", "busybox:1", ""),
+                identity("abcdef012345", "1", "abcdef012345"),
+            ),
         ];
         for (what, config, want) in cases {
             assert_eq!(locate(&config).identity, want, "{what}");
@@ -225,16 +247,31 @@ mod tests {
         std::fs::create_dir(&container).unwrap();
         let provider = DockerProvider;
         let log = container.join(format!("{id}-json.log"));
-        assert_eq!(provider.locate(&log), None, "no config.v2.json yet: not located (retried later)");
+        assert_eq!(
+            provider.locate(&log),
+            None,
+            "no config.v2.json yet: not located (retried later)"
+        );
         std::fs::write(container.join("config.v2.json"), "{not json").unwrap();
         assert_eq!(provider.locate(&log), None, "an unreadable config is not located");
         std::fs::write(container.join("config.v2.json"), COMPOSE_CONFIG).unwrap();
         for path in [log.clone(), container.join(format!("{id}-json.log.1"))] {
-            let located = provider.locate(&path).unwrap_or_else(|| panic!("{} located", path.display()));
+            let located = provider
+                .locate(&path)
+                .unwrap_or_else(|| panic!("{} located", path.display()));
             assert_eq!(located.identity.service, "payments");
         }
-        for other in [container.join("hostconfig.json"), container.join("other-json.log"), dir.path().join("app.log")] {
-            assert_eq!(provider.locate(&other), None, "{} is not a json-file log", other.display());
+        for other in [
+            container.join("hostconfig.json"),
+            container.join("other-json.log"),
+            dir.path().join("app.log"),
+        ] {
+            assert_eq!(
+                provider.locate(&other),
+                None,
+                "{} is not a json-file log",
+                other.display()
+            );
         }
     }
 }

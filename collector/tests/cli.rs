@@ -594,19 +594,32 @@ fn docker_json_file_logs_are_stamped_from_the_containers_config() {
     let log = dir.join(format!("{id}-json.log"));
     let line = |seq: u32| {
         let app = format!("{{\"level\":\"info\",\"msg\":\"line {seq}\",\"corr\":\"orders-{seq}\"}}\n");
-        serde_json::json!({"log": app, "stream": "stdout", "time": "2026-12-02T10:00:00.5Z"}).to_string() + "\n"
+        serde_json::json!({"log": app, "stream": "stdout", "time": "2026-12-02T10:00:00.5Z"}).to_string()
+            + "\n"
     };
     append(&log, line(1).as_bytes());
     let glob = format!("{}/containers/*/*-json.log", root.path().display());
     let once = |data: &Path| {
         let output = Command::new(BIN)
-            .args(["--once", "--sink", "stdout", "--node", "node1", "--metadata", "docker"])
+            .args([
+                "--once",
+                "--sink",
+                "stdout",
+                "--node",
+                "node1",
+                "--metadata",
+                "docker",
+            ])
             .args(["--logs", &glob])
             .arg("--data-dir")
             .arg(data)
             .output()
             .expect("run corral-collector");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout)
             .unwrap()
             .lines()
@@ -633,6 +646,16 @@ fn docker_json_file_logs_are_stamped_from_the_containers_config() {
             )
         })
         .collect();
-    let want = |msg| (msg, "orders", "1.4.2", "shop_node1-orders_1", "shop", "shop_node1-orders_1", "node1-orders");
+    let want = |msg| {
+        (
+            msg,
+            "orders",
+            "1.4.2",
+            "shop_node1-orders_1",
+            "shop",
+            "shop_node1-orders_1",
+            "node1-orders",
+        )
+    };
     assert_eq!(got, [want("line 1"), want("line 2"), want("line 3")]);
 }
