@@ -2,8 +2,9 @@
 #   docker build -f deploy/docker/collector.Dockerfile --build-arg VERSION=0.1.0 -t corral-collector:0.1.0 .
 # VERSION must be the workspace version (Cargo.toml): the build checks it against `--version`.
 #
-# Only the collector binary is built (`-p corral-collector --bin corral-collector`): tantivy and
-# the TUI are not in its dependency graph, and the build fails if that ever changes.
+# The build stage builds all three binaries (its steps are the other Dockerfiles', so a layer
+# cache builds them once), the collector on its own; only its binary is copied. Tantivy and the
+# TUI are not in its dependency graph, and the build fails if that ever changes.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -21,11 +22,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The same steps up to here in all three Dockerfiles (deploy/docker/*.Dockerfile): a builder's
+# layer cache builds the three binaries once for the three images. One cargo build per package:
+# built together, features would unify, and the collector would link corral-schema's tantivy.
+RUN cargo build --release --locked -p corral-indexer --bin corral-indexer \
+ && cargo build --release --locked -p logq --bin logq \
+ && cargo build --release --locked -p corral-collector --bin corral-collector
 RUN tree="$(cargo tree --locked -p corral-collector -e normal --prefix none)" \
  && if printf '%s\n' "${tree}" | grep -E '^(tantivy|ratatui) ' >/dev/null; then \
       echo "corral-collector depends on tantivy or ratatui: the collector image must not carry them" >&2; exit 1; \
-    fi
-RUN cargo build --release --locked -p corral-collector --bin corral-collector \
+    fi \
  && install -m 0755 target/release/corral-collector /usr/local/bin/corral-collector
 ARG VERSION
 RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>" >&2; exit 1; }; \

@@ -19,8 +19,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The same steps up to here in all three Dockerfiles (deploy/docker/*.Dockerfile): a builder's
+# layer cache builds the three binaries once for the three images. One cargo build per package:
+# built together, features would unify, and the collector would link corral-schema's tantivy.
 RUN cargo build --release --locked -p corral-indexer --bin corral-indexer \
- && install -m 0755 target/release/corral-indexer /usr/local/bin/corral-indexer
+ && cargo build --release --locked -p logq --bin logq \
+ && cargo build --release --locked -p corral-collector --bin corral-collector
+RUN install -m 0755 target/release/corral-indexer /usr/local/bin/corral-indexer
 ARG VERSION
 RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>" >&2; exit 1; }; \
     actual="$(/usr/local/bin/corral-indexer --version)"; \

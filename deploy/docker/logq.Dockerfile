@@ -15,10 +15,20 @@ ARG RUNTIME_IMAGE=debian:${DEBIAN_RELEASE}-slim
 
 FROM ${BUILD_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# What librdkafka's own configure/make build needs (the list of scripts/install-test-deps.sh).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      pkg-config make gcc g++ perl libssl-dev zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p logq --bin logq \
- && install -m 0755 target/release/logq /usr/local/bin/logq
+# The same steps up to here in all three Dockerfiles (deploy/docker/*.Dockerfile): a builder's
+# layer cache builds the three binaries once for the three images. One cargo build per package:
+# built together, features would unify, and the collector would link corral-schema's tantivy.
+RUN cargo build --release --locked -p corral-indexer --bin corral-indexer \
+ && cargo build --release --locked -p logq --bin logq \
+ && cargo build --release --locked -p corral-collector --bin corral-collector
+RUN install -m 0755 target/release/logq /usr/local/bin/logq
 ARG VERSION
 RUN test -n "${VERSION}" || { echo "pass --build-arg VERSION=<workspace version>" >&2; exit 1; }; \
     actual="$(/usr/local/bin/logq -V)"; \
