@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: test test-deps lint check demo bench help
+.PHONY: test test-deps lint check demo bench help images system-test soak
 
 help:
 	@echo "make demo   the whole pipeline in one process with a simulated fleet (release build, Ctrl-C stops)"
@@ -12,6 +12,9 @@ help:
 	@echo "make check  the fast loop while iterating: format, lints, unit tests only (no broker, no binaries)"
 	@echo "make lint   cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings"
 	@echo "make bench  benchmarks with same-run baselines (release build): collector, indexer, logq"
+	@echo "make images        the corral-collector, corral-indexer and logq images (Docker; bases made here)"
+	@echo "make system-test   the whole pipeline in containers under faults (builds the images first)"
+	@echo "make soak          20 MiB/s through the containers for SOAK_MINUTES (30): RSS and freshness"
 
 ## Every check CI runs: tools, format, lints, all tests (unit, integration, end-to-end).
 test: test-deps lint
@@ -39,6 +42,22 @@ bench: test-deps
 	$(CARGO) bench -p corral-indexer --bench wide_search
 	$(CARGO) bench -p corral-indexer --bench object_storage
 	$(CARGO) bench -p logq --bench logq
+
+## The three images from deploy/docker/*.Dockerfile (release builds), on base images made here
+## by scripts/make-base-images.sh (CORRAL_PUBLIC_BASES=1: the Dockerfiles' public defaults).
+images:
+	@scripts/build-images.sh
+
+## The system suite (tests/system/run.py): broker, object store, 3 indexers and 2 nodes of apps
+## and collectors in docker-compose, one topology per fault scenario; SCENARIOS="a b" picks some.
+system-test: test-deps images
+	@python3 tests/system/run.py $(SCENARIOS)
+
+## Not in CI: 20 MiB/s through the system topology for SOAK_MINUTES, RSS of every process each
+## 10 s; fails when one grows > 20 % after the first 5 minutes or freshness p99 > 2 s.
+SOAK_MINUTES ?= 30
+soak: test-deps images
+	@python3 tests/system/run.py --soak $(SOAK_MINUTES)
 
 ## Format, lints (clippy.toml: disallowed methods) and the API docs' links.
 lint:
