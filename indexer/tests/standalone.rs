@@ -349,7 +349,7 @@ fn standalone_takes_pod_metadata_as_the_collector_does() {
     let (code, stderr) = refused(&["--logs", &glob, "--metadata", "ldap"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains(r#"unknown --metadata "ldap": expected path, kube or file:<json>"#),
+        stderr.contains(r#"unknown --metadata "ldap": expected path, kube, docker or file:<json>"#),
         "{stderr}"
     );
     let missing = dir.path().join("nope.json");
