@@ -21,6 +21,7 @@ pub mod kafka_sink;
 pub mod kube_provider;
 pub mod line_splitter;
 pub mod logging;
+pub mod losses;
 pub mod metadata;
 pub mod metrics;
 pub mod otlp;
