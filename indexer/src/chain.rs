@@ -85,6 +85,13 @@ pub(crate) fn write_chain_head(
     indexer: &str,
     head: &ChainHead,
 ) -> anyhow::Result<()> {
+    let bytes = write_local_chain_head(storage, head)?;
+    publish_chain_head(storage, indexer, head, &bytes)
+}
+
+/// Writes the chain head into the storage's local root (replacing the one there at once);
+/// returns the bytes written, for [`publish_chain_head`].
+pub(crate) fn write_local_chain_head(storage: &SplitStorage, head: &ChainHead) -> anyhow::Result<Vec<u8>> {
     let dir = storage.root().join(SPLITS_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!("{CHAIN_HEAD_FILE}.tmp"));
@@ -94,12 +101,22 @@ pub(crate) fn write_chain_head(
     file.sync_all()?;
     fs::rename(&tmp, dir.join(CHAIN_HEAD_FILE))?;
     sync_dir(&dir)?;
+    Ok(bytes)
+}
+
+/// Publishes `indexer`'s chain `head` (written as `bytes`) to the object store, after the
+/// audit entries it anchors; nothing for a store of its own. Safe to repeat.
+pub(crate) fn publish_chain_head(
+    storage: &SplitStorage,
+    indexer: &str,
+    head: &ChainHead,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
     // The published head never anchors audit entries the store does not hold.
     if head.audit.is_some() {
         storage.upload_audit()?;
     }
-    storage.publish_chain_head(indexer, &bytes)?;
-    Ok(())
+    storage.publish_chain_head(indexer, bytes)
 }
 
 /// Records the audit log's head in `indexer`'s chain head in `storage` (the manifest chain's

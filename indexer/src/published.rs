@@ -275,24 +275,37 @@ pub(crate) fn overlapping(
 /// Publishes a sealed split, trying again with a growing pause while the store refuses: the
 /// next seal waits meanwhile, and Kafka holds what is not indexed yet.
 pub(crate) fn publish_until_done(storage: &SplitStorage, dir: &Path) {
+    let published = until_done(storage, &format!("publish the split {}", dir.display()), || {
+        storage.publish(dir)
+    });
+    if storage.is_shared() {
+        tracing::info!(
+            split = %dir.display(),
+            files = published.files,
+            bytes = published.bytes,
+            took_ms = published.took.as_millis() as u64,
+            "published split"
+        );
+    }
+}
+
+/// Runs `attempt`, a step of publishing that talks to the object store, until it succeeds,
+/// with a pause growing from 200 ms to 30 s between failures: an outage of the store delays a
+/// seal (and so ingest, while Kafka holds what is not indexed yet) but never ends the indexer.
+/// `attempt` must be safe to repeat after it failed part way. Each failure is logged, naming
+/// `what` failed, and counted in `publish_failures`.
+pub(crate) fn until_done<T>(
+    storage: &SplitStorage,
+    what: &str,
+    mut attempt: impl FnMut() -> anyhow::Result<T>,
+) -> T {
     let mut pause = std::time::Duration::from_millis(200);
     loop {
-        match storage.publish(dir) {
-            Ok(published) => {
-                if storage.is_shared() {
-                    tracing::info!(
-                        split = %dir.display(),
-                        files = published.files,
-                        bytes = published.bytes,
-                        took_ms = published.took.as_millis() as u64,
-                        "published split"
-                    );
-                }
-                return;
-            }
+        match attempt() {
+            Ok(done) => return done,
             Err(error) => {
                 storage.metrics().publish_failures.inc();
-                tracing::error!(split = %dir.display(), "cannot publish the split, trying again in {pause:?}: {error:#}");
+                tracing::error!(storage = %storage.url(), "cannot {what}, trying again in {pause:?}: {error:#}");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_secs(30));
             }

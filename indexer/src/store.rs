@@ -34,10 +34,12 @@ use crate::audit::AuditLog;
 use crate::cache::{RemoteSplit, SplitCache};
 pub use crate::catalog::{Catalog, SplitView, newest_by_indexer};
 pub use crate::chain::{CHAIN_HEAD_FILE, ChainHead, anchor_audit_head, read_chain_head};
-use crate::chain::{newest_sealed_manifest, repair_chain_head, write_chain_head};
+use crate::chain::{
+    newest_sealed_manifest, publish_chain_head, repair_chain_head, write_chain_head, write_local_chain_head,
+};
 use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, sync_dir};
 pub use crate::published::Fenced;
-use crate::published::{overlapping, publish_until_done, reconcile, refresh_catalog};
+use crate::published::{overlapping, publish_until_done, reconcile, refresh_catalog, until_done};
 pub use crate::storage::SPLITS_DIR;
 use crate::storage::{SplitKey, SplitStorage, local_root};
 
@@ -770,44 +772,12 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         committed.source.clone()
     };
     if context.storage.is_shared() {
-        // Each partition's start is claimed first (in partition order, so two contenders meet
-        // at the first partition they share): of two splits resumed from the same published
-        // checkpoint only one gets there, even while neither is published yet.
-        let mut claimed = Vec::new();
-        let mut contested = Vec::new();
-        for (&partition, &start) in &committed.start {
-            match context.storage.claim_start(
-                &source,
-                partition,
-                start,
-                &id,
-                &context.indexer_name,
-                CLAIM_STALE_AFTER,
-            )? {
-                None => claimed.push((partition, start)),
-                Some(holder) => {
-                    tracing::warn!(split = %id, partition, start, %holder, "another split claimed this partition's records from the same offset");
-                    contested.push(partition);
-                    break;
-                }
-            }
-        }
-        let mut overlapping = if contested.is_empty() {
-            overlapping(
-                &context.storage,
-                &context.catalog,
-                &context.indexer_name,
-                &source,
-                &committed,
-            )?
-        } else {
-            Vec::new()
-        };
-        overlapping.extend(contested);
+        let overlapping = until_done(
+            &context.storage,
+            &format!("claim the records of split {id}"),
+            || claim_or_overlapping(context, &id, &source, &committed),
+        );
         if !overlapping.is_empty() {
-            for (partition, start) in claimed {
-                context.storage.release_claim(&source, partition, start, &id)?;
-            }
             // Another indexer published records of these partitions past where this split
             // starts: this one is stale (its indexer was paused or cut off while the partitions
             // moved). It is dropped, and ingest starts again from what is published.
@@ -850,18 +820,18 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
     let hash = manifest.write(&dir)?;
     let sealed = move_sealed(context, &dir)?;
     // The audit log's head is anchored with every seal.
-    write_chain_head(
-        &context.storage,
-        &context.indexer_name,
-        &ChainHead {
-            id: Some(id.clone()),
-            manifest_sha256: Some(hash),
-            audit: match &context.audit {
-                Some(audit) => audit.head(),
-                None => head.and_then(|h| h.audit),
-            },
+    let head = ChainHead {
+        id: Some(id.clone()),
+        manifest_sha256: Some(hash),
+        audit: match &context.audit {
+            Some(audit) => audit.head(),
+            None => head.and_then(|h| h.audit),
         },
-    )?;
+    };
+    let bytes = write_local_chain_head(&context.storage, &head)?;
+    until_done(&context.storage, "publish the chain head", || {
+        publish_chain_head(&context.storage, &context.indexer_name, &head, &bytes)
+    });
     drop(_layout);
     publish_until_done(&context.storage, &sealed);
     if context.storage.is_shared() {
@@ -874,6 +844,57 @@ fn seal_split(split: ActiveSplit, context: &SealContext) -> anyhow::Result<()> {
         "sealed split"
     );
     Ok(())
+}
+
+/// Claims each partition's start of the split `id` sealed in `committed` (in partition order,
+/// so two contenders meet at the first partition they share): of two splits resumed from the
+/// same published checkpoint only one gets there, even while neither is published yet. Returns
+/// the partitions another split claimed or another indexer published records of past this
+/// split's start, after giving back what this split claimed; empty when the split may be
+/// published. Safe to repeat after a failure of the store (a claim of one's own is kept).
+fn claim_or_overlapping(
+    context: &SealContext,
+    id: &str,
+    source: &str,
+    committed: &CommitState,
+) -> anyhow::Result<Vec<i32>> {
+    let mut claimed = Vec::new();
+    let mut contested = Vec::new();
+    for (&partition, &start) in &committed.start {
+        match context.storage.claim_start(
+            source,
+            partition,
+            start,
+            id,
+            &context.indexer_name,
+            CLAIM_STALE_AFTER,
+        )? {
+            None => claimed.push((partition, start)),
+            Some(holder) => {
+                tracing::warn!(split = %id, partition, start, %holder, "another split claimed this partition's records from the same offset");
+                contested.push(partition);
+                break;
+            }
+        }
+    }
+    let mut overlapping = if contested.is_empty() {
+        overlapping(
+            &context.storage,
+            &context.catalog,
+            &context.indexer_name,
+            source,
+            committed,
+        )?
+    } else {
+        Vec::new()
+    };
+    overlapping.extend(contested);
+    if !overlapping.is_empty() {
+        for (partition, start) in claimed {
+            context.storage.release_claim(source, partition, start, id)?;
+        }
+    }
+    Ok(overlapping)
 }
 
 /// Moves this indexer's published split in `dir` from its opened splits to its published ones

@@ -368,6 +368,60 @@ fn an_upload_cut_short_is_never_seen_and_the_next_start_finishes_it() {
     assert_eq!((ids.len(), distinct(&ids)), (500, 500));
 }
 
+#[test]
+fn an_object_store_that_stops_answering_during_a_seal_delays_publishing_and_ends_nothing() {
+    let broker = Broker::start();
+    let s3 = ObjectStoreServer::start();
+    broker.create_topic("logs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = Indexer {
+        broker: &broker,
+        s3: &s3,
+        topic: "logs",
+        group: "indexers",
+        id: "indexer-a",
+        data_dir: dir.path().join("a"),
+        port: free_port().unwrap(),
+        settings: "split_max_docs = 400\nsplit_max_age = \"1h\"\ncatalog_refresh = \"500ms\"\n",
+        peers: None,
+    };
+    let mut indexer_a = a.start(&[]);
+    wait_for_indexed(a.port, 0, "indexer a answers");
+    let signal = |signal: &str| {
+        assert!(
+            Command::new("kill")
+                .args([signal, &s3.pid().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // The store accepts connections and answers nothing (as a store cut off mid-request):
+    // the seal of the first 400 (or more) records cannot claim them, and tries again, alive.
+    signal("-STOP");
+    produce(&broker, "logs", 0..500);
+    wait_for("a failed attempt to publish", Duration::from_secs(120), || {
+        if let Some(status) = indexer_a.0.try_wait().unwrap() {
+            signal("-CONT");
+            panic!("the indexer ended while the object store did not answer: {status}");
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", a.port)).is_err() {
+            signal("-CONT");
+            panic!("the indexer stopped answering while the object store did not answer");
+        }
+        metric(a.port, "corral_indexer_publish_failures_total").filter(|failures| *failures >= 1.0)
+    });
+    signal("-CONT");
+    wait_until("the delayed split published", Duration::from_secs(120), || {
+        published_docs(&s3) >= 400
+    });
+    wait_for_indexed(a.port, 500, "indexer a has every record once");
+    assert!(indexer_a.0.try_wait().unwrap().is_none(), "indexer a is running");
+    indexer_a.terminate(Duration::from_secs(30));
+    let ids = all_ids(&a.data_dir).unwrap();
+    assert_eq!((ids.len(), distinct(&ids)), (500, 500));
+}
+
 /// The value of metric `name` (with its labels, as written) on `/metrics`.
 fn metric(port: u16, name: &str) -> Option<f64> {
     let (_, body) = http::get(port, "/metrics");
