@@ -14,7 +14,7 @@ help:
 	@echo "make bench  benchmarks with same-run baselines (release build): collector, indexer, logq"
 	@echo "make images        the corral-collector, corral-indexer and logq images (Docker; bases made here)"
 	@echo "make system-test   the whole pipeline in containers under faults (builds the images first)"
-	@echo "make soak          20 MiB/s through the containers for SOAK_MINUTES (30): RSS and freshness"
+	@echo "make soak          SOAK_MIB_S (20) MiB/s through the containers for SOAK_MINUTES (30): RSS and freshness"
 
 ## Every check CI runs: tools, format, lints, all tests (unit, integration, end-to-end).
 test: test-deps lint
@@ -56,8 +56,9 @@ system-test: test-deps images
 ## Not in CI: 20 MiB/s through the system topology for SOAK_MINUTES, RSS of every process each
 ## 10 s; fails when one grows > 20 % after the first 5 minutes or freshness p99 > 2 s.
 SOAK_MINUTES ?= 30
+SOAK_MIB_S ?= 20
 soak: test-deps images
-	@python3 tests/system/run.py --soak $(SOAK_MINUTES)
+	@python3 tests/system/run.py --soak $(SOAK_MINUTES) --rate $(SOAK_MIB_S)
 
 ## Format, lints (clippy.toml: disallowed methods) and the API docs' links.
 lint:

@@ -639,16 +639,17 @@ def follow_freshness(top, stop, delays, errors):
         errors.append(error)
 
 
-def soak(minutes, keep):
-    """20 MiB/s through the whole topology for `minutes`; RSS of every process each 10 s; fails
-    when one grows more than 20 % after the first 5 minutes or freshness p99 exceeds 2 s."""
+def soak(minutes, keep, rate=SOAK_RATE):
+    """`rate` bytes a second (20 MiB) through the whole topology for `minutes`; RSS of every
+    process each 10 s; fails when one grows more than 20 % after the first 5 minutes, freshness
+    p99 exceeds 2 s, or the apps could not write at `rate` (they end late)."""
 
     seconds = int(minutes * 60)
     if seconds <= SOAK_WARMUP + 60:
         raise Failure(f"a soak of {minutes} min cannot judge growth after the first {SOAK_WARMUP // 60} min: use > 6")
     line_bytes = SOAK_PAD + 150
     apps = []
-    per_app = SOAK_RATE // 4 // line_bytes  # lines a second
+    per_app = rate // 4 // line_bytes  # lines a second
     for node, service, ver in [("node1", "orders", "1.4.2"), ("node1", "payments", "2.4.0"),
                                ("node2", "orders", "1.4.2"), ("node2", "billing", "0.9.1")]:
         apps.append(App(node, service, ver, per_app * seconds, batch=max(1, per_app // 20),
@@ -679,7 +680,11 @@ def soak(minutes, keep):
         time.sleep(5)
         stop.set()
         problems = []
-        print(f"soak: {written / 2**20:.0f} MiB written in {took:.0f} s ({written / took / 2**20:.1f} MiB/s)", flush=True)
+        print(f"soak: {written / 2**20:.0f} MiB written in {took:.0f} s ({written / took / 2**20:.1f} MiB/s;"
+              f" asked {rate / 2**20:.1f} MiB/s for {seconds} s)", flush=True)
+        if took > seconds * 1.05 + 30:
+            problems.append(f"the apps wrote {written / took / 2**20:.1f} MiB/s, not {rate / 2**20:.1f}: "
+                            f"they took {took:.0f} s, not {seconds}")
         for service in services:
             # Growth is judged against the highest RSS of the warm-up, not one sample of it: a
             # process's buffers (librdkafka's queue, tantivy's writer) fill and drain with the
@@ -730,6 +735,17 @@ SCENARIOS = {
 def main(argv):
     keep = "--keep" in argv
     soak_minutes = None
+    soak_rate = SOAK_RATE
+    if "--rate" in argv:
+        at = argv.index("--rate")
+        try:
+            soak_rate = int(float(argv[at + 1]) * 2**20)
+            if soak_rate <= 0:
+                raise ValueError
+        except (IndexError, ValueError):
+            print("--rate takes the soak's MiB a second through the topology, e.g. --rate 20", file=sys.stderr)
+            return 2
+        argv = argv[:at] + argv[at + 2:]
     if "--soak" in argv:
         at = argv.index("--soak")
         try:
@@ -750,7 +766,7 @@ def main(argv):
     build_tools_image()
     if soak_minutes is not None:
         try:
-            soak(soak_minutes, keep)
+            soak(soak_minutes, keep, soak_rate)
         except Failure as error:
             print(f"soak: FAILED: {error}", flush=True)
             return 1
