@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use corral_schema::Timestamp;
 
+use crate::disk::dir_bytes;
 use crate::manifest::{Checkpoint, Manifest};
 use crate::storage::{SplitKey, SplitStorage};
-use crate::store::{SplitView, dir_bytes, open_sealed};
+use crate::store::{SplitView, open_sealed};
 
 /// Default of `[indexer] cache_max_bytes`: 8 GiB.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 8 << 30;

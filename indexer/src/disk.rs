@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 /// Default of `[indexer] min_free_bytes`: room for commits and a seal's final merge of a
 /// modest split; below it ingest pauses.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
@@ -22,6 +24,23 @@ pub const LOW_FREE_BYTES: u64 = 256 * 1024 * 1024;
 pub fn exists(path: &Path) -> anyhow::Result<bool> {
     path.try_exists()
         .map_err(|error| anyhow::anyhow!("cannot tell whether {} exists: {error}", path.display()))
+}
+
+/// Bytes of the files directly in `dir`.
+pub(crate) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        // tantivy's merges remove an active split's segment files at any time: one gone
+        // between the listing and its stat takes no room any more.
+        match entry.metadata() {
+            Ok(metadata) if metadata.is_file() => bytes += metadata.len(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", entry.path().display())),
+        }
+    }
+    Ok(bytes)
 }
 
 /// Watches the free space of one directory's filesystem.
@@ -125,5 +144,43 @@ mod tests {
         assert!(DiskGuard::new(dir.path(), 1).explains(&enospc).is_some());
         let other = anyhow::anyhow!("a corrupt segment");
         assert!(DiskGuard::new(dir.path(), 1).explains(&other).is_none());
+    }
+
+    /// A file removed between the listing and its stat (as tantivy's merges remove an active
+    /// split's segment files) is not an error: it takes no room. Before, the indexer stopped
+    /// with a bare "No such file or directory" when a revocation sealed during a merge.
+    #[test]
+    fn files_removed_while_a_directory_is_counted_count_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), [0u8; 100]).unwrap();
+        let churn_dir = dir.path().to_owned();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let churn = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = churn_dir.join(format!("seg-{}", i % 64));
+                std::fs::write(&path, [1u8; 10]).unwrap();
+                let _ = std::fs::remove_file(churn_dir.join(format!("seg-{}", (i + 32) % 64)));
+                i += 1;
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut counted = 0;
+        let result = loop {
+            match dir_bytes(dir.path()) {
+                Ok(bytes) => assert!(bytes >= 100, "{bytes}"),
+                Err(error) => break Err(error),
+            }
+            counted += 1;
+            if started.elapsed() > std::time::Duration::from_secs(3) {
+                break Ok(());
+            }
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        if let Err(error) = result {
+            panic!("counting failed after {counted} counts: {error:#}");
+        }
     }
 }

@@ -37,6 +37,7 @@ pub use crate::chain::{CHAIN_HEAD_FILE, ChainHead, anchor_audit_head, read_chain
 use crate::chain::{
     newest_sealed_manifest, publish_chain_head, repair_chain_head, write_chain_head, write_local_chain_head,
 };
+use crate::disk::dir_bytes;
 use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, sync_dir};
 pub use crate::published::Fenced;
 use crate::published::{overlapping, publish_until_done, reconcile, refresh_catalog, until_done};
@@ -997,23 +998,6 @@ pub(crate) fn subdirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// Bytes of the files directly in `dir`.
-pub(crate) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut bytes = 0;
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        // tantivy's merges remove an active split's segment files at any time: one gone
-        // between the listing and its stat takes no room any more.
-        match entry.metadata() {
-            Ok(metadata) if metadata.is_file() => bytes += metadata.len(),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", entry.path().display())),
-        }
-    }
-    Ok(bytes)
-}
-
 /// The id after `id`: the same width, one more.
 fn next_id(id: &str) -> String {
     let n: u128 = id.parse().unwrap_or(0);
@@ -1057,47 +1041,4 @@ pub fn all_ids(data_dir: &Path) -> anyhow::Result<Vec<String>> {
 /// Distinct ids among `ids`.
 pub fn distinct(ids: &[String]) -> usize {
     ids.iter().collect::<HashSet<_>>().len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A file removed between the listing and its stat (as tantivy's merges remove an active
-    /// split's segment files) is not an error: it takes no room. Before, the indexer stopped
-    /// with a bare "No such file or directory" when a revocation sealed during a merge.
-    #[test]
-    fn files_removed_while_a_directory_is_counted_count_as_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("kept"), [0u8; 100]).unwrap();
-        let churn_dir = dir.path().to_owned();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let churn = std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                let path = churn_dir.join(format!("seg-{}", i % 64));
-                fs::write(&path, [1u8; 10]).unwrap();
-                let _ = fs::remove_file(churn_dir.join(format!("seg-{}", (i + 32) % 64)));
-                i += 1;
-            }
-        });
-        let started = Instant::now();
-        let mut counted = 0;
-        let result = loop {
-            match dir_bytes(dir.path()) {
-                Ok(bytes) => assert!(bytes >= 100, "{bytes}"),
-                Err(error) => break Err(error),
-            }
-            counted += 1;
-            if started.elapsed() > std::time::Duration::from_secs(3) {
-                break Ok(());
-            }
-        };
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        churn.join().unwrap();
-        if let Err(error) = result {
-            panic!("counting failed after {counted} counts: {error:#}");
-        }
-    }
 }
