@@ -609,7 +609,7 @@ SOAK_PAD = 2000
 SOAK_WARMUP = 300  # seconds before RSS must stop growing
 SOAK_GROWTH = 0.20
 SOAK_FRESHNESS_P99 = 2.0
-SOAK_BROKER_STORAGE = "sqlite://broker/tansu.db"
+SOAK_BROKER_STORAGE = "memory://tansu/"
 
 
 def rss_kib(container):
@@ -655,10 +655,13 @@ def soak(minutes, keep, rate=SOAK_RATE):
         apps.append(App(node, service, ver, per_app * seconds, batch=max(1, per_app // 20),
                         pause=f"@{per_app}", pad=SOAK_PAD, max_size="50m"))
     apps.append(App("node1", "probe", "1.0.0", seconds * 10, batch=1, pause="@10"))
-    # The broker keeps its log on disk in tansu's sqlite engine: its memory engine keeps all it
-    # is given (20 MiB/s: 36 GB in 30 min, more than this machine's RAM) and its s3:// engine
-    # fenced the collectors' idempotent producers (ProducerFenced on every produce) when tried.
-    top = Topology("soak", apps, broker_storage=SOAK_BROKER_STORAGE)
+    # None of tansu 0.6's engines carries a long soak here: memory keeps all it is given (at
+    # 20 MiB/s 36 GB in 30 min, more than this machine's RAM: its RSS grows by design), s3://
+    # fenced the collectors' idempotent producers (ProducerFenced on every produce), and sqlite://
+    # panicked after 3.5 min at 8 MiB/s ("more or less than one row", lite.rs:503) and answered
+    # nothing after. CORRAL_SOAK_BROKER_STORAGE picks another (postgres://… needs a tansu built
+    # with its `postgres` feature and a server the broker container reaches).
+    top = Topology("soak", apps, broker_storage=os.environ.get("CORRAL_SOAK_BROKER_STORAGE", SOAK_BROKER_STORAGE))
     try:
         top.up()
         began = time.monotonic()
