@@ -8,10 +8,19 @@
 //! default_namespace = "edge"    # for files outside the kubelet layout (else "unknown")
 //! default_pod = "nginx"
 //! max_future_skew = "15m"       # a line stamped further after it was read is indexed at observed_ts
+//! redact_key_file = "/etc/corral/redact.key" # the `hash` key of [[redact]] (else CORRAL_REDACT_KEY)
 //! [keys]                        # JSON keys holding ts / level / msg / corr, first present wins
 //! corr = ["corr", "request_id", "trace_id"]
 //! [kafka.producer]              # librdkafka properties, passed through
 //! "message.max.bytes" = 4000000
+//! [[redact]]                    # see crate::redact
+//! name = "emails"
+//! builtin = "email"
+//! action = "mask"
+//! [[sample]]                    # see crate::sample
+//! service = "checkout"
+//! keep = 0.1
+//! always_keep_level = "warn"
 //! ```
 //! Unknown keys are rejected with the key's name.
 
@@ -24,6 +33,8 @@ use corral_schema::duration::parse_duration;
 use serde::Deserialize;
 
 use crate::app_json::KeyConfig;
+use crate::redact::{KEY_ENV, RawRule, Redactor};
+use crate::sample::{RawSample, Sampler};
 
 /// Default for `max_line_bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -47,6 +58,11 @@ struct RawConfig {
     /// Lists left out keep their defaults.
     keys: Option<KeyConfig>,
     kafka: Option<RawKafka>,
+    redact_key_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    redact: Vec<RawRule>,
+    #[serde(default)]
+    sample: Vec<RawSample>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +90,10 @@ pub struct CollectorConfig {
     pub keys: KeyConfig,
     /// librdkafka producer properties from `[kafka.producer]`, overriding corral's defaults.
     pub kafka_producer: BTreeMap<String, String>,
+    /// `[[redact]]`: applied to every record before it is handed to a sink.
+    pub redactor: Redactor,
+    /// `[[sample]]`: which records of sampled services are kept.
+    pub sampler: Sampler,
 }
 
 impl Default for CollectorConfig {
@@ -88,6 +108,8 @@ impl Default for CollectorConfig {
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
             keys: KeyConfig::default(),
             kafka_producer: BTreeMap::new(),
+            redactor: Redactor::default(),
+            sampler: Sampler::default(),
         }
     }
 }
@@ -100,8 +122,14 @@ impl CollectorConfig {
         CollectorConfig::parse(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text; the `hash` key is read from `redact_key_file`, else
+    /// from the environment ([`KEY_ENV`]).
     pub fn parse(text: &str) -> anyhow::Result<CollectorConfig> {
+        CollectorConfig::parse_with_env_key(text, std::env::var(KEY_ENV).ok())
+    }
+
+    /// [`CollectorConfig::parse`] with the environment's key given.
+    pub fn parse_with_env_key(text: &str, env_key: Option<String>) -> anyhow::Result<CollectorConfig> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         let mut config = CollectorConfig::default();
         if let Some(max) = raw.max_line_bytes {
@@ -143,6 +171,20 @@ impl CollectorConfig {
             };
             config.kafka_producer.insert(key, text);
         }
+        let key = match &raw.redact_key_file {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("redact_key_file: cannot read {}", path.display()))?;
+                let key = bytes.trim_ascii_end().to_vec();
+                if key.is_empty() {
+                    bail!("redact_key_file: {} is empty", path.display());
+                }
+                Some(key)
+            }
+            None => env_key.filter(|k| !k.is_empty()).map(String::into_bytes),
+        };
+        config.redactor = Redactor::compile(&raw.redact, key)?;
+        config.sampler = Sampler::compile(&raw.sample)?;
         Ok(config)
     }
 }
@@ -173,6 +215,54 @@ mod tests {
         assert_eq!(config.keys.msg, KeyConfig::default().msg);
         assert_eq!(config.kafka_producer["linger.ms"], "50");
         assert_eq!(config.kafka_producer["security.protocol"], "SASL_SSL");
+        assert!(config.redactor.is_empty() && config.sampler.is_empty());
+    }
+
+    #[test]
+    fn redact_and_sample_rules_compile_with_the_key_from_a_file_or_the_environment() {
+        let text = r#"
+            [[redact]]
+            name = "emails"
+            builtin = "email"
+            action = "mask"
+            [[redact]]
+            name = "user-email"
+            fields = ["fields.user.email", "fields.card.*"]
+            action = "hash"
+            [[redact]]
+            name = "accounts"
+            regex = "acct-[0-9]{6}"
+            action = "mask"
+            [[sample]]
+            service = "checkout"
+            keep = 0.1
+            always_keep_level = "warn"
+            "#;
+        let config = CollectorConfig::parse_with_env_key(text, Some("k".into())).unwrap();
+        assert_eq!(
+            config.redactor.rule_names().collect::<Vec<_>>(),
+            ["emails", "user-email", "accounts"]
+        );
+        assert!(!config.sampler.is_empty());
+        let error = format!(
+            "{:#}",
+            CollectorConfig::parse_with_env_key(text, None).unwrap_err()
+        );
+        assert!(
+            error.contains("redact rule \"user-email\": action = \"hash\" needs a key"),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "secret\n").unwrap();
+        let with_file = format!("redact_key_file = {:?}\n{text}", key.display().to_string());
+        assert!(CollectorConfig::parse_with_env_key(&with_file, None).is_ok());
+        std::fs::write(&key, "\n").unwrap();
+        let error = format!(
+            "{:#}",
+            CollectorConfig::parse_with_env_key(&with_file, None).unwrap_err()
+        );
+        assert!(error.contains("is empty"), "{error}");
     }
 
     #[test]
@@ -185,9 +275,28 @@ mod tests {
             ("max_line_bytes = \"big\"", "invalid type"),
             ("[kafka]\nproducr = {}", "unknown field `producr`"),
             ("[kafka.producer]\n\"acks\" = [1]", "kafka.producer.acks"),
+            (
+                "[[redact]]\nname = \"x\"\nbuiltin = \"mail\"\naction = \"mask\"",
+                "redact rule \"x\": builtin = \"mail\"",
+            ),
+            (
+                "[[redact]]\nname = \"x\"\nbuiltin = \"email\"\nactoin = \"mask\"",
+                "unknown field `actoin`",
+            ),
+            (
+                "redact_key_file = \"/nonexistent/key\"",
+                "redact_key_file: cannot read /nonexistent/key",
+            ),
+            (
+                "[[sample]]\nservice = \"api\"\nkeep = 2.0",
+                "sample rule for service \"api\": keep = 2",
+            ),
         ];
         for (text, want) in cases {
-            let error = format!("{:#}", CollectorConfig::parse(text).unwrap_err());
+            let error = format!(
+                "{:#}",
+                CollectorConfig::parse_with_env_key(text, None).unwrap_err()
+            );
             assert!(error.contains(want), "{text:?} gave {error:?}");
         }
     }

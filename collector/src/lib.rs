@@ -5,7 +5,8 @@
 //! [`tailer`] finds files and reads them by identity across rotation ([`file_identity`]) →
 //! [`line_splitter`] cuts lines with bounded memory → [`runtime_format`] unwraps the CRI /
 //! docker / plain line → [`partial`] merges split lines → [`app_json`] extracts ts, level, msg,
-//! corr and fields → [`metadata`] stamps service, version and instance → [`sink`] writes the
+//! corr and fields → [`metadata`] stamps service, version and instance → [`sample`] keeps a
+//! fraction of a service's requests → [`redact`] scrubs secrets → [`sink`] writes the
 //! record; [`ack`] holds checkpoints until the sink acknowledges; [`checkpoint`] remembers
 //! read positions. [`pipeline`] wires them together.
 
@@ -28,6 +29,8 @@ pub mod otlp;
 pub mod partial;
 pub mod pipeline;
 pub mod pod_path;
+pub mod redact;
 pub mod runtime_format;
+pub mod sample;
 pub mod sink;
 pub mod tailer;

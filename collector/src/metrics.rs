@@ -23,6 +23,18 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Label of a `[[redact]]` rule's counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+/// Label of per-service counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+}
+
 /// Label of per-file gauges.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FileLabel {
@@ -56,6 +68,8 @@ pub struct Metrics {
     pub truncations: Counter,
     pub lost: Family<ReasonLabel, Counter>,
     pub lost_bytes: Family<ReasonLabel, Counter>,
+    pub redacted: Family<RuleLabel, Counter>,
+    pub sampled_out: Family<ServiceLabel, Counter>,
     pub file_lag_bytes: Family<FileLabel, Gauge>,
     pub open_files: Gauge,
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
@@ -104,6 +118,8 @@ impl Metrics {
             truncations: Counter::default(),
             lost: Family::default(),
             lost_bytes: Family::default(),
+            redacted: Family::default(),
+            sampled_out: Family::default(),
             file_lag_bytes: Family::default(),
             open_files: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
@@ -171,6 +187,16 @@ impl Metrics {
             let _ = metrics.lost.get_or_create(&ReasonLabel { reason });
             let _ = metrics.lost_bytes.get_or_create(&ReasonLabel { reason });
         }
+        registry.register(
+            "redacted",
+            "Records a [[redact]] rule changed, by rule",
+            metrics.redacted.clone(),
+        );
+        registry.register(
+            "sampled_out",
+            "Records not shipped by a [[sample]] rule (their request was not sampled), by service",
+            metrics.sampled_out.clone(),
+        );
         registry.register(
             "file_lag_bytes",
             "Bytes of a file not yet delivered",

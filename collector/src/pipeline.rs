@@ -20,8 +20,10 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::CollectorConfig;
 use crate::file_identity::{FileKey, record_id};
 use crate::metadata::{Identity, MetadataProvider, resolve};
-use crate::metrics::{KindLabel, Metrics, SharedMetrics};
+use crate::metrics::{KindLabel, Metrics, RuleLabel, ServiceLabel, SharedMetrics};
 use crate::pod_path::PodPath;
+use crate::redact::Redactor;
+use crate::sample::Sampler;
 use crate::sink::Sink;
 use crate::tailer::{LossReason, PollStats, TailedLine, Tailer, TailerConfig};
 
@@ -178,7 +180,10 @@ const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
 /// Totals of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunStats {
+    /// Records handed to the sink (sampled-out records are not).
     pub records: u64,
+    /// Records a `[[sample]]` rule left out.
+    pub sampled_out: u64,
     pub bytes_read: u64,
     pub truncations: u64,
 }
@@ -201,6 +206,8 @@ pub struct Collector<S: Sink> {
     acks_since_observe: usize,
     stats: RunStats,
     metrics: SharedMetrics,
+    sampler: Sampler,
+    redactor: Redactor,
 }
 
 /// Bytes read from one file per poll: bounds the batch of records in memory at once.
@@ -251,12 +258,25 @@ impl<S: Sink> Collector<S> {
             acks_since_observe: 0,
             stats: RunStats::default(),
             metrics: Arc::new(Metrics::new()),
-        })
+            sampler: config.sampler.clone(),
+            redactor: config.redactor.clone(),
+        }
+        .with_rule_counters())
     }
 
     /// Reports into `metrics` (shared with the `/metrics` endpoint) instead of private ones.
     pub fn with_metrics(mut self, metrics: SharedMetrics) -> Self {
         self.metrics = metrics;
+        self.with_rule_counters()
+    }
+
+    /// Makes every redaction rule's counter visible at 0 before it first counts.
+    fn with_rule_counters(self) -> Self {
+        for rule in self.redactor.rule_names() {
+            let _ = self.metrics.redacted.get_or_create(&RuleLabel {
+                rule: rule.to_owned(),
+            });
+        }
         self
     }
 
@@ -353,14 +373,34 @@ impl<S: Sink> Collector<S> {
             return Ok(());
         }
         let observed = Timestamp::now();
-        let batch: Vec<(Ticket, Record)> = lines
-            .into_iter()
-            .map(|line| {
-                // The serialized size is not known yet: the line plus a typical envelope.
-                let ticket = self.tracker.issue(&line.line, line.line.content.len() + 400);
-                (ticket, self.builder.build(line, observed))
-            })
-            .collect();
+        let mut batch: Vec<(Ticket, Record)> = Vec::with_capacity(lines.len());
+        for line in lines {
+            // The serialized size is not known yet: the line plus a typical envelope.
+            let ticket = self.tracker.issue(&line.line, line.line.content.len() + 400);
+            let mut record = self.builder.build(line, observed);
+            if !self.sampler.keeps(&record) {
+                // Not shipped, so nothing may hold its offset back: the checkpoint passes it.
+                self.tracker.ack(ticket);
+                self.stats.sampled_out += 1;
+                self.metrics
+                    .sampled_out
+                    .get_or_create(&ServiceLabel {
+                        service: record.service,
+                    })
+                    .inc();
+                continue;
+            }
+            let metrics = &self.metrics;
+            self.redactor.apply(&mut record, |rule| {
+                metrics
+                    .redacted
+                    .get_or_create(&RuleLabel {
+                        rule: rule.to_owned(),
+                    })
+                    .inc();
+            });
+            batch.push((ticket, record));
+        }
         self.stats.records += batch.len() as u64;
         for (_, record) in &batch {
             for flag in &record.flags {
@@ -373,7 +413,8 @@ impl<S: Sink> Collector<S> {
                         continue;
                     }
                     // The collector never sets `invalid_envelope`: only the indexer does.
-                    Flag::PartialMerged | Flag::InvalidEnvelope => continue,
+                    // `redacted` is counted per rule above.
+                    Flag::PartialMerged | Flag::InvalidEnvelope | Flag::Redacted => continue,
                 };
                 self.metrics
                     .parse_failures

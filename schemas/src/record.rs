@@ -160,6 +160,8 @@ pub enum Flag {
     /// The line's own timestamp was implausible (far in the future, or before 1970-01-02):
     /// `ts` is `observed_ts` and the original is in `original_ts`.
     TsAdjusted,
+    /// A `[[redact]]` rule of the collector masked, hashed or dropped part of the record.
+    Redacted,
 }
 
 impl Flag {
@@ -172,6 +174,7 @@ impl Flag {
             Flag::PartialMerged => "partial_merged",
             Flag::InvalidEnvelope => "invalid_envelope",
             Flag::TsAdjusted => "ts_adjusted",
+            Flag::Redacted => "redacted",
         }
     }
 }
