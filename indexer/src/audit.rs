@@ -52,6 +52,9 @@ pub struct Entry {
     /// Set when the call was refused (400, 401, 403, 429): nothing was searched or changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
+    /// The namespaces the caller's token is scoped to; absent for a token that sees all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
 }
 
 /// Why a call was refused, as its audit entry records it.
@@ -283,6 +286,7 @@ impl AuditLog {
             tiers: Vec::new(),
             took_ms: 0,
             refused: None,
+            namespaces: None,
         })
         .context("cannot record the cut of a torn audit line")?;
         Ok(())
@@ -630,6 +634,7 @@ mod tests {
             tiers: vec!["hot".into()],
             took_ms: 1,
             refused: None,
+            namespaces: None,
         }
     }
 

@@ -241,6 +241,7 @@ mod tests {
             tiers: vec!["hot".into()],
             took_ms: 0,
             refused: None,
+            namespaces: None,
         })
         .unwrap();
     }

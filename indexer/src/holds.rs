@@ -57,12 +57,12 @@ impl NewHold {
     pub fn parse(body: &[u8]) -> Result<NewHold, String> {
         let hold: NewHold = serde_json::from_slice(body).map_err(|e| {
             format!(
-                "invalid hold: {e}; expected {{\"selector\": {{\"corr\"|\"q\"|\"service\"|\"version\"|\"instance\"|\"level\"|\"since\"|\"until\": …}}, \"reason\": \"…\"}}"
+                "invalid hold: {e}; expected {{\"selector\": {{\"corr\"|\"q\"|\"service\"|\"version\"|\"instance\"|\"namespace\"|\"level\"|\"since\"|\"until\": …}}, \"reason\": \"…\"}}"
             )
         })?;
         if hold.selector.is_empty() {
             return Err(
-                "invalid hold: the selector is empty; give at least one of corr, q, service, version, instance, level, since, until"
+                "invalid hold: the selector is empty; give at least one of corr, q, service, version, instance, namespace, level, since, until"
                     .into(),
             );
         }

@@ -14,12 +14,14 @@ use corral_schema::fields as f;
 use corral_schema::{Level, Timestamp};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, RegexQuery,
+    TermQuery,
 };
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DateTime, DocAddress, TantivyDocument, TantivyError, Term};
 
+use crate::auth::NamespaceScope;
 use crate::cache::RemoteSplit;
 use crate::group_count::GroupCounter;
 use crate::limits::QueryLimits;
@@ -34,8 +36,11 @@ pub struct Filters {
     pub corr: Option<String>,
     pub q: Option<String>,
     pub service: Option<String>,
-    /// Kubernetes namespace (retention keep rules; not a search parameter).
+    /// Kubernetes namespace (parameter `namespace`, a hold's selector, retention keep rules).
     pub namespace: Option<String>,
+    /// The namespaces a scoped token may see (`None`: all); set from the caller's token, never
+    /// from the query string, and added to every query this engine runs.
+    pub namespaces: Option<NamespaceScope>,
     pub version: Option<String>,
     pub instance: Option<String>,
     pub level: Option<Level>,
@@ -116,6 +121,7 @@ impl Filters {
             service: selector.service.clone(),
             version: selector.version.clone(),
             instance: selector.instance.clone(),
+            namespace: selector.namespace.clone(),
             level: selector.level,
             since: bound("since", &selector.since)?,
             until: bound("until", &selector.until)?,
@@ -301,6 +307,26 @@ impl QueryEngine {
         }
         if let Some(namespace) = &filters.namespace {
             clauses.push((Occur::Must, term(fields.namespace, namespace)));
+        }
+        if let Some(scope) = &filters.namespaces {
+            let mut allowed: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for pattern in scope.patterns() {
+                let query: Box<dyn Query> =
+                    if pattern.contains('*') {
+                        let regex = pattern
+                            .split('*')
+                            .map(regex_escape)
+                            .collect::<Vec<_>>()
+                            .join(".*");
+                        Box::new(RegexQuery::from_pattern(&regex, fields.namespace).map_err(|e| {
+                            ParamError(format!("the token's namespace pattern {pattern:?}: {e}"))
+                        })?)
+                    } else {
+                        term(fields.namespace, pattern)
+                    };
+                allowed.push((Occur::Should, query));
+            }
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(allowed))));
         }
         if let Some(version) = &filters.version {
             clauses.push((Occur::Must, term(fields.version, version)));
@@ -953,6 +979,19 @@ pub fn dedup_hits(hits: &mut Vec<Hit>) {
 }
 
 /// True when `query` needs term positions (a phrase).
+/// Escapes the characters tantivy's (regex-syntax) patterns give a meaning, so a namespace
+/// pattern's text matches only itself.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn needs_positions(query: &dyn Query) -> bool {
     let mut needs = false;
     query.query_terms(&mut |_, positions| needs |= positions);

@@ -649,6 +649,7 @@ impl Retention {
             tiers: vec![step.from.clone()],
             took_ms: started.elapsed().as_millis() as u64,
             refused: None,
+            namespaces: None,
         })?;
         stage_point("audited");
         let aside = staging_root.join(format!("{}{REPLACED_SUFFIX}", step.split));

@@ -596,6 +596,7 @@ fn a_hold_through_any_indexer_protects_every_indexers_records_even_one_placed_mi
             tiers: vec!["hot".into()],
             took_ms: 0,
             refused: None,
+            namespaces: None,
         },
     };
     std::fs::write(

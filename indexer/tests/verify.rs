@@ -39,6 +39,7 @@ fn data_dir(root: &Path) -> PathBuf {
                 tiers: vec!["hot".into()],
                 took_ms: 1,
                 refused: None,
+                namespaces: None,
             })
             .unwrap();
     }
@@ -342,6 +343,7 @@ fn a_torn_last_line_after_the_anchor_is_cut_and_recorded() {
         tiers: vec![],
         took_ms: 0,
         refused: None,
+        namespaces: None,
     };
     log.append(entry("frank")).unwrap();
     drop(log);
@@ -435,6 +437,7 @@ fn a_retention_delete_that_does_not_follow_the_splits_history_is_named() {
                 tiers: vec!["hot".into()],
                 took_ms: 1,
                 refused: None,
+                namespaces: None,
             })
             .unwrap();
     });

@@ -70,6 +70,9 @@ pub struct Args {
     /// Only this instance.
     #[arg(long, global = true)]
     pub instance: Option<String>,
+    /// Only this Kubernetes namespace.
+    #[arg(long, global = true)]
+    pub namespace: Option<String>,
     /// Minimum level: trace, debug, info, warn, error, fatal.
     #[arg(long, global = true, value_parser = parse_level)]
     pub level: Option<Level>,
@@ -136,7 +139,7 @@ pub enum HoldsAction {
     /// Every hold in force.
     List,
     /// Places a hold on the records the selector flags match (--corr, --service, --version,
-    /// --instance, --level, --since, --until; instants, not durations); prints its id.
+    /// --instance, --namespace, --level, --since, --until; instants, not durations); prints its id.
     Add {
         /// Why the records are held (case, ticket): required.
         #[arg(long)]
@@ -286,6 +289,7 @@ impl Args {
                 service: self.service.clone(),
                 version: self.version.clone(),
                 instance: self.instance.clone(),
+                namespace: self.namespace.clone(),
                 level: self.level,
                 since: self.since.clone(),
                 until: self.until.clone(),

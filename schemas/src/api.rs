@@ -96,6 +96,9 @@ pub struct Selector {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// Kubernetes namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Minimum level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<Level>,
@@ -122,6 +125,7 @@ impl Selector {
             ("service", &self.service),
             ("version", &self.version),
             ("instance", &self.instance),
+            ("namespace", &self.namespace),
             ("since", &self.since),
             ("until", &self.until),
         ] {
@@ -159,8 +163,16 @@ pub struct ApiQuery {
     pub by: Option<GroupBy>,
 }
 
-const SELECTOR_KEYS: [&str; 8] = [
-    "corr", "q", "service", "version", "instance", "level", "since", "until",
+const SELECTOR_KEYS: [&str; 9] = [
+    "corr",
+    "q",
+    "service",
+    "version",
+    "instance",
+    "namespace",
+    "level",
+    "since",
+    "until",
 ];
 
 impl ApiQuery {
@@ -189,6 +201,7 @@ impl ApiQuery {
                 ("service", _) => selector.service = text()?,
                 ("version", _) => selector.version = text()?,
                 ("instance", _) => selector.instance = text()?,
+                ("namespace", _) => selector.namespace = text()?,
                 ("level", _) => {
                     selector.level = Some(
                         Level::parse_strict(&value)

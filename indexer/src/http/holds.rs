@@ -46,6 +46,27 @@ pub(super) async fn create_hold(State(state): State<ApiState>, identity: Identit
     {
         return bad(format!("invalid hold: selector {}", e.0));
     }
+    if let Some(scope) = &caller.namespaces
+        && !new
+            .selector
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| scope.allows(ns))
+    {
+        return state.refuse(
+            Some(&caller),
+            "hold.create",
+            BTreeMap::from([(
+                "body".to_owned(),
+                String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
+            )]),
+            ApiError::Forbidden(format!(
+                "{} is scoped to namespaces {:?}: its holds must select one of them (selector \"namespace\")",
+                caller.name,
+                scope.patterns()
+            )),
+        );
+    }
     // The entry is written under the holds' lock before the hold exists: a hold the audit log
     // does not show placed never takes effect.
     let created = tokio::task::block_in_place(|| {
@@ -74,6 +95,17 @@ pub(super) async fn create_hold(State(state): State<ApiState>, identity: Identit
     }
 }
 
+/// True when `caller` may see and change `hold`: it sees every namespace, or the hold selects
+/// one of its scope.
+fn in_scope(caller: &Caller, hold: &crate::holds::Hold) -> bool {
+    caller.namespaces.as_ref().is_none_or(|scope| {
+        hold.selector
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| scope.allows(ns))
+    })
+}
+
 /// The audit entry of a hold change.
 pub(super) fn hold_entry(
     caller: &Caller,
@@ -91,6 +123,7 @@ pub(super) fn hold_entry(
         tiers: Vec::new(),
         took_ms: started.elapsed().as_millis() as u64,
         refused: None,
+        namespaces: caller.scope_patterns(),
     }
 }
 
@@ -132,10 +165,12 @@ pub(super) async fn list_holds(State(state): State<ApiState>, identity: Identity
         Ok(caller) => caller,
         Err(response) => return *response,
     };
-    let holds = match tokio::task::block_in_place(|| state.holds.list()) {
+    let mut holds = match tokio::task::block_in_place(|| state.holds.list()) {
         Ok(holds) => holds,
         Err(e) => return ApiError::Unavailable(format!("{e:#}")).into_response(),
     };
+    // A scoped token sees the holds on its namespaces only.
+    holds.retain(|hold| in_scope(&caller, hold));
     if let Err(e) = state.record(
         &caller,
         "hold.list",
@@ -166,6 +201,26 @@ pub(super) async fn release_hold(
         Ok(caller) => caller,
         Err(response) => return *response,
     };
+    // A hold's selector never changes, so checking the scope before the release is enough.
+    if caller.namespaces.is_some() {
+        let holds = match tokio::task::block_in_place(|| state.holds.list()) {
+            Ok(holds) => holds,
+            Err(e) => return ApiError::Unavailable(format!("{e:#}")).into_response(),
+        };
+        if let Some(hold) = holds.iter().find(|h| h.id == id)
+            && !in_scope(&caller, hold)
+        {
+            return state.refuse(
+                Some(&caller),
+                "hold.release",
+                BTreeMap::from([("id".to_owned(), id.clone())]),
+                ApiError::Forbidden(format!(
+                    "{} may not release hold {id:?}: it selects no namespace of its scope",
+                    caller.name
+                )),
+            );
+        }
+    }
     // Audited under the holds' lock before the release takes effect: a hold the audit log does
     // not show released stays in force.
     let released = tokio::task::block_in_place(|| {

@@ -126,6 +126,7 @@ impl ApiState {
                 status: error.status().as_u16(),
                 reason: error.message().to_owned(),
             }),
+            namespaces: caller.and_then(Caller::scope_patterns),
         };
         if let Err(e) = tokio::task::block_in_place(|| self.audit.append(entry)) {
             tracing::error!(error = %format!("{e:#}"), action, "cannot audit a refused call");
@@ -166,6 +167,7 @@ impl ApiState {
             tiers,
             took_ms: took.as_millis() as u64,
             refused: None,
+            namespaces: caller.scope_patterns(),
         };
         // The append waits for an fsync: let the runtime move other tasks off this worker.
         tokio::task::block_in_place(|| self.audit.append(entry))

@@ -77,6 +77,9 @@ pub(super) fn prepare(
     if caller.role == Role::Reader {
         filters.tiers = Some(vec![HOT_TIER.to_owned()]);
     }
+    // A scoped token's namespaces are added to the query itself, here and on every peer (the
+    // peer sees the same token): no parameter can widen them.
+    filters.namespaces = caller.namespaces.clone();
     let mut share = Vec::new();
     match peer_scope(state, headers, body) {
         Ok(Some((scope, keys))) => {
