@@ -414,7 +414,10 @@ impl<S: Sink> Collector<S> {
                     }
                     // The collector never sets `invalid_envelope`: only the indexer does.
                     // `redacted` is counted per rule above.
-                    Flag::PartialMerged | Flag::InvalidEnvelope | Flag::Redacted => continue,
+                    // `fields_capped` is the indexer's too.
+                    Flag::PartialMerged | Flag::InvalidEnvelope | Flag::Redacted | Flag::FieldsCapped => {
+                        continue;
+                    }
                 };
                 self.metrics
                     .parse_failures

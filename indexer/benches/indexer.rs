@@ -412,6 +412,7 @@ fn store_options() -> StoreOptions {
         split_max_age: DEFAULT_SPLIT_MAX_AGE,
         writer_memory_bytes: WRITER_MEMORY,
         indexer_name: "bench".to_owned(),
+        max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
     }
 }
 

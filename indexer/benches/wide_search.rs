@@ -41,6 +41,7 @@ fn main() {
             split_max_age: Duration::from_secs(3600),
             writer_memory_bytes: 64 * 1024 * 1024,
             indexer_name: "bench".to_owned(),
+            max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         },
     )
     .expect("open store");

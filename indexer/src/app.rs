@@ -69,6 +69,7 @@ fn open_store(
             split_max_age: config.split_max_age,
             writer_memory_bytes: config.writer_memory_mb * 1024 * 1024,
             indexer_name: name,
+            max_indexed_field_paths: config.max_indexed_field_paths,
         },
     )
     .with_context(|| format!("cannot open the split store in {}", data_dir.display()))?;

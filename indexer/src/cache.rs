@@ -453,6 +453,7 @@ mod tests {
             split_max_age: std::time::Duration::from_secs(3600),
             writer_memory_bytes: 15_000_000,
             indexer_name: "writer".into(),
+            max_indexed_field_paths: crate::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         };
         let mut store = SplitStore::open_in(&dir.join("writer"), writer, options).unwrap();
         for i in 0..n {
@@ -485,6 +486,7 @@ mod tests {
             split_max_age: std::time::Duration::from_secs(3600),
             writer_memory_bytes: 15_000_000,
             indexer_name: "reader".into(),
+            max_indexed_field_paths: crate::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         };
         let store = SplitStore::open_in(&dir.path().join("reader"), Arc::clone(&storage), options).unwrap();
         let catalog = store.catalog();

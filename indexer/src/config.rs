@@ -20,6 +20,7 @@
 //! peer_timeout = "5s"          # a peer that does not answer a query by then is named in `missing`
 //! cache_max_bytes = 8589934592 # with an object store: other indexers' splits kept on local disk
 //! min_free_bytes = 268435456   # below this much free space on the data dir, ingest pauses
+//! max_indexed_field_paths = 1000 # distinct fields.* paths one split indexes; the rest stored only
 //! [auth]
 //! tokens_file = "/etc/corral/auth/tokens.toml"   # [[token]] name, token, role (see `auth`)
 //! [retention]
@@ -129,6 +130,7 @@ struct RawIndexer {
     peer_timeout: Option<String>,
     cache_max_bytes: Option<u64>,
     min_free_bytes: Option<u64>,
+    max_indexed_field_paths: Option<usize>,
 }
 
 /// Validated indexer configuration.
@@ -160,6 +162,8 @@ pub struct IndexerConfig {
     pub cache_max_bytes: u64,
     /// Free space the data dir's filesystem keeps; below it ingest pauses until space returns.
     pub min_free_bytes: u64,
+    /// Distinct `fields.*` paths one split indexes ([`crate::field_cap`]).
+    pub max_indexed_field_paths: usize,
     /// API tokens and roles; without it the API is open (and loopback-only unless forced).
     pub tokens_file: Option<PathBuf>,
     /// Tiers and keep rules; without a `[retention]` section nothing is ever moved or deleted.
@@ -178,6 +182,7 @@ impl Default for IndexerConfig {
             max_tails: DEFAULT_MAX_TAILS,
             tail_buffer_bytes: DEFAULT_TAIL_BUFFER_BYTES,
             max_future_skew: corral_schema::DEFAULT_MAX_FUTURE_SKEW,
+            max_indexed_field_paths: crate::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
             catalog_refresh: Duration::from_secs(5),
             janitor_lease: Duration::from_secs(30),
             peer_timeout: crate::peers::DEFAULT_PEER_TIMEOUT,
@@ -242,6 +247,13 @@ impl IndexerConfig {
         }
         if let Some(n) = bounded("max_limit", indexer.max_limit, 1..=1_000_000)? {
             config.limits.max_limit = n;
+        }
+        if let Some(n) = bounded(
+            "max_indexed_field_paths",
+            indexer.max_indexed_field_paths,
+            1..=100_000,
+        )? {
+            config.max_indexed_field_paths = n;
         }
         if let Some(n) = bounded("max_tails", indexer.max_tails, 1..=100_000)? {
             config.max_tails = n;

@@ -232,7 +232,9 @@ impl<S: Source> Ingest<S> {
                     continue;
                 }
                 self.metrics.bytes_indexed.inc_by(decoded.source.len() as u64);
-                self.store.add(decoded.record, decoded.source)?;
+                if self.store.add(decoded.record, decoded.source)? {
+                    self.metrics.fields_capped.inc();
+                }
                 self.metrics.records_indexed.inc();
             }
             // A seal that ended with an error (a fenced split) says so now.

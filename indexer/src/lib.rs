@@ -2,7 +2,7 @@
 //!
 //! Data flows through the modules in this order: a [`source`] (Kafka, or the in-process
 //! collector) → [`decode`] turns messages into records → [`ingest`] drops duplicates, adds records to the
-//! active split of the [`store`] and commits it with the source checkpoint → [`manifest`] seals
+//! active split of the [`store`] (its [`field_cap`] bounding the indexed `fields.*` paths) and commits it with the source checkpoint → [`manifest`] seals
 //! splits with hash-chained manifests → [`storage`] publishes them (a local directory, or an
 //! object store other indexers read too) → [`retention`] moves them through tiers, keeping what
 //! keep rules and holds protect → [`query`] searches every split → [`http`] serves the
@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod decode;
 pub mod disk;
+pub mod field_cap;
 mod group_count;
 pub mod holds;
 pub mod http;

@@ -165,6 +165,7 @@ pub struct Metrics {
     pub query_errors: Family<EndpointLabel, Counter>,
     pub query_seconds: Family<EndpointLabel, Histogram>,
     pub ts_adjusted: Counter,
+    pub fields_capped: Counter,
     pub refused: Family<RefusedLabel, Counter>,
     pub tails_open: Gauge,
     pub tails_closed_slow: Counter,
@@ -254,6 +255,12 @@ impl Metrics {
             "Records whose ts was implausible (beyond max_future_skew, or before 1970-01-02) and were indexed at observed_ts",
             ts_adjusted.clone(),
         );
+        let fields_capped = Counter::default();
+        registry.register(
+            "fields_capped",
+            "Records holding fields.* paths beyond their split's max_indexed_field_paths: stored whole and flagged fields_capped, those paths not searchable",
+            fields_capped.clone(),
+        );
         let refused = Family::<RefusedLabel, Counter>::default();
         registry.register(
             "refused",
@@ -289,6 +296,7 @@ impl Metrics {
             write_failures_recovered,
             disk_problem: Mutex::new(None),
             ts_adjusted,
+            fields_capped,
             refused,
             tails_open,
             tails_closed_slow,

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{AuditLog, Entry};
 use crate::cache::RemoteSplit;
 use crate::control::Janitor;
+use crate::field_cap::FieldPaths;
 use crate::holds::{Hold, Holds};
 use crate::manifest::{MANIFEST_FILE, Manifest, hash_split_files, sha256_hex, sync_dir};
 use crate::query::{Filters, QueryEngine};
@@ -843,6 +844,8 @@ fn reencode(
     let mut writer: IndexWriter<TantivyDocument> = index.writer_with_num_threads(1, writer_memory_bytes)?;
     writer.set_merge_policy(Box::new(NoMergePolicy));
     let searcher = view.reader.searcher();
+    // The stored records hold every field; the new split indexes the paths the old one did.
+    let mut paths = FieldPaths::frozen(&searcher, view.fields.fields)?;
     let (mut docs, mut min_ts, mut max_ts) = (0u64, None::<Timestamp>, None::<Timestamp>);
     for (ord, segment) in searcher.segment_readers().iter().enumerate() {
         let store = segment.get_store_reader(64)?;
@@ -863,6 +866,7 @@ fn reencode(
             min_ts = Some(min_ts.map_or(record.ts, |t| t.min(record.ts)));
             max_ts = Some(max_ts.map_or(record.ts, |t| t.max(record.ts)));
             docs += 1;
+            let (record, source, _) = paths.cap(record, source);
             writer.add_document(fields.document(record, source, seq))?;
         }
     }
@@ -1009,6 +1013,7 @@ mod tests {
                 split_max_age: Duration::from_secs(3600),
                 writer_memory_bytes: 16 * 1024 * 1024,
                 indexer_name: "indexer-0".into(),
+                max_indexed_field_paths: crate::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
             },
         )
         .unwrap();

@@ -38,6 +38,7 @@ use crate::chain::{
     newest_sealed_manifest, publish_chain_head, repair_chain_head, write_chain_head, write_local_chain_head,
 };
 use crate::disk::dir_bytes;
+use crate::field_cap::FieldPaths;
 use crate::manifest::{Checkpoint, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, sync_dir};
 pub use crate::published::Fenced;
 use crate::published::{overlapping, publish_until_done, reconcile, refresh_catalog, until_done};
@@ -57,6 +58,8 @@ pub struct StoreOptions {
     pub writer_memory_bytes: usize,
     /// Name written into manifests: the pod name, or the host name.
     pub indexer_name: String,
+    /// Most distinct `fields.*` paths one split indexes ([`crate::field_cap`]).
+    pub max_indexed_field_paths: usize,
 }
 
 /// What every commit of the active split records in tantivy's commit payload.
@@ -117,6 +120,8 @@ struct ActiveSplit {
     pending: CommitState,
     opened: Instant,
     created: Timestamp,
+    /// The `fields.*` paths it indexes.
+    paths: FieldPaths,
 }
 
 /// Owns the active split and seals it; shares what is searchable through a [`Catalog`].
@@ -375,7 +380,6 @@ impl SplitStore {
         Ok(keyed.into_iter().skip(skip).map(|(_, key)| key).collect())
     }
 
-    /// Adds a record to the active split; `source` is its envelope JSON, stored verbatim.
     /// Notes that the next record added is at `offset` of Kafka `partition`: the split's range
     /// of each partition starts at its first record ([`CommitState::start`]).
     pub fn note_position(&mut self, partition: i32, offset: i64) {
@@ -395,7 +399,10 @@ impl SplitStore {
         Ok(())
     }
 
-    pub fn add(&mut self, record: Record, source: String) -> anyhow::Result<()> {
+    /// Adds a record to the active split; `source` is its envelope JSON, stored verbatim unless
+    /// the record holds `fields.*` paths beyond the split's cap (then it gains flag
+    /// `fields_capped`, and `true` is returned).
+    pub fn add(&mut self, record: Record, source: String) -> anyhow::Result<bool> {
         let fields = self.fields;
         let active = self
             .active
@@ -406,8 +413,9 @@ impl SplitStore {
         active.pending.docs += 1;
         active.pending.min_ts = Some(active.pending.min_ts.map_or(record.ts, |t| t.min(record.ts)));
         active.pending.max_ts = Some(active.pending.max_ts.map_or(record.ts, |t| t.max(record.ts)));
+        let (record, source, capped) = active.paths.cap(record, source);
         active.writer.add_document(fields.document(record, source, seq))?;
-        Ok(())
+        Ok(capped)
     }
 
     /// Commits the active split with `checkpoint` (the source position just past every record
@@ -695,6 +703,8 @@ impl SplitStore {
         let opened = Instant::now()
             .checked_sub(std::time::Duration::from_nanos(age as u64))
             .unwrap_or_else(Instant::now);
+        let paths = FieldPaths::of_index(self.options.max_indexed_field_paths, &index, self.fields.fields)
+            .with_context(|| format!("cannot read the indexed paths of {}", dir.display()))?;
         Ok(ActiveSplit {
             id,
             dir,
@@ -705,6 +715,7 @@ impl SplitStore {
             pending: state,
             opened,
             created,
+            paths,
         })
     }
 

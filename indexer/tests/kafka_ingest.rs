@@ -446,6 +446,7 @@ fn a_checkpoint_inside_a_record_batch_resumes_without_skipping_its_rest() {
             split_max_age: Duration::from_secs(3600),
             writer_memory_bytes: 16 * 1024 * 1024,
             indexer_name: "indexer-0".into(),
+            max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         },
     )
     .unwrap();

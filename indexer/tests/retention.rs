@@ -63,6 +63,7 @@ fn open(dir: &Path) -> SplitStore {
             split_max_age: Duration::from_secs(3600),
             writer_memory_bytes: 16 * 1024 * 1024,
             indexer_name: "indexer-0".into(),
+            max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         },
     )
     .unwrap()
@@ -793,6 +794,7 @@ fn with_an_object_store_retention_fetches_evicted_splits_back_and_publishes_each
         split_max_age: Duration::from_secs(3600),
         writer_memory_bytes: 16 * 1024 * 1024,
         indexer_name: "indexer-0".into(),
+        max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
     };
     let mut store = SplitStore::open_in(&data, Arc::clone(&storage), options()).unwrap();
     let catalog = store.catalog();

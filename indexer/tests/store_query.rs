@@ -18,6 +18,7 @@ fn options(max_docs: u64) -> StoreOptions {
         split_max_age: Duration::from_secs(3600),
         writer_memory_bytes: 32 * 1024 * 1024,
         indexer_name: "test-indexer".into(),
+        max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
     }
 }
 
@@ -472,6 +473,7 @@ fn a_split_overlapping_another_indexers_published_records_is_fenced() {
         let storage = SplitStorage::remote(url, Arc::clone(&memory), "p", &data_dir.join("cache")).unwrap();
         let options = StoreOptions {
             indexer_name: name.into(),
+            max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
             ..options(1_000_000)
         };
         SplitStore::open_in(&data_dir, Arc::new(storage), options).unwrap()

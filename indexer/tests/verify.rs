@@ -50,6 +50,7 @@ fn data_dir(root: &Path) -> PathBuf {
             split_max_age: Duration::from_secs(3600),
             writer_memory_bytes: 16 * 1024 * 1024,
             indexer_name: "indexer-0".into(),
+            max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         },
     )
     .unwrap();

@@ -32,6 +32,7 @@ fn build_index(data_dir: &Path) -> Vec<String> {
             split_max_age: Duration::from_secs(3600),
             writer_memory_bytes: 256 * 1024 * 1024,
             indexer_name: "bench".into(),
+            max_indexed_field_paths: corral_indexer::field_cap::DEFAULT_MAX_INDEXED_FIELD_PATHS,
         },
     )
     .unwrap();

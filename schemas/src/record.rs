@@ -162,6 +162,9 @@ pub enum Flag {
     TsAdjusted,
     /// A `[[redact]]` rule of the collector masked, hashed or dropped part of the record.
     Redacted,
+    /// The record held `fields.*` paths beyond its split's `max_indexed_field_paths`: stored
+    /// whole, but those paths are not searchable.
+    FieldsCapped,
 }
 
 impl Flag {
@@ -175,6 +178,7 @@ impl Flag {
             Flag::InvalidEnvelope => "invalid_envelope",
             Flag::TsAdjusted => "ts_adjusted",
             Flag::Redacted => "redacted",
+            Flag::FieldsCapped => "fields_capped",
         }
     }
 }
