@@ -10,11 +10,10 @@
 
 use std::collections::HashSet;
 
-use anyhow::Context;
 use corral_schema::{Flag, Record};
 use serde_json::{Map, Value};
+use tantivy::Searcher;
 use tantivy::schema::Field;
-use tantivy::{Index, Searcher};
 
 /// Default for `max_indexed_field_paths`.
 pub const DEFAULT_MAX_INDEXED_FIELD_PATHS: usize = 1_000;
@@ -35,13 +34,6 @@ impl FieldPaths {
         }
     }
 
-    /// The paths a split already indexes, admitting more up to `cap` (an active split reopened
-    /// after a restart).
-    pub fn of_index(cap: usize, index: &Index, field: Field) -> anyhow::Result<FieldPaths> {
-        let reader = index.reader().context("cannot read the split's indexed paths")?;
-        FieldPaths::of_searcher(cap, &reader.searcher(), field)
-    }
-
     /// The paths a split indexes, admitting no more: a split re-encoded from its stored records
     /// indexes what it did before, not the paths its records hold beyond the cap.
     pub fn frozen(searcher: &Searcher, field: Field) -> anyhow::Result<FieldPaths> {
@@ -50,9 +42,10 @@ impl FieldPaths {
         Ok(paths)
     }
 
-    /// Reads the paths from the JSON field's term dictionary, where each term starts with its
-    /// path.
-    fn of_searcher(cap: usize, searcher: &Searcher, field: Field) -> anyhow::Result<FieldPaths> {
+    /// The paths a split already indexes, read from its JSON field's term dictionary (where each
+    /// term starts with its path), admitting more up to `cap`: an active split reopened after a
+    /// restart knows what it indexed before.
+    pub fn of_searcher(cap: usize, searcher: &Searcher, field: Field) -> anyhow::Result<FieldPaths> {
         let mut paths = FieldPaths::new(cap);
         for segment in searcher.segment_readers() {
             let inverted = segment.inverted_index(field)?;
@@ -200,7 +193,7 @@ fn flag_source(source: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tantivy::doc;
+    use tantivy::{Index, doc};
 
     use super::*;
 
@@ -265,7 +258,7 @@ mod tests {
         writer.add_document(fields.document(one, source, 0)).unwrap();
         writer.add_document(doc!()).unwrap();
         writer.commit().unwrap();
-        let paths = FieldPaths::of_index(10, &index, fields.fields).unwrap();
+        let paths = FieldPaths::of_searcher(10, &index.reader().unwrap().searcher(), fields.fields).unwrap();
         let mut known: Vec<&str> = paths.known.iter().map(String::as_str).collect();
         known.sort_unstable();
         assert_eq!(known, ["dotted.key", "ok", "user.id", "user.name"]);

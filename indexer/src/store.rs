@@ -703,8 +703,12 @@ impl SplitStore {
         let opened = Instant::now()
             .checked_sub(std::time::Duration::from_nanos(age as u64))
             .unwrap_or_else(Instant::now);
-        let paths = FieldPaths::of_index(self.options.max_indexed_field_paths, &index, self.fields.fields)
-            .with_context(|| format!("cannot read the indexed paths of {}", dir.display()))?;
+        let paths = FieldPaths::of_searcher(
+            self.options.max_indexed_field_paths,
+            &reader.searcher(),
+            self.fields.fields,
+        )
+        .with_context(|| format!("cannot read the indexed paths of {}", dir.display()))?;
         Ok(ActiveSplit {
             id,
             dir,

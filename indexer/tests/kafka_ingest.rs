@@ -921,8 +921,9 @@ fn full_disk(fill: Fill) {
     if fill == Fill::PausedBeforeFull {
         // The reserve leaves room for the audit entry every query writes. (Without one, a
         // query on a full disk is refused: it cannot be audited.)
-        let stuck = indexed(port).expect("stats answered while the disk is full");
-        assert!(stuck < RECORDS, "{stuck}");
+        // (The pause itself was seen above. It may already have ended: a merge that finished
+        // meanwhile can free enough for ingest to resume, so the count is not checked here.)
+        indexed(port).expect("stats answered while the disk is full");
         let (status, body) = http::get(port, "/api/v1/search?corr=req-1");
         assert_eq!(status, 200, "{body}");
     }
