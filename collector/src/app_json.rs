@@ -72,8 +72,11 @@ pub struct KeyConfig {
     /// Message keys: strings as they are, any other non-null value as its JSON text.
     pub msg: Vec<String>,
     /// Correlation keys: non-empty strings or numbers; a Google Cloud trace resource name
-    /// `projects/<p>/traces/<id>` yields `<id>`.
+    /// `projects/<p>/traces/<id>` yields `<id>`. When none is present, a W3C `traceparent`
+    /// (`00-<trace-id>-<span-id>-<flags>`, keys [`TRACEPARENT_KEYS`]) gives its trace id.
     pub corr: Vec<String>,
+    /// Span id keys (OpenTelemetry); when none is present, a valid `traceparent`'s span id.
+    pub span: Vec<String>,
 }
 
 impl Default for KeyConfig {
@@ -153,6 +156,14 @@ impl Default for KeyConfig {
                 "span.request_id",
                 "TraceId",
             ]),
+            span: strings(&[
+                "span_id",
+                "spanId",
+                "span.id",
+                "SpanId",
+                "@sp",
+                "logging.googleapis.com/spanId",
+            ]),
         }
     }
 }
@@ -168,6 +179,8 @@ pub struct AppFields {
     pub msg: Option<String>,
     /// The correlation id; `None` when no corr key was present.
     pub corr: Option<String>,
+    /// The span id; `None` when no span key or valid `traceparent` was present.
+    pub span: Option<String>,
     /// Every other key of the object, nesting kept.
     pub fields: Map<String, Value>,
 }
@@ -205,8 +218,21 @@ pub fn parse_app_json(content: &mut Vec<u8>, keys: &KeyConfig) -> Option<AppFiel
         None if clef => Some(Level::Info),
         None => None,
     };
-    let corr = take_first(&mut map, &keys.corr, |_, value| is_corr(value).then_some(()))
+    let mut corr = take_first(&mut map, &keys.corr, |_, value| is_corr(value).then_some(()))
         .map(|((), value)| corr_text(value));
+    let mut span = take_first(&mut map, &keys.span, |_, value| is_corr(value).then_some(()))
+        .map(|((), value)| corr_text(value));
+    if let Some((key, parent)) = TRACEPARENT_KEYS
+        .iter()
+        .find_map(|key| Some((*key, map.get(*key)?.as_str().and_then(TraceParent::parse)?)))
+    {
+        if corr.is_none() {
+            // The traceparent became the corr: like any corr key, it leaves `fields`.
+            map.remove(key);
+            corr = Some(parent.trace_id);
+        }
+        span.get_or_insert(parent.span_id);
+    }
     let msg = take_first(&mut map, &keys.msg, |key, value| {
         let namespace = value.is_object() && is_namespace(keys, key);
         (!value.is_null() && !namespace).then_some(())
@@ -218,8 +244,48 @@ pub fn parse_app_json(content: &mut Vec<u8>, keys: &KeyConfig) -> Option<AppFiel
         level,
         msg,
         corr,
+        span,
         fields: map,
     })
+}
+
+/// Keys holding a W3C Trace Context `traceparent`.
+pub const TRACEPARENT_KEYS: [&str; 3] = ["traceparent", "traceParent", "trace_parent"];
+
+/// The ids of a W3C `traceparent` header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+impl TraceParent {
+    /// Parses `<version>-<trace-id>-<parent-id>-<flags>` as W3C Trace Context says: lowercase
+    /// hex of 2, 32, 16 and 2 digits, version `ff` and all-zero ids invalid; a version after
+    /// `00` may carry more fields after the flags, `00` none.
+    pub fn parse(text: &str) -> Option<TraceParent> {
+        let mut parts = text.trim().split('-');
+        let (version, trace_id, span_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |part: &str, len: usize| {
+            part.len() == len
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let valid = hex(version, 2)
+            && version != "ff"
+            && hex(trace_id, 32)
+            && hex(span_id, 16)
+            && hex(flags, 2)
+            && trace_id.bytes().any(|b| b != b'0')
+            && span_id.bytes().any(|b| b != b'0')
+            && (version != "00" || parts.next().is_none());
+        valid.then(|| TraceParent {
+            trace_id: trace_id.to_owned(),
+            span_id: span_id.to_owned(),
+        })
+    }
 }
 
 /// Parses `content` into an object with simd-json, in place. `None` for anything that is not
@@ -339,7 +405,7 @@ fn remove_nested(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
 /// Returns true when `key` is the parent of another configured dotted key (`log` of
 /// `log.level`): its object is a namespace of fields, not a message.
 fn is_namespace(keys: &KeyConfig, key: &str) -> bool {
-    [&keys.ts, &keys.level, &keys.msg, &keys.corr]
+    [&keys.ts, &keys.level, &keys.msg, &keys.corr, &keys.span]
         .into_iter()
         .flatten()
         .any(|other| other.len() > key.len() && other.starts_with(key) && other.as_bytes()[key.len()] == b'.')
@@ -510,6 +576,89 @@ mod tests {
     }
 
     #[test]
+    fn traceparent_values_are_read_as_w3c_trace_context_says() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        // (value, valid)
+        let cases = [
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", true),
+            (" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ", true),
+            // A later version may carry more after the flags; 00 may not.
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+                true,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+                false,
+            ),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", false),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false),
+            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", false),
+            ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", false),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", false),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-01", false),
+            ("", false),
+        ];
+        for (value, valid) in cases {
+            let parsed = TraceParent::parse(value);
+            assert_eq!(parsed.is_some(), valid, "{value:?}");
+            if let Some(parsed) = parsed {
+                assert_eq!((parsed.trace_id.as_str(), parsed.span_id.as_str()), (trace, span));
+            }
+        }
+
+        // In a line: the trace id is the corr when no corr key is present, the span id the span.
+        let got = parse(&format!(
+            r#"{{"msg":"m","traceparent":"00-{trace}-{span}-01","a":1}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            (got.corr.as_deref(), got.span.as_deref()),
+            (Some(trace), Some(span))
+        );
+        assert_eq!(Value::Object(got.fields), serde_json::json!({"a": 1}));
+        // A request id stays the corr; the traceparent still gives the span and stays a field.
+        let line = format!(r#"{{"msg":"m","request_id":"r-1","traceParent":"00-{trace}-{span}-01"}}"#);
+        let got = parse(&line).unwrap();
+        assert_eq!(
+            (got.corr.as_deref(), got.span.as_deref()),
+            (Some("r-1"), Some(span))
+        );
+        assert!(got.fields.contains_key("traceParent"));
+        // OpenTelemetry's keys.
+        let got = parse(r#"{"msg":"m","trace_id":"t-9","span_id":"s-9","spanId":"other"}"#).unwrap();
+        assert_eq!(
+            (got.corr.as_deref(), got.span.as_deref()),
+            (Some("t-9"), Some("s-9"))
+        );
+        assert_eq!(got.fields.get("spanId"), Some(&Value::from("other")));
+        // Other libraries' span keys: logstash-logback, Serilog CLEF, Google Cloud.
+        for (line, want) in [
+            (
+                r#"{"message":"m","traceId":"t","spanId":"1f2e3d4c5b6a7980"}"#,
+                "1f2e3d4c5b6a7980",
+            ),
+            (
+                r#"{"@mt":"m","@tr":"t","@sp":"00f067aa0ba902b7"}"#,
+                "00f067aa0ba902b7",
+            ),
+            (
+                r#"{"message":"m","logging.googleapis.com/spanId":"000000000000004a"}"#,
+                "000000000000004a",
+            ),
+        ] {
+            assert_eq!(parse(line).unwrap().span.as_deref(), Some(want), "{line}");
+        }
+        // An invalid traceparent is an ordinary field.
+        let got = parse(r#"{"msg":"m","traceparent":"00-nope"}"#).unwrap();
+        assert_eq!((got.corr, got.span), (None, None));
+        assert_eq!(got.fields.get("traceparent"), Some(&Value::from("00-nope")));
+    }
+
+    #[test]
     fn extracts_every_library_of_the_reference() {
         check(&[
             Case {
@@ -627,7 +776,7 @@ mod tests {
                 level: Some(Level::Warn),
                 msg: Some("payment declined"),
                 corr: Some("65a1f2c3d4e5f60718293a4b5c6d7e8f"),
-                fields: r#"{"@version":"1","logger_name":"com.acme.PaymentService","thread_name":"http-nio-8080-exec-3","level_value":30000,"spanId":"1f2e3d4c5b6a7980"}"#,
+                fields: r#"{"@version":"1","logger_name":"com.acme.PaymentService","thread_name":"http-nio-8080-exec-3","level_value":30000}"#,
             },
             Case {
                 name: "logstash-logback-encoder: level_value alone",
@@ -663,7 +812,7 @@ mod tests {
                 level: Some(Level::Info),
                 msg: Some("Processed {@Position} in {Elapsed:000} ms."),
                 corr: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
-                fields: r#"{"Position":{"Latitude":25,"Longitude":134},"Elapsed":34,"@sp":"00f067aa0ba902b7"}"#,
+                fields: r#"{"Position":{"Latitude":25,"Longitude":134},"Elapsed":34}"#,
             },
             Case {
                 name: "Serilog CLEF: @l Warning, rendered @m preferred",
@@ -690,7 +839,7 @@ mod tests {
                 level: Some(Level::Info),
                 msg: Some("user signed up"),
                 corr: Some("06796866738c859f2f19b7cfb3214824"),
-                fields: r#"{"logging.googleapis.com/spanId":"000000000000004a","logging.googleapis.com/trace_sampled":true,"component":"signup"}"#,
+                fields: r#"{"logging.googleapis.com/trace_sampled":true,"component":"signup"}"#,
             },
             Case {
                 name: "Google Cloud: ERROR",
@@ -744,7 +893,7 @@ mod tests {
                 level: Some(Level::Error),
                 msg: Some("charge declined"),
                 corr: Some("5b8efff798038103d269b633813fc60c"),
-                fields: r#"{"observedTimeUnixNano":"1795428900200000000","severityNumber":17,"attributes":{"payment.provider":"acme","retry":2,"amount":12.5,"live":true,"tags":["a",1],"card":{"brand":"visa"}},"droppedAttributesCount":0,"flags":1,"spanId":"eee19b7ec3c1b174"}"#,
+                fields: r#"{"observedTimeUnixNano":"1795428900200000000","severityNumber":17,"attributes":{"payment.provider":"acme","retry":2,"amount":12.5,"live":true,"tags":["a",1],"card":{"brand":"visa"}},"droppedAttributesCount":0,"flags":1}"#,
             },
             Case {
                 name: "OpenTelemetry OTLP/JSON LogRecord: no event time, severityNumber only, structured body",

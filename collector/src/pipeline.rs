@@ -99,6 +99,7 @@ impl RecordBuilder {
             stream: line.stream,
             level: None,
             corr: None,
+            span: None,
             msg: String::new(),
             fields: serde_json::Map::new(),
             flags,
@@ -111,6 +112,7 @@ impl RecordBuilder {
                 }
                 record.level = app.level;
                 record.corr = app.corr;
+                record.span = app.span;
                 record.msg = app.msg.unwrap_or_default();
                 record.fields = app.fields;
             }

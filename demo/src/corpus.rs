@@ -119,6 +119,7 @@ pub fn envelopes(count: usize) -> Vec<Record> {
             },
             level: Some(level),
             corr: (!background).then(|| corr.clone()),
+            span: None,
             msg,
             fields,
             flags: Vec::new(),

@@ -158,6 +158,7 @@ fn base_record(origin: MessageOrigin<'_>) -> Record {
         stream: Stream::Stdout,
         level: None,
         corr: None,
+        span: None,
         msg: String::new(),
         fields: Map::new(),
         flags: vec![Flag::InvalidEnvelope],

@@ -237,6 +237,11 @@ impl QueryEngine {
         }
     }
 
+    /// The schema `q` is parsed against: the current one.
+    fn parser_schema(&self) -> &tantivy::schema::Schema {
+        self.catalog.schema()
+    }
+
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
@@ -365,6 +370,14 @@ impl QueryEngine {
             ));
         }
         if let Some(q) = q {
+            // A split written before records had spans has no `span` field: no record of it
+            // has one, and a query naming the field would name a field its schema lacks.
+            if view.fields.span.is_none()
+                && let Ok(span) = self.parser_schema().get_field(f::SPAN)
+                && mentions_field(q, span)
+            {
+                return Ok(Box::new(EmptyQuery));
+            }
             clauses.push((Occur::Must, q.box_clone()));
         }
         Ok(match clauses.len() {
@@ -979,6 +992,13 @@ pub fn dedup_hits(hits: &mut Vec<Hit>) {
 }
 
 /// True when `query` needs term positions (a phrase).
+/// True when a term of `query` is on `field`.
+fn mentions_field(query: &dyn Query, field: tantivy::schema::Field) -> bool {
+    let mut found = false;
+    query.query_terms(&mut |term, _| found |= term.field() == field);
+    found
+}
+
 /// Escapes the characters tantivy's (regex-syntax) patterns give a meaning, so a namespace
 /// pattern's text matches only itself.
 fn regex_escape(text: &str) -> String {

@@ -1035,6 +1035,7 @@ mod tests {
                     stream: Stream::Stdout,
                     level: Some(Level::Info),
                     corr: None,
+                    span: None,
                     msg: format!("record {n}"),
                     fields: serde_json::Map::new(),
                     flags: vec![],

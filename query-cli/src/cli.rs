@@ -52,8 +52,9 @@ Exit status: 0 when something matched, 1 when nothing did, 2 on error (or when n
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Correlation id: every record of one request, across every service.
-    #[arg(long, global = true, value_name = "ID")]
+    /// Correlation id: every record of one request, across every service. `--trace` is the
+    /// same: a W3C `traceparent` or OpenTelemetry `trace_id` in a line fills its corr.
+    #[arg(long, global = true, value_name = "ID", visible_alias = "trace")]
     pub corr: Option<String>,
     /// Start of the time range: RFC 3339 or a duration back from now (`15m`, `24h`, `7d`).
     #[arg(long, global = true, value_name = "WHEN")]

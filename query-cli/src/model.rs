@@ -145,6 +145,7 @@ pub(crate) mod tests {
             stream: Stream::Stdout,
             level: Some(level),
             corr: Some("req-1".into()),
+            span: None,
             msg: msg.into(),
             fields: serde_json::json!({"http": {"status": 200}, "user": "a b"})
                 .as_object()

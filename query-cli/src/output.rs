@@ -56,10 +56,14 @@ pub fn level_label(level: Option<Level>) -> &'static str {
     }
 }
 
-/// `time service@version instance LEVEL msg`, coloured when `color`.
+/// `time service@version instance LEVEL [span] msg`, coloured when `color` (`[span]` only
+/// when the record has one).
 pub fn text_line(hit: &Hit, color: bool) -> String {
     let r = &hit.record;
-    let msg = r.msg.replace('\n', "\\n");
+    let msg = match &r.span {
+        Some(span) => format!("[{span}] {}", r.msg.replace('\n', "\\n")),
+        None => r.msg.replace('\n', "\\n"),
+    };
     if !color {
         return format!(
             "{} {}@{} {} {:<5} {}",
@@ -108,6 +112,9 @@ pub fn logfmt_line(hit: &Hit) -> String {
     pair("level", r.level.map_or("", Level::as_str));
     if let Some(corr) = &r.corr {
         pair("corr", corr);
+    }
+    if let Some(span) = &r.span {
+        pair("span", span);
     }
     pair("msg", &r.msg);
     let mut flat = Vec::new();
@@ -182,6 +189,13 @@ mod tests {
         let coloured = text_line(&h, true);
         assert!(coloured.contains("\x1b[33mWARN "), "{coloured:?}");
         assert!(coloured.ends_with("slow\\nstock"));
+        let mut spanned = h.clone();
+        spanned.record.span = Some("00f067aa0ba902b7".into());
+        assert_eq!(
+            text_line(&spanned, false),
+            "2026-11-23T10:00:00.005Z orders@1.0.0 orders-0/app WARN  [00f067aa0ba902b7] slow\\nstock"
+        );
+        assert!(logfmt_line(&spanned).contains(" corr=req-1 span=00f067aa0ba902b7 msg="));
     }
 
     #[test]

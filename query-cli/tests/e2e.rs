@@ -722,3 +722,69 @@ fn an_export_past_the_page_size_is_paged_and_returns_every_record_once() {
     ]);
     assert_eq!(ids_of(&output).len(), 500);
 }
+
+#[test]
+fn trace_finds_a_w3c_traced_request_and_labels_its_spans() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    write_pod(
+        &logs,
+        "gateway-7d9f8b6c4-x2k9p",
+        &[
+            cri(
+                1,
+                &format!(
+                    r#"{{"level":"info","msg":"GET /checkout","traceparent":"00-{TRACE}-00f067aa0ba902b7-01"}}"#
+                ),
+            ),
+            cri(9, r#"{"level":"info","msg":"untraced"}"#),
+        ],
+    );
+    write_pod(
+        &logs,
+        "payments-6f7c9d8b5-fghjk",
+        &[cri(
+            4,
+            &format!(
+                r#"{{"level":"error","msg":"card declined","trace_id":"{TRACE}","span_id":"b7ad6b7169203331"}}"#
+            ),
+        )],
+    );
+    let indexer = start_indexer(&[format!("{}/*/*/*.log", logs.display())], dir.path(), "t", 3);
+
+    // `--trace` is `--corr`: both services' records, in time order, each labelled by its span.
+    let output = logq(&["--trace", TRACE, "--endpoint", &indexer.url]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("gateway") && lines[0].ends_with("[00f067aa0ba902b7] GET /checkout"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("payments") && lines[1].ends_with("[b7ad6b7169203331] card declined"),
+        "{text}"
+    );
+    let output = logq(&["--trace", TRACE, "-o", "jsonl", "--endpoint", &indexer.url]);
+    let records: Vec<Record> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<(Option<&str>, Option<&str>)> = records
+        .iter()
+        .map(|r| (r.corr.as_deref(), r.span.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some(TRACE), Some("00f067aa0ba902b7")),
+            (Some(TRACE), Some("b7ad6b7169203331"))
+        ]
+    );
+    // The traceparent became the corr and span: it is no field of the record.
+    assert!(records[0].fields.get("traceparent").is_none(), "{:?}", records[0]);
+    // The span is a keyword field of the index.
+    assert_eq!(search_raw(&indexer, "q=span:b7ad6b7169203331").len(), 1);
+}

@@ -32,6 +32,8 @@ pub const STREAM: &str = "stream";
 pub const LEVEL: &str = "level";
 /// Correlation id, or null.
 pub const CORR: &str = "corr";
+/// Span id (W3C `traceparent`'s parent id, OpenTelemetry `span_id`); omitted when unknown.
+pub const SPAN: &str = "span";
 /// The message.
 pub const MSG: &str = "msg";
 /// Every other key of the application's JSON object.
@@ -43,7 +45,7 @@ pub const FLAGS: &str = "flags";
 pub const ORIGINAL_TS: &str = "original_ts";
 
 /// All envelope field names, in the order records serialize them (without the optional
-/// [`ORIGINAL_TS`]).
+/// [`SPAN`] and [`ORIGINAL_TS`]).
 pub const ALL: [&str; 17] = [
     V,
     ID,

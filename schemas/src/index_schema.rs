@@ -12,7 +12,8 @@
 //! - `fields`: JSON, full text, dotted keys expanded (`fields.user.id:42` finds
 //!   `{"user":{"id":42}}` and `{"user.id":42}` alike);
 //! - `_source`: the whole envelope as stored JSON; hits are returned from it verbatim;
-//! - `_seq`: the indexer's ingest sequence number (fast), which `tail` follows.
+//! - `_seq`: the indexer's ingest sequence number (fast), which `tail` follows;
+//! - `span`: keyword, last (splits written before it existed lack it).
 
 use tantivy::schema::{
     DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
@@ -43,6 +44,8 @@ pub struct IndexFields {
     pub fields: Field,
     pub source: Field,
     pub seq: Field,
+    /// `None` in splits written before the envelope had spans.
+    pub span: Option<Field>,
 }
 
 /// Builds the split schema. `hot` is the hot tier's: term positions on `msg` and `fields` for
@@ -99,11 +102,13 @@ pub fn build_schema(hot: bool) -> (Schema, IndexFields) {
         container: builder.add_text_field(f::CONTAINER, keyword.clone()),
         stream: builder.add_text_field(f::STREAM, keyword.clone()),
         level: builder.add_text_field(f::LEVEL, grouped),
-        corr: builder.add_text_field(f::CORR, keyword),
+        corr: builder.add_text_field(f::CORR, keyword.clone()),
         msg: builder.add_text_field(f::MSG, text),
         fields: builder.add_json_field(f::FIELDS, json),
         source: builder.add_text_field(f::SOURCE, STORED),
         seq: builder.add_u64_field(f::SEQ, FAST),
+        // Last: the field ids before it are those of splits written before spans existed.
+        span: Some(builder.add_text_field(f::SPAN, keyword)),
     };
     (builder.build(), fields)
 }
@@ -130,6 +135,7 @@ impl IndexFields {
             fields: get(f::FIELDS)?,
             source: get(f::SOURCE)?,
             seq: get(f::SEQ)?,
+            span: get(f::SPAN).ok(),
         })
     }
 
@@ -154,6 +160,9 @@ impl IndexFields {
         }
         if let Some(corr) = &record.corr {
             doc.add_text(self.corr, corr);
+        }
+        if let (Some(field), Some(span)) = (self.span, &record.span) {
+            doc.add_text(field, span);
         }
         doc.add_text(self.msg, &record.msg);
         if !record.fields.is_empty() {

@@ -35,6 +35,10 @@ pub struct Record {
     /// Correlation id; `None` when the line carries none.
     #[serde(default)]
     pub corr: Option<String>,
+    /// Span id within the trace `corr` names (W3C `traceparent`, OpenTelemetry `span_id`);
+    /// omitted when the line carries none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<String>,
     /// The message; for a line that is not a JSON object, the whole line.
     pub msg: String,
     /// Every other key of the application's JSON object, nested as it came.
@@ -116,6 +120,7 @@ impl Default for Record {
             stream: Stream::Stdout,
             level: None,
             corr: None,
+            span: None,
             msg: String::new(),
             fields: Map::new(),
             flags: Vec::new(),

@@ -93,6 +93,10 @@ fn timestamps_of_other_producers_validate() {
     adjusted[fields::FLAGS] = json!(["ts_adjusted"]);
     adjusted[fields::ORIGINAL_TS] = json!("2200-01-01T00:00:00.000000000Z");
     assert!(validator.is_valid(&adjusted), "{adjusted}");
+    let mut spanned = good.clone();
+    spanned[fields::SPAN] = json!("00f067aa0ba902b7");
+    spanned[fields::FLAGS] = json!(["redacted", "fields_capped"]);
+    assert!(validator.is_valid(&spanned), "{spanned}");
 }
 
 #[test]
@@ -141,6 +145,8 @@ fn broken_records_are_rejected() {
     edit("v2", fields::V, json!(2));
     edit("fields array", fields::FIELDS, json!([1]));
     edit("unknown field", "extra", json!(1));
+    edit("span empty", fields::SPAN, json!(""));
+    edit("span null", fields::SPAN, json!(null));
 
     for (what, value) in cases {
         assert!(!validator.is_valid(&value), "{what}: {value} should be rejected");

@@ -40,6 +40,7 @@ pub fn record_of(service: &str, n: u64) -> Record {
         stream: Stream::Stdout,
         level: Some(Level::Info),
         corr: Some(format!("req-{}", n / 10)),
+        span: None,
         msg: format!("record {n}"),
         fields: Default::default(),
         flags: Vec::new(),

@@ -202,6 +202,11 @@ fn render_timeline(app: &mut App, frame: &mut Frame<'_>, area: Rect) {
                 Span::raw(" "),
                 Span::styled(format!("{:<5}", level_label(r.level)), level_style(r.level)),
                 Span::raw(" "),
+                // The waterfall labels a record's span, where it has one.
+                Span::styled(
+                    r.span.as_ref().map(|s| format!("[{s}] ")).unwrap_or_default(),
+                    dim(),
+                ),
                 Span::raw(r.msg.replace('\n', "⏎")),
             ]);
             if row == app.selected {
@@ -286,7 +291,11 @@ fn render_waterfall(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let mut rows: Vec<Row> = Vec::new();
     for &i in &app.view {
         let r = &app.records[i].record;
-        let label = format!("{}@{} {}", r.service, r.version, r.instance);
+        // A row per span where the records carry spans (a trace's waterfall), else per instance.
+        let label = match &r.span {
+            Some(span) => format!("{} {span}", r.service),
+            None => format!("{}@{} {}", r.service, r.version, r.instance),
+        };
         let t = r.ts.unix_nanos();
         let is_error = r.level.is_some_and(|l| l >= Level::Error);
         match rows.iter_mut().find(|row| row.label == label) {
@@ -483,6 +492,35 @@ mod tests {
                 "    },",
             ]
         );
+    }
+
+    #[test]
+    fn the_waterfall_has_a_row_per_span_where_records_carry_spans() {
+        let mut app = sample_app();
+        for (n, record) in app.records.iter_mut().enumerate() {
+            // The two gateway records are one span; the others one each, payments none.
+            record.record.span = match record.record.service.as_str() {
+                "gateway" => Some("aaaa000000000001".into()),
+                "payments" => None,
+                _ => Some(format!("bbbb00000000000{n}")),
+            };
+        }
+        app.on_key(key(KeyCode::Char('w')));
+        let lines = screen(&mut app, 100, 24);
+        let labels: Vec<&str> = lines[2..6]
+            .iter()
+            .map(|l| l.split(" │").next().unwrap().trim_end())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "gateway aaaa000000000001",
+                "orders bbbb000000000001",
+                "inventory bbbb000000000002",
+                "payments@1.0.0 payments-0/app",
+            ]
+        );
+        assert!(lines[2].ends_with("│ 2"), "{}", lines[2]);
     }
 
     #[test]
