@@ -459,6 +459,35 @@ impl QueryEngine {
             .map_err(|e| refused(e, filters.q.as_deref()))? as u64)
     }
 
+    /// The splits, by tier, a query with `filters` would search were the caller not limited to
+    /// `filters.tiers`: what a reader's answer lacks.
+    pub fn hidden_tiers(&self, filters: &Filters) -> BTreeMap<String, usize> {
+        let mut hidden = BTreeMap::new();
+        let Some(allowed) = &filters.tiers else {
+            return hidden;
+        };
+        let unlimited = Filters {
+            tiers: None,
+            ..filters.clone()
+        };
+        let (local, remote) = self.catalog.snapshot();
+        let metas = local
+            .iter()
+            .map(|v| Meta::of_view(v))
+            .chain(remote.iter().filter(|s| !s.learned).map(|s| Meta::of_remote(s)));
+        // A published split may be open here too (this indexer's own): count it once.
+        let mut seen = HashSet::new();
+        for meta in metas {
+            if !allowed.iter().any(|t| t == meta.tier)
+                && Self::wants(&unlimited, meta)
+                && seen.insert(meta.id.to_owned())
+            {
+                *hidden.entry(meta.tier.to_owned()).or_default() += 1;
+            }
+        }
+        hidden
+    }
+
     /// Whether a query with `filters` searches the split `split`.
     fn wants(filters: &Filters, split: Meta<'_>) -> bool {
         let (Some(min), Some(max)) = (split.min_ts, split.max_ts) else {
@@ -1069,6 +1098,28 @@ mod tests {
 
     fn now() -> Timestamp {
         Timestamp::parse("2026-11-23T10:15:00Z").unwrap()
+    }
+
+    #[test]
+    fn a_query_naming_span_is_told_from_one_that_does_not() {
+        // What keeps splits written before spans existed from being asked for a field they lack.
+        let (schema, fields) = corral_schema::index_schema::build_schema(true);
+        let parser = QueryParser::new(
+            schema,
+            vec![fields.msg, fields.fields],
+            TokenizerManager::default(),
+        );
+        let span = fields.span.expect("the current schema has span");
+        for (q, names_span) in [
+            ("span:00f067aa0ba902b7", true),
+            ("timeout OR span:00f067aa0ba902b7", true),
+            ("timeout AND fields.span:x", false),
+            ("span", false),
+            ("corr:req-1", false),
+        ] {
+            let query = parser.parse_query(q).unwrap();
+            assert_eq!(mentions_field(query.as_ref(), span), names_span, "{q}");
+        }
     }
 
     #[test]

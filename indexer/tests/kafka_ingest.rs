@@ -648,7 +648,9 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
     // Fresh records stay hot.
     for n in 1000..1010 {
         let mut record = envelope(n);
+        // Observed now too: a ts far after its observed_ts would be indexed at observed_ts.
         record.ts = Timestamp::now();
+        record.observed_ts = record.ts;
         send(&record);
     }
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -663,11 +665,80 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
         audited["tiers"].as_array().unwrap().contains(&"archive".into()),
         "{audited}"
     );
+    assert_eq!(audited["complete"], true, "{audited}");
     let read = get_as(port, "/api/v1/search?corr=req-7", READER);
     assert_eq!(read["count"], 0, "{read}");
     assert!(read["notice"].as_str().unwrap().contains("hot"), "{read}");
+    // The answer says it is incomplete, and which tier's splits the role hid.
+    let hidden = |answer: &serde_json::Value| -> Vec<(String, u64, String)> {
+        answer["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["tier"].as_str().unwrap_or_default().to_owned(),
+                    m["splits"].as_u64().unwrap_or(0),
+                    m["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(read["complete"], false, "{read}");
+    let read_missing = hidden(&read);
+    assert_eq!(read_missing.len(), 1, "{read}");
+    assert_eq!(read_missing[0].0, "archive");
+    assert!(read_missing[0].1 >= 1, "{read}");
+    assert_eq!(read_missing[0].2, corral_schema::api::HIDDEN_TIER_REASON);
     let fresh = get_as(port, "/api/v1/search?corr=req-201", READER);
     assert_eq!(fresh["count"], 5, "{fresh}");
+    assert_eq!(
+        fresh["complete"], false,
+        "the archive might hold more of it: {fresh}"
+    );
+    // A time range the archive does not reach hides nothing.
+    let recent = get_as(port, "/api/v1/search?corr=req-201&since=1h", READER);
+    assert_eq!(
+        (recent["count"].as_u64(), &recent["complete"]),
+        (Some(5), &true.into()),
+        "{recent}"
+    );
+    let stats = get_as(port, "/api/v1/stats?by=service", READER);
+    assert_eq!(stats["complete"], false, "{stats}");
+    assert_eq!(hidden(&stats), read_missing, "{stats}");
+    // logq exits 3 and says why on stderr; 0 when the answer is complete.
+    let logq = |extra: &[&str]| {
+        Command::new(corral_tests::process::workspace_binary("logq"))
+            .args([
+                "--corr",
+                "req-201",
+                "-o",
+                "jsonl",
+                "--endpoint",
+                &format!("http://127.0.0.1:{port}"),
+            ])
+            .args(["--token", READER])
+            .args(extra)
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let output = logq(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("logq: incomplete answer: ")
+            && stderr.contains("split(s) of tier archive not searched: the caller's role (reader)"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 5);
+    let output = logq(&["--since", "1h"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // A phrase cannot search the archive (no positions): the hot records answer, and the
     // response says what was left out.
     let phrase = get_as(port, "/api/v1/search?q=%22record%201005%22", AUDITOR);
@@ -679,6 +750,16 @@ fn the_serving_indexer_moves_old_splits_to_archive_where_only_auditors_find_them
             .contains("of tier archive not searched: phrase queries"),
         "{phrase}"
     );
+    assert_eq!(phrase["complete"], false, "{phrase}");
+    let phrase_missing = hidden(&phrase);
+    assert_eq!(phrase_missing.len(), 1, "{phrase}");
+    assert_eq!(
+        (phrase_missing[0].0.as_str(), phrase_missing[0].2.as_str()),
+        ("archive", corral_schema::api::NO_POSITIONS_REASON)
+    );
+    // A single word searches every tier: complete.
+    let word = get_as(port, "/api/v1/search?q=record", AUDITOR);
+    assert_eq!(word["complete"], true, "{word}");
     indexer.terminate(Duration::from_secs(30));
 
     let output = std::process::Command::new(BIN)

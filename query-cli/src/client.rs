@@ -255,6 +255,12 @@ impl Client {
                     }
                 }
             }
+            // What an endpoint could not search is said beside the results (the TUI's status).
+            out.notices
+                .extend(endpoint.missing.iter().map(|missing| EndpointError {
+                    endpoint: endpoint.endpoint.clone(),
+                    message: format!("incomplete: {missing}"),
+                }));
             out.answers.push((hits, endpoint.truncated));
         }
         out

@@ -350,7 +350,8 @@ pub struct SearchResponse<H> {
     pub missing: Vec<Missing>,
 }
 
-/// What an answer could not search: a peer (an indexer of the cluster) or a split.
+/// What an answer could not search: a peer (an indexer of the cluster), a split, or the splits
+/// of a tier (hidden from the caller's role, or unable to answer a phrase).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Missing {
     /// The peer's URL.
@@ -359,6 +360,11 @@ pub struct Missing {
     /// The split's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
+    /// The tier whose splits (how many: `splits`) were not searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<usize>,
     pub reason: String,
 }
 
@@ -368,6 +374,8 @@ impl Missing {
         Missing {
             peer: Some(peer.into()),
             split: None,
+            tier: None,
+            splits: None,
             reason: reason.into(),
         }
     }
@@ -377,17 +385,42 @@ impl Missing {
         Missing {
             peer: None,
             split: Some(split.into()),
+            tier: None,
+            splits: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// `splits` splits of `tier` that were not searched.
+    pub fn tier(tier: impl Into<String>, splits: usize, reason: impl Into<String>) -> Missing {
+        Missing {
+            peer: None,
+            split: None,
+            tier: Some(tier.into()),
+            splits: Some(splits),
             reason: reason.into(),
         }
     }
 }
 
+/// Why a reader's answer lacks the tiers after hot.
+pub const HIDDEN_TIER_REASON: &str =
+    "the caller's role (reader) searches the hot tier only; an auditor sees every tier";
+/// Why splits after hot did not answer a phrase.
+pub const NO_POSITIONS_REASON: &str = "phrase queries (and words the tokenizer splits, like order-42) need term positions, which tiers after hot do not keep; search single words to include them";
+
 impl std::fmt::Display for Missing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.peer, &self.split) {
-            (Some(peer), _) => write!(f, "peer {peer} not searched: {}", self.reason),
-            (None, Some(split)) => write!(f, "split {split} not searched: {}", self.reason),
-            (None, None) => write!(f, "not searched: {}", self.reason),
+        match (&self.peer, &self.split, &self.tier) {
+            (Some(peer), ..) => write!(f, "peer {peer} not searched: {}", self.reason),
+            (None, Some(split), _) => write!(f, "split {split} not searched: {}", self.reason),
+            (None, None, Some(tier)) => write!(
+                f,
+                "{} split(s) of tier {tier} not searched: {}",
+                self.splits.unwrap_or(0),
+                self.reason
+            ),
+            (None, None, None) => write!(f, "not searched: {}", self.reason),
         }
     }
 }

@@ -8,7 +8,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use corral_schema::Timestamp;
-use corral_schema::api::{ApiQuery, Missing, SEARCH_PATH, STATS_PATH, SearchResponse, StatsResponse};
+use corral_schema::api::{
+    ApiQuery, HIDDEN_TIER_REASON, Missing, NO_POSITIONS_REASON, SEARCH_PATH, STATS_PATH, SearchResponse,
+    StatsResponse,
+};
 
 use super::cluster::{
     Asked, add_stats, ask_shares, merge_search, merge_stats, peer_scope, spread, unfetched,
@@ -101,6 +104,32 @@ pub(super) fn prepare(
         filters,
         share,
     })
+}
+
+/// Completes `missing` with the tiers the caller's role hid (the root of a query counts them for
+/// the whole catalog; a peer asked for its share does not), then sums the entries of one tier
+/// and reason that several indexers sent.
+fn tiers_missing(state: &ApiState, filters: &Filters, missing: &mut Vec<Missing>) {
+    if filters.scope.is_none() {
+        missing.extend(
+            state
+                .engine
+                .hidden_tiers(filters)
+                .into_iter()
+                .map(|(tier, n)| Missing::tier(tier, n, HIDDEN_TIER_REASON)),
+        );
+    }
+    let mut merged: Vec<Missing> = Vec::with_capacity(missing.len());
+    for entry in missing.drain(..) {
+        match merged
+            .iter_mut()
+            .find(|m| entry.tier.is_some() && m.tier == entry.tier && m.reason == entry.reason)
+        {
+            Some(same) => same.splits = Some(same.splits.unwrap_or(0) + entry.splits.unwrap_or(0)),
+            None => merged.push(entry),
+        }
+    }
+    *missing = merged;
 }
 
 /// Runs `run` on the engine off the async threads, after looking up the splits of a root's
@@ -270,6 +299,14 @@ pub(super) async fn search(
             notices.push(notice);
         }
     }
+    let mut missing = merged.missing;
+    missing.extend(
+        outcome
+            .unsearched
+            .iter()
+            .map(|(tier, n)| Missing::tier(tier, *n, NO_POSITIONS_REASON)),
+    );
+    tiers_missing(&state, &filters, &mut missing);
     let response = SearchResponse::<()> {
         hits: Vec::new(),
         count: outcome.hits.len(),
@@ -279,8 +316,8 @@ pub(super) async fn search(
         tiers: outcome.tiers,
         notice: (!notices.is_empty()).then(|| notices.join("; ")),
         after: outcome.after.map(|after| after.to_string()),
-        complete: merged.missing.is_empty(),
-        missing: merged.missing,
+        complete: missing.is_empty(),
+        missing,
     };
     // Hits are the stored envelopes, written out verbatim.
     let body = response.write_with_hits(outcome.hits.iter().map(|hit| hit.source.as_str()));
@@ -351,6 +388,7 @@ pub(super) async fn stats(
         .get_or_create(&label(Endpoint::Stats))
         .observe(took.as_secs_f64());
     response.took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    tiers_missing(&state, &filters, &mut missing);
     response.complete = missing.is_empty();
     response.missing = missing;
     let total = response.total;
@@ -360,13 +398,20 @@ pub(super) async fn stats(
     state.answer(serde_json::to_string(&response).expect("serializes"))
 }
 
-/// The answer of one engine's stats; the splits it could not fetch go to `missing`.
+/// The answer of one engine's stats; the splits it could not fetch or that could not answer go
+/// to `missing`.
 fn stats_response(outcome: StatsOutcome, missing: &mut Vec<Missing>) -> StatsResponse {
     missing.extend(
         outcome
             .unfetched
             .into_iter()
             .map(|(split, reason)| Missing::split(split, reason)),
+    );
+    missing.extend(
+        outcome
+            .unsearched
+            .iter()
+            .map(|(tier, n)| Missing::tier(tier, *n, NO_POSITIONS_REASON)),
     );
     StatsResponse {
         groups: outcome.groups,
