@@ -34,3 +34,4 @@ pub mod runtime_format;
 pub mod sample;
 pub mod sink;
 pub mod tailer;
+pub mod trace_context;
