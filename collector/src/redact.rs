@@ -29,6 +29,8 @@ pub const MASK: &str = "***";
 pub const HASH_PREFIX: &str = "hmac:";
 /// Environment variable holding the `hash` key when `redact_key_file` is not set.
 pub const KEY_ENV: &str = "CORRAL_REDACT_KEY";
+/// Most `[[redact]]` rules: which rules changed a record fits one `u64`.
+const MAX_RULES: usize = 64;
 /// Longest user regex accepted, compiled (the `regex` crate's own default is 10 MiB).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -173,6 +175,8 @@ pub struct Redactor {
     set: Option<RegexSet>,
     /// For each regex of `set`, its rule's index.
     set_rules: Vec<usize>,
+    /// The fewest bytes any pattern can match: shorter strings are not scanned.
+    min_len: usize,
     key: Option<Vec<u8>>,
 }
 
@@ -189,6 +193,9 @@ impl Redactor {
     /// Compiles rules; `key` is the `hash` key (from `redact_key_file` or [`KEY_ENV`]). Errors
     /// name the rule (by its `name`, else its position) and what is wrong with it.
     pub fn compile(raw: &[RawRule], key: Option<Vec<u8>>) -> anyhow::Result<Redactor> {
+        if raw.len() > MAX_RULES {
+            anyhow::bail!("{} [[redact]] rules: at most {MAX_RULES} are accepted", raw.len());
+        }
         let mut rules = Vec::with_capacity(raw.len());
         for (index, rule) in raw.iter().enumerate() {
             let label = match &rule.name {
@@ -203,10 +210,17 @@ impl Redactor {
         }
         let mut set_rules = Vec::new();
         let mut sources = Vec::new();
+        let mut min_len = usize::MAX;
         for (index, rule) in rules.iter().enumerate() {
             if let Finder::Pattern(pattern) = &rule.finder {
                 set_rules.push(index);
                 sources.push(pattern.regex.as_str().to_owned());
+                // Unknown (never for a pattern that compiled): scan everything.
+                let shortest = regex_syntax::parse(pattern.regex.as_str())
+                    .ok()
+                    .and_then(|hir| hir.properties().minimum_len())
+                    .unwrap_or(1);
+                min_len = min_len.min(shortest.max(1));
             }
         }
         let set = if sources.is_empty() {
@@ -223,6 +237,7 @@ impl Redactor {
             rules,
             set,
             set_rules,
+            min_len,
             key,
         })
     }
@@ -243,11 +258,14 @@ impl Redactor {
         if self.rules.is_empty() {
             return;
         }
-        let mut hits = vec![false; self.rules.len()];
+        // Bit `i`: rule `i` changed the record.
+        let mut hits = 0u64;
         for (index, rule) in self.rules.iter().enumerate() {
             if let Finder::Fields(paths) = &rule.finder {
                 for path in paths {
-                    hits[index] |= self.apply_path(&mut record.fields, path, rule.action);
+                    if self.apply_path(&mut record.fields, path, rule.action) {
+                        hits |= 1 << index;
+                    }
                 }
             }
         }
@@ -257,14 +275,12 @@ impl Redactor {
             }
             self.redact_map(&mut record.fields, &mut hits);
         }
-        let mut any = false;
-        for (index, hit) in hits.into_iter().enumerate() {
-            if hit {
-                changed(&self.rules[index].name);
-                any = true;
+        for (index, rule) in self.rules.iter().enumerate() {
+            if hits & (1 << index) != 0 {
+                changed(&rule.name);
             }
         }
-        if any {
+        if hits != 0 {
             record.add_flag(Flag::Redacted);
         }
     }
@@ -321,11 +337,11 @@ impl Redactor {
 
     /// Runs the pattern rules over every string under `map`; removes the values a `drop`
     /// rule matched.
-    fn redact_map(&self, map: &mut Map<String, Value>, hits: &mut [bool]) {
+    fn redact_map(&self, map: &mut Map<String, Value>, hits: &mut u64) {
         map.retain(|_, value| self.redact_value(value, hits) == Outcome::Keep);
     }
 
-    fn redact_value(&self, value: &mut Value, hits: &mut [bool]) -> Outcome {
+    fn redact_value(&self, value: &mut Value, hits: &mut u64) -> Outcome {
         match value {
             Value::String(text) => self.redact_text(text, hits),
             Value::Object(map) => {
@@ -341,11 +357,11 @@ impl Redactor {
     }
 
     /// Runs the pattern rules over one string, rewriting it in place.
-    fn redact_text(&self, text: &mut String, hits: &mut [bool]) -> Outcome {
+    fn redact_text(&self, text: &mut String, hits: &mut u64) -> Outcome {
         let Some(set) = &self.set else {
             return Outcome::Keep;
         };
-        if text.is_empty() {
+        if text.len() < self.min_len {
             return Outcome::Keep;
         }
         let matched = set.matches(text);
@@ -360,10 +376,10 @@ impl Redactor {
             };
             match self.replace(text, pattern, rule.action) {
                 Some(Outcome::Drop) => {
-                    hits[index] = true;
+                    *hits |= 1 << index;
                     return Outcome::Drop;
                 }
-                Some(Outcome::Keep) => hits[index] = true,
+                Some(Outcome::Keep) => *hits |= 1 << index,
                 None => {}
             }
         }
@@ -731,6 +747,20 @@ mod tests {
             let error = format!("{:#}", Redactor::compile(&rules, None).unwrap_err());
             assert!(error.contains(want), "{want:?} not in {error:?}");
         }
+    }
+
+    #[test]
+    fn short_strings_skip_the_scan_and_rules_are_bounded() {
+        let redactor = Redactor::compile(&[rule("e", ("builtin", "email"), "mask")], None).unwrap();
+        assert_eq!(redactor.min_len, 6, "a@b.co");
+        let mut rec = record("a@b.co", json!({"x": "a@b.c"}));
+        redactor.apply(&mut rec, |_| {});
+        assert_eq!((rec.msg.as_str(), &rec.fields["x"]), ("***", &json!("a@b.c")));
+        let many: Vec<RawRule> = (0..=MAX_RULES)
+            .map(|n| rule(&format!("r{n}"), ("builtin", "email"), "mask"))
+            .collect();
+        let error = format!("{:#}", Redactor::compile(&many, None).unwrap_err());
+        assert!(error.contains("65 [[redact]] rules: at most 64"), "{error}");
     }
 
     #[test]
